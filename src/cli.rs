@@ -1,0 +1,255 @@
+//! Command-line surface (clap). Every flag also reads a `STIGMER_*`
+//! environment variable. Values are range-checked in [`crate::config`],
+//! which reports every bad value at once.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Lifecycle manager and supervisor for the local Temporal dev server.
+#[derive(Debug, Parser)]
+#[command(name = "stigmer", version, about)]
+pub struct Cli {
+    /// Debug logs (RUST_LOG overrides).
+    #[arg(short, long, global = true, env = "STIGMER_VERBOSE")]
+    pub verbose: bool,
+    /// Log format of the daemon and of -v output.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "pretty",
+        env = "STIGMER_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Top,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Top {
+    /// Manage the local Temporal dev server.
+    Local(Local),
+}
+
+/// `stigmer local [start|stop|status|restart|logs]`; bare `local` starts.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Local {
+    /// Subcommand (default: start).
+    #[command(subcommand)]
+    pub command: Option<LocalCommand>,
+    /// Start options when no subcommand is given.
+    #[command(flatten)]
+    pub start: StartArgs,
+}
+
+/// `stigmer local` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Start Temporal under a supervising daemon (idempotent).
+    Start(StartArgs),
+    /// Stop the daemon and Temporal's whole process group (idempotent).
+    Stop(StopArgs),
+    /// Show state and health; exit 0 healthy, 1 not healthy, 3 not running.
+    Status(StatusArgs),
+    /// Restart Temporal (new pid); starts it if nothing runs.
+    Restart(RestartArgs),
+    /// Print Temporal's log.
+    Logs(LogsArgs),
+}
+
+/// The state directory.
+#[derive(Debug, Clone, Args)]
+pub struct HomeArg {
+    /// State directory [default: $STIGMER_HOME, else ~/.stigmer].
+    #[arg(long, env = "STIGMER_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+}
+
+/// Options of `start` (and of the daemon).
+#[derive(Debug, Clone, Args)]
+pub struct StartArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub home: HomeArg,
+    /// Temporal frontend gRPC port.
+    #[arg(long, default_value_t = 7233, env = "STIGMER_PORT")]
+    pub port: u16,
+    /// Temporal web UI port [default: --port + 1000].
+    #[arg(long, env = "STIGMER_UI_PORT", conflicts_with = "headless")]
+    pub ui_port: Option<u16>,
+    /// No web UI.
+    #[arg(long, env = "STIGMER_HEADLESS")]
+    pub headless: bool,
+    /// Address of the daemon's HTTP server (/healthz, /status, /metrics).
+    #[arg(long, default_value = "127.0.0.1:9233", env = "STIGMER_HTTP_ADDR")]
+    pub http_addr: String,
+    /// Allow --http-addr on a non-loopback address (exposes status and metrics).
+    #[arg(long, env = "STIGMER_ALLOW_REMOTE_HTTP")]
+    pub allow_remote_http: bool,
+    /// Temporal CLI binary [default: `temporal` on PATH].
+    #[arg(long, env = "STIGMER_TEMPORAL_BIN", value_name = "PATH")]
+    pub temporal_bin: Option<PathBuf>,
+    /// Temporal's SQLite database [default: HOME/temporal-data/temporal.db].
+    #[arg(long, env = "STIGMER_DB_FILE", value_name = "PATH")]
+    pub db_file: Option<PathBuf>,
+    /// Port for Temporal's own /metrics [default: Temporal picks one].
+    #[arg(long, env = "STIGMER_TEMPORAL_METRICS_PORT")]
+    pub temporal_metrics_port: Option<u16>,
+    /// Run the daemon in this process (containers, systemd); logs to stderr.
+    #[arg(long, env = "STIGMER_FOREGROUND")]
+    pub foreground: bool,
+    /// Seconds to wait for Temporal to become ready.
+    #[arg(
+        long,
+        default_value_t = 60.0,
+        env = "STIGMER_TIMEOUT",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub timeout: f64,
+    /// Seconds between health checks while serving.
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        env = "STIGMER_HEALTH_INTERVAL",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub health_interval: f64,
+    /// Seconds the port and gRPC checks may take.
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        env = "STIGMER_HEALTH_TIMEOUT",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub health_timeout: f64,
+    /// Consecutive failed health checks before a restart.
+    #[arg(
+        long,
+        default_value_t = 3,
+        env = "STIGMER_FAILURE_THRESHOLD",
+        allow_negative_numbers = true
+    )]
+    pub failure_threshold: i64,
+    /// Seconds between SIGTERM and SIGKILL when stopping Temporal.
+    #[arg(
+        long,
+        default_value_t = 10.0,
+        env = "STIGMER_STOP_GRACE",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub stop_grace: f64,
+    /// Seconds a new Temporal may take to serve before it is restarted.
+    #[arg(
+        long,
+        default_value_t = 60.0,
+        env = "STIGMER_START_TIMEOUT",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub start_timeout: f64,
+    /// OTLP endpoint for traces (also OTEL_EXPORTER_OTLP_ENDPOINT).
+    #[arg(long, env = "STIGMER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// Internal: lock fd handed over by the launching CLI.
+    #[arg(long, hide = true)]
+    pub lock_fd: Option<i32>,
+    /// Internal: fd on which to report startup to the launching CLI.
+    #[arg(long, hide = true)]
+    pub ready_fd: Option<i32>,
+}
+
+/// Options of `stop`.
+#[derive(Debug, Clone, Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub home: HomeArg,
+    /// Seconds to wait for everything to be gone.
+    #[arg(
+        long,
+        default_value_t = 30.0,
+        env = "STIGMER_STOP_TIMEOUT",
+        value_name = "SECS"
+    )]
+    pub timeout: f64,
+}
+
+/// Options of `status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub home: HomeArg,
+    /// Print the status document as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `restart`.
+#[derive(Debug, Clone, Args)]
+pub struct RestartArgs {
+    /// Options used when nothing is running (restart then starts).
+    #[command(flatten)]
+    pub start: StartArgs,
+}
+
+/// Options of `logs`.
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub home: HomeArg,
+    /// Keep printing new lines (across rotation).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// How many lines from the end.
+    #[arg(short = 'n', long, default_value_t = 50)]
+    pub lines: usize,
+    /// Show the daemon's own log instead of Temporal's.
+    #[arg(long)]
+    pub daemon: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bare_local_means_start() {
+        let c = Cli::try_parse_from(["stigmer", "local", "--port", "7000", "--headless"]).unwrap();
+        let Top::Local(l) = c.command;
+        assert!(l.command.is_none());
+        assert_eq!(l.start.port, 7000);
+        assert!(l.start.headless);
+    }
+
+    #[test]
+    fn ui_port_conflicts_with_headless() {
+        assert!(
+            Cli::try_parse_from(["stigmer", "local", "start", "--ui-port", "1", "--headless"])
+                .is_err()
+        );
+    }
+}

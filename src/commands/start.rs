@@ -1,0 +1,350 @@
+//! `stigmer local [start]`: idempotent. Running and healthy → say so, exit
+//! 0 at once. Starting → wait for ready. Nothing running → take the lock,
+//! launch a detached daemon that inherits the *held* lock, and wait for
+//! its one-line startup report.
+
+use super::{Found, discover, fetch_status};
+use crate::cli::StartArgs;
+use crate::config::Config;
+use crate::daemon::{self, Notifier};
+use crate::exit::{Code, Failure};
+use crate::health::grpc_health;
+use crate::lock::{InstanceLock, TryLock};
+use crate::logfile;
+use crate::status::{StatusDoc, human_secs};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::io::{BufRead, IsTerminal, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// Run `start`.
+pub fn run(args: &StartArgs) -> Result<Code, Failure> {
+    let cfg = Config::from_args(args)?;
+    if let Some(fd) = args.lock_fd {
+        return run_handed_over(cfg, args, fd);
+    }
+    let bin = cfg.resolve_temporal_bin()?;
+    cfg.home.ensure()?;
+    let deadline = Instant::now() + cfg.timeout;
+    let mut spinner = Spinner::new("waiting for the running instance to become ready");
+    loop {
+        match InstanceLock::try_acquire(&cfg.home.lock_file())? {
+            TryLock::Acquired(lock) if args.foreground => {
+                daemon::run(cfg, bin, lock, None)?;
+                return Ok(Code::Ok);
+            }
+            TryLock::Acquired(lock) => return launch(&cfg, &bin, lock, deadline),
+            TryLock::Busy => {
+                if let Some(doc) = ready_instance(&cfg)? {
+                    spinner.clear();
+                    print_ready(&doc, true);
+                    return Ok(Code::Ok);
+                }
+                if Instant::now() >= deadline {
+                    spinner.clear();
+                    return Err(Failure::StartTimeout {
+                        secs: cfg.timeout.as_secs_f64(),
+                        reason: "the running instance did not become ready".into(),
+                    });
+                }
+                spinner.tick();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// The daemon side of a launch: adopt the lock and report pipe.
+fn run_handed_over(cfg: Config, args: &StartArgs, lock_fd: i32) -> Result<Code, Failure> {
+    // SAFETY: the launching CLI passed us these fds and nothing else owns them.
+    let lock = unsafe { InstanceLock::from_inherited(lock_fd, &cfg.home.lock_file())? };
+    let notifier = match args.ready_fd {
+        // SAFETY: as above.
+        Some(fd) => Some(unsafe { Notifier::from_inherited(fd)? }),
+        None => None,
+    };
+    let bin = cfg.resolve_temporal_bin()?;
+    daemon::run(cfg, bin, lock, notifier)?;
+    Ok(Code::Ok)
+}
+
+/// Is the instance holding the lock serving right now? Both the daemon's
+/// view and a direct gRPC health call must agree.
+fn ready_instance(cfg: &Config) -> Result<Option<StatusDoc>, Failure> {
+    let Found::Running(Some(record)) = discover(&cfg.home)? else {
+        return Ok(None);
+    };
+    let Ok(doc) = fetch_status(&record) else {
+        return Ok(None);
+    };
+    if !doc.is_ready() {
+        return Ok(None);
+    }
+    let rt = super::runtime()?;
+    let serving = rt
+        .block_on(grpc_health(record.frontend, Duration::from_secs(1)))
+        .is_ok();
+    Ok(serving.then_some(doc))
+}
+
+fn print_ready(doc: &StatusDoc, already: bool) {
+    let t = &doc.temporal;
+    let pid = t.pid.map_or_else(|| "?".into(), |p| p.to_string());
+    if already {
+        println!(
+            "Temporal is already running (pid {pid}, up {}).",
+            human_secs(t.uptime_seconds.unwrap_or(0.0))
+        );
+    } else {
+        println!("Temporal is running (pid {pid}).");
+    }
+    println!("  address: {}", t.frontend);
+    if let Some(ui) = &t.ui_url {
+        println!("  web UI:  {ui}");
+    }
+    println!("  health:  http://{}/healthz", doc.supervisor.http_addr);
+}
+
+/// Launch the detached daemon, handing it the held lock, and wait for its
+/// startup report.
+fn launch(
+    cfg: &Config,
+    bin: &Path,
+    lock: InstanceLock,
+    deadline: Instant,
+) -> Result<Code, Failure> {
+    let (report_rx, report_tx) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+    let mut child = spawn_daemon(cfg, bin, &lock, &report_tx)?;
+    // The daemon holds both now; our copies must go so EOF means "daemon gone".
+    drop(report_tx);
+    drop(lock);
+    let mut spinner = Spinner::new("starting Temporal");
+    let report = read_report(report_rx, deadline, &mut spinner);
+    spinner.clear();
+    match report {
+        Report::Ready => {
+            let doc = cfg_status(cfg);
+            match doc {
+                Some(doc) => print_ready(&doc, false),
+                None => println!("Temporal is running at {}.", cfg.frontend()),
+            }
+            Ok(Code::Ok)
+        }
+        Report::Failed(code, message) => {
+            show_log_tail(cfg);
+            stop_child(&mut child, cfg.stop_grace);
+            Err(relay(code, message))
+        }
+        Report::Eof => {
+            let status = child.wait().ok();
+            show_log_tail(cfg);
+            let daemon_log = logfile::tail(&cfg.home.daemon_log(), 5).unwrap_or_default();
+            for l in &daemon_log {
+                eprintln!("  daemon: {l}");
+            }
+            Err(Failure::StartFailed(format!(
+                "the daemon exited during startup ({}); see {}",
+                status.map_or_else(|| "unknown status".into(), |s| s.to_string()),
+                cfg.home.daemon_log().display()
+            )))
+        }
+        Report::Timeout => {
+            show_log_tail(cfg);
+            let reason = cfg_status_reason(cfg);
+            stop_child(&mut child, cfg.stop_grace);
+            Err(Failure::StartTimeout {
+                secs: cfg.timeout.as_secs_f64(),
+                reason,
+            })
+        }
+    }
+}
+
+fn spawn_daemon(
+    cfg: &Config,
+    bin: &Path,
+    lock: &InstanceLock,
+    report_tx: &OwnedFd,
+) -> Result<Child, Failure> {
+    let log = logfile::open_append(&cfg.home.daemon_log()).map_err(|e| {
+        Failure::Internal(format!(
+            "cannot open {}: {e}",
+            cfg.home.daemon_log().display()
+        ))
+    })?;
+    let exe = std::env::current_exe()?;
+    let (lock_fd, tx_fd) = (lock.raw_fd(), report_tx.as_raw_fd());
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(cfg.daemon_args(bin))
+        .arg("--lock-fd")
+        .arg(lock_fd.to_string())
+        .arg("--ready-fd")
+        .arg(tx_fd.to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // Flags carry the whole configuration; env could contradict them.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("STIGMER_") {
+            cmd.env_remove(k);
+        }
+    }
+    // SAFETY: setsid and fcntl are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Own session: no terminal, no SIGHUP/SIGINT from the shell.
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for fd in [lock_fd, tx_fd] {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(cmd.spawn()?)
+}
+
+enum Report {
+    Ready,
+    Failed(u8, String),
+    Eof,
+    Timeout,
+}
+
+fn read_report(rx: OwnedFd, deadline: Instant, spinner: &mut Spinner) -> Report {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let file = std::fs::File::from(rx);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Report::Timeout;
+        }
+        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(100) as i32).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => spinner.tick(),
+            Ok(_) => break,
+            Err(_) => return Report::Eof,
+        }
+    }
+    let mut line = String::new();
+    match std::io::BufReader::new(file).read_line(&mut line) {
+        Ok(0) | Err(_) => Report::Eof,
+        Ok(_) => parse_report(line.trim_end()),
+    }
+}
+
+fn parse_report(line: &str) -> Report {
+    if line.starts_with("ready") {
+        return Report::Ready;
+    }
+    if let Some(rest) = line.strip_prefix("failed ") {
+        let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+        return Report::Failed(
+            code.parse().unwrap_or(Code::StartFailed as u8),
+            msg.to_string(),
+        );
+    }
+    Report::Eof
+}
+
+fn relay(code: u8, message: String) -> Failure {
+    match code {
+        c if c == Code::PortInUse as u8 => Failure::Relayed(Code::PortInUse, message),
+        c if c == Code::StateDir as u8 => Failure::Relayed(Code::StateDir, message),
+        c if c == Code::Binary as u8 => Failure::Relayed(Code::Binary, message),
+        _ => Failure::StartFailed(message),
+    }
+}
+
+fn cfg_status(cfg: &Config) -> Option<StatusDoc> {
+    match discover(&cfg.home).ok()? {
+        Found::Running(Some(r)) => fetch_status(&r).ok(),
+        _ => None,
+    }
+}
+
+fn cfg_status_reason(cfg: &Config) -> String {
+    match cfg_status(cfg) {
+        Some(doc) => {
+            let failing = doc
+                .health
+                .iter()
+                .find(|(_, s)| !s.ok)
+                .map(|(l, s)| format!("; {l} check: {}", s.reason))
+                .unwrap_or_default();
+            format!("state {}{failing}", doc.temporal.state)
+        }
+        None => "no status from the daemon".into(),
+    }
+}
+
+fn show_log_tail(cfg: &Config) {
+    let lines = logfile::tail(&cfg.home.temporal_log(), 15).unwrap_or_default();
+    if lines.is_empty() {
+        return;
+    }
+    eprintln!("Last lines of {}:", cfg.home.temporal_log().display());
+    for l in lines {
+        eprintln!("  {l}");
+    }
+}
+
+/// Stop a daemon we launched and that failed: SIGTERM, wait, SIGKILL.
+fn stop_child(child: &mut Child, grace: Duration) {
+    let pid = Pid::from_raw(child.id() as i32);
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+/// A one-line progress indicator, on a terminal only.
+struct Spinner {
+    label: &'static str,
+    tty: bool,
+    n: usize,
+    shown: bool,
+}
+
+impl Spinner {
+    fn new(label: &'static str) -> Self {
+        Self {
+            label,
+            tty: std::io::stderr().is_terminal(),
+            n: 0,
+            shown: false,
+        }
+    }
+    fn tick(&mut self) {
+        if self.tty {
+            const F: [char; 4] = ['|', '/', '-', '\\'];
+            eprint!("\r{} {}", F[self.n % 4], self.label);
+            let _ = std::io::stderr().flush();
+            self.n += 1;
+            self.shown = true;
+        }
+    }
+    fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[2K");
+            self.shown = false;
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! `stigmer local status`: exit 0 when Temporal serves, 1 when the daemon
+//! runs but Temporal is not (yet) healthy, 3 when nothing runs. `--json`
+//! prints the daemon's status document (the same as `GET /status`).
+
+use super::{Found, discover, fetch_status, home};
+use crate::cli::StatusArgs;
+use crate::exit::{Code, Failure};
+use serde_json::json;
+
+/// Run `status`.
+pub fn run(args: &StatusArgs) -> Result<Code, Failure> {
+    let home = home(&args.home.home);
+    let record = match discover(&home)? {
+        Found::NotRunning => {
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"version": crate::status::SCHEMA_VERSION, "running": false, "temporal": {"state": "not_running", "ready": false}})
+                );
+            } else {
+                println!("Not running (home {}).", home.root().display());
+            }
+            return Ok(Code::NotRunning);
+        }
+        Found::Running(r) => r,
+    };
+    let doc = record
+        .as_deref()
+        .ok_or_else(|| "the PID file is missing or unreadable".to_string())
+        .and_then(fetch_status);
+    match doc {
+        Ok(doc) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&doc).map_err(|e| Failure::Internal(e.to_string()))?
+                );
+            } else {
+                print!("{}", doc.render());
+            }
+            Ok(if doc.is_ready() {
+                Code::Ok
+            } else {
+                Code::NotReady
+            })
+        }
+        Err(why) => {
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"version": crate::status::SCHEMA_VERSION, "running": true, "temporal": {"state": "unknown", "ready": false}, "error": why})
+                );
+            } else {
+                println!("The daemon is running, but {why}.");
+            }
+            Ok(Code::NotReady)
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `stigmer local stop`: idempotent. Asks the daemon (identity verified)
+//! to shut down with SIGTERM; the daemon stops Temporal's whole group and
+//! releases the lock on its way out. Returns only once the lock is free,
+//! Temporal's group is empty and its port is free. With no daemon, it
+//! still stops a verified orphan Temporal left by a dead one.
+
+use super::{Found, daemon_pid, discover, home};
+use crate::cli::StopArgs;
+use crate::daemon::reclaim_orphans;
+use crate::exit::{Code, Failure};
+use crate::lock::{InstanceLock, TryLock};
+use crate::paths::StateDir;
+use crate::pidfile::{self, PidRecord};
+use crate::process::{self, Verdict, ports};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::time::{Duration, Instant};
+
+/// Grace given to an orphan Temporal (no daemon to ask).
+const ORPHAN_GRACE: Duration = Duration::from_secs(10);
+
+/// Run `stop`.
+pub fn run(args: &StopArgs) -> Result<Code, Failure> {
+    let home = home(&args.home.home);
+    let t0 = Instant::now();
+    if args.timeout.is_nan() || args.timeout <= 0.0 {
+        return Err(Failure::Config(crate::config::ConfigError(vec![format!(
+            "--timeout must be positive, got {}",
+            args.timeout
+        )])));
+    }
+    let timeout = Duration::from_secs_f64(args.timeout.min(86_400.0));
+    match discover(&home)? {
+        Found::NotRunning => stop_without_daemon(&home),
+        Found::Running(record) => {
+            stop_daemon(&home, record.as_deref(), t0 + timeout)?;
+            println!("Stopped in {:.2}s.", t0.elapsed().as_secs_f64());
+            Ok(Code::Ok)
+        }
+    }
+}
+
+fn stop_without_daemon(home: &StateDir) -> Result<Code, Failure> {
+    if !home.exists() {
+        println!("Not running.");
+        return Ok(Code::Ok);
+    }
+    // Hold the lock while cleaning, so no start races us.
+    let TryLock::Acquired(_lock) = InstanceLock::try_acquire(&home.lock_file())? else {
+        return Err(Failure::StopFailed(
+            "an instance started while stopping; run stop again".into(),
+        ));
+    };
+    let notes = super::runtime()?.block_on(reclaim_orphans(home.pid_file(), ORPHAN_GRACE))?;
+    pidfile::remove(&home.pid_file());
+    if notes.is_empty() {
+        println!("Not running.");
+    }
+    for n in notes {
+        println!("{n}");
+    }
+    Ok(Code::Ok)
+}
+
+fn stop_daemon(
+    home: &StateDir,
+    record: Option<&PidRecord>,
+    deadline: Instant,
+) -> Result<(), Failure> {
+    let Some(pid) = daemon_pid(home, record) else {
+        return Err(Failure::StopFailed(format!(
+            "the lock {} is held by a process that cannot be verified as this instance's daemon; nothing was signalled",
+            home.lock_file().display()
+        )));
+    };
+    tracing::debug!(pid, "sending SIGTERM to the daemon");
+    kill(Pid::from_raw(pid), Signal::SIGTERM)
+        .map_err(|e| Failure::StopFailed(format!("cannot signal daemon pid {pid}: {e}")))?;
+    if !wait_lock_free(home, deadline) {
+        // The daemon is stuck: kill it (its Temporal dies with it through the
+        // parent-death signal), then make sure.
+        if record.is_none_or(|r| r.daemon.verify() == Verdict::Match) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        if let Some(t) = record.and_then(|r| r.temporal.as_ref())
+            && t.verify() == Verdict::Match
+        {
+            let _ = process::signal_group(t.pgid, Signal::SIGKILL);
+        }
+        if !wait_lock_free(home, Instant::now() + Duration::from_secs(5)) {
+            return Err(Failure::StopFailed(format!(
+                "daemon pid {pid} did not exit"
+            )));
+        }
+    }
+    // The daemon waited for the group; check anyway, and the port.
+    if let Some(r) = record {
+        if let Some(t) = &r.temporal
+            && t.verify() == Verdict::Match
+        {
+            return Err(Failure::StopFailed(format!(
+                "Temporal pid {} is still running",
+                t.pid
+            )));
+        }
+        let port_deadline = Instant::now() + Duration::from_secs(5);
+        while !ports::is_free(r.frontend) {
+            if Instant::now() >= port_deadline {
+                let who = ports::owner(r.frontend.port())
+                    .map_or_else(|| "another process".into(), |o| o.to_string());
+                return Err(Failure::StopFailed(format!(
+                    "stopped, but port {} is still held by {who}",
+                    r.frontend.port()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
+
+/// Poll until nobody holds the lock. The daemon's exit has no event we
+/// can wait on from here (it is not our child), so poll briefly.
+fn wait_lock_free(home: &StateDir, deadline: Instant) -> bool {
+    loop {
+        match InstanceLock::is_held(&home.lock_file()) {
+            Ok(false) => return true,
+            Err(_) => return false,
+            Ok(true) => {}
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,115 @@
+//! Exit codes: one per failure class, documented in the README. `main`
+//! maps every [`Failure`] to its code; nothing deeper calls `exit`.
+
+use crate::config::{BinaryError, ConfigError};
+use crate::lock::LockError;
+use crate::paths::StateDirError;
+use crate::pidfile::WriteError;
+
+/// Process exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Code {
+    /// Success (also: already running, already stopped).
+    Ok = 0,
+    /// `status`: the daemon runs but Temporal is not (yet) healthy.
+    NotReady = 1,
+    /// Command-line usage error (clap).
+    Usage = 2,
+    /// `status`: nothing is running.
+    NotRunning = 3,
+    /// The Temporal binary is missing or not executable.
+    Binary = 4,
+    /// A port we need is held by another process.
+    PortInUse = 5,
+    /// The state directory (or a file in it) cannot be used safely.
+    StateDir = 6,
+    /// Temporal did not become ready within `--timeout`.
+    StartTimeout = 7,
+    /// Temporal (or the daemon) failed during startup.
+    StartFailed = 8,
+    /// `stop` could not make everything go away in time.
+    StopFailed = 9,
+    /// Flag or environment values out of range.
+    Config = 10,
+    /// Unexpected internal error.
+    Internal = 70,
+}
+
+/// A command's failure: a message for the user and its exit class.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// See [`ConfigError`].
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// See [`BinaryError`].
+    #[error(transparent)]
+    Binary(#[from] BinaryError),
+    /// See [`StateDirError`].
+    #[error(transparent)]
+    StateDir(#[from] StateDirError),
+    /// The lock could not be taken or probed.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The PID file could not be written.
+    #[error(transparent)]
+    PidWrite(#[from] WriteError),
+    /// A port is taken.
+    #[error(
+        "port {port} ({what}) is already in use by {owner}; stop it or choose another port with --{flag}"
+    )]
+    PortInUse {
+        /// The port.
+        port: u16,
+        /// What we wanted it for.
+        what: &'static str,
+        /// Who holds it ("pid 123 (nc)" or "another process").
+        owner: String,
+        /// The flag that moves it.
+        flag: &'static str,
+    },
+    /// Not ready in time.
+    #[error("Temporal did not become ready within {secs} s: {reason}")]
+    StartTimeout {
+        /// The timeout.
+        secs: f64,
+        /// Last known reason.
+        reason: String,
+    },
+    /// Startup failed.
+    #[error("{0}")]
+    StartFailed(String),
+    /// Stop failed.
+    #[error("{0}")]
+    StopFailed(String),
+    /// A failure the daemon reported over the startup pipe, with its class.
+    #[error("{1}")]
+    Relayed(Code, String),
+    /// Anything else.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Failure {
+    /// The exit code for this failure.
+    pub fn code(&self) -> Code {
+        match self {
+            Failure::Config(_) => Code::Config,
+            Failure::Binary(_) => Code::Binary,
+            Failure::StateDir(_) => Code::StateDir,
+            Failure::Lock(_) | Failure::PidWrite(_) => Code::StateDir,
+            Failure::PortInUse { .. } => Code::PortInUse,
+            Failure::StartTimeout { .. } => Code::StartTimeout,
+            Failure::StartFailed(_) => Code::StartFailed,
+            Failure::StopFailed(_) => Code::StopFailed,
+            Failure::Relayed(code, _) => *code,
+            Failure::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Internal(e.to_string())
+    }
+}

@@ -1,0 +1,362 @@
+//! Prometheus metrics, registered in one place and moved by the
+//! supervisor through the [`Observer`] hooks, so an event that logs also
+//! counts. Process resource figures are read from `/proc` at scrape time.
+//!
+//! Every metric, its type and exact meaning is listed in the README.
+
+use crate::health::{Check, Layer};
+use crate::process::{ExitStatus, identity};
+use crate::supervisor::Observer;
+use crate::supervisor::state::{RestartReason, StateName};
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Buckets from 1 ms to 60 s: probe latencies, detection, start and recovery.
+pub const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0,
+    5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0,
+];
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    up: IntGauge,
+    state: prometheus::IntGaugeVec,
+    restarts: IntCounterVec,
+    exits: IntCounterVec,
+    detection: HistogramVec,
+    recovery: Histogram,
+    start: Histogram,
+    probe_failures: IntCounterVec,
+    probe_duration: HistogramVec,
+    temporal_cpu: prometheus::Counter,
+    temporal_rss: IntGauge,
+    temporal_pid: IntGauge,
+    sup_cpu: prometheus::Counter,
+    sup_rss: IntGauge,
+    sup_fds: IntGauge,
+    sup_threads: IntGauge,
+    cpu_seen: Mutex<CpuSeen>,
+}
+
+#[derive(Default)]
+struct CpuSeen {
+    temporal: Option<(i32, f64)>,
+    supervisor: f64,
+}
+
+fn histogram(name: &str, help: &str) -> HistogramOpts {
+    HistogramOpts::new(name, help).buckets(BUCKETS.to_vec())
+}
+
+impl Metrics {
+    /// Create and register everything.
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let m = Metrics {
+            up: IntGauge::new(
+                "stigmer_temporal_up",
+                "1 when Temporal answers its gRPC health check",
+            )?,
+            state: prometheus::IntGaugeVec::new(
+                Opts::new(
+                    "stigmer_temporal_state",
+                    "1 for the supervisor's current state, 0 for the others",
+                ),
+                &["state"],
+            )?,
+            restarts: IntCounterVec::new(
+                Opts::new(
+                    "stigmer_temporal_restarts_total",
+                    "Restarts of Temporal by reason",
+                ),
+                &["reason"],
+            )?,
+            exits: IntCounterVec::new(
+                Opts::new(
+                    "stigmer_temporal_exits_total",
+                    "Exits of Temporal processes by how they ended (code or signal)",
+                ),
+                &["how"],
+            )?,
+            detection: HistogramVec::new(
+                histogram(
+                    "stigmer_temporal_failure_detection_seconds",
+                    "exit: kernel exit notification to restart decision; hang: first failed health check to restart decision",
+                ),
+                &["kind"],
+            )?,
+            recovery: Histogram::with_opts(histogram(
+                "stigmer_temporal_recovery_seconds",
+                "Failure detected to Temporal serving again",
+            ))?,
+            start: Histogram::with_opts(histogram(
+                "stigmer_temporal_start_duration_seconds",
+                "Spawn of a Temporal process to its first SERVING health answer",
+            ))?,
+            probe_failures: IntCounterVec::new(
+                Opts::new(
+                    "stigmer_temporal_health_check_failures_total",
+                    "Failed health checks by layer",
+                ),
+                &["layer"],
+            )?,
+            probe_duration: HistogramVec::new(
+                histogram(
+                    "stigmer_temporal_health_check_duration_seconds",
+                    "Duration of health checks by layer",
+                ),
+                &["layer"],
+            )?,
+            temporal_cpu: prometheus::Counter::new(
+                "stigmer_temporal_cpu_seconds_total",
+                "CPU time used by supervised Temporal processes",
+            )?,
+            temporal_rss: IntGauge::new(
+                "stigmer_temporal_resident_memory_bytes",
+                "Resident memory of Temporal",
+            )?,
+            temporal_pid: IntGauge::new(
+                "stigmer_temporal_pid",
+                "Pid of the current Temporal process (0 when none)",
+            )?,
+            sup_cpu: prometheus::Counter::new(
+                "stigmer_supervisor_cpu_seconds_total",
+                "CPU time used by the supervisor",
+            )?,
+            sup_rss: IntGauge::new(
+                "stigmer_supervisor_resident_memory_bytes",
+                "Resident memory of the supervisor",
+            )?,
+            sup_fds: IntGauge::new(
+                "stigmer_supervisor_open_fds",
+                "Open file descriptors of the supervisor",
+            )?,
+            sup_threads: IntGauge::new("stigmer_supervisor_threads", "Threads of the supervisor")?,
+            cpu_seen: Mutex::new(CpuSeen::default()),
+            registry,
+        };
+        let build = prometheus::IntGaugeVec::new(
+            Opts::new("stigmer_build_info", "Build information; always 1"),
+            &["version"],
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let started = Gauge::new(
+            "stigmer_supervisor_start_time_seconds",
+            "Start time of the supervisor (Unix seconds)",
+        )?;
+        started.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        let r = &m.registry;
+        r.register(Box::new(build))?;
+        r.register(Box::new(started))?;
+        r.register(Box::new(m.up.clone()))?;
+        r.register(Box::new(m.state.clone()))?;
+        r.register(Box::new(m.restarts.clone()))?;
+        r.register(Box::new(m.exits.clone()))?;
+        r.register(Box::new(m.detection.clone()))?;
+        r.register(Box::new(m.recovery.clone()))?;
+        r.register(Box::new(m.start.clone()))?;
+        r.register(Box::new(m.probe_failures.clone()))?;
+        r.register(Box::new(m.probe_duration.clone()))?;
+        r.register(Box::new(m.temporal_cpu.clone()))?;
+        r.register(Box::new(m.temporal_rss.clone()))?;
+        r.register(Box::new(m.temporal_pid.clone()))?;
+        r.register(Box::new(m.sup_cpu.clone()))?;
+        r.register(Box::new(m.sup_rss.clone()))?;
+        r.register(Box::new(m.sup_fds.clone()))?;
+        r.register(Box::new(m.sup_threads.clone()))?;
+        // Export every label value from the start, so rates and alerts work
+        // before the first event.
+        for s in StateName::ALL {
+            m.state
+                .with_label_values(&[s.as_str()])
+                .set(i64::from(s == StateName::Stopped));
+        }
+        for l in Layer::ALL {
+            m.probe_failures.with_label_values(&[l.as_str()]);
+        }
+        for reason in [
+            "exited",
+            "signaled",
+            "unhealthy",
+            "start_timeout",
+            "manual",
+            "spawn_failed",
+        ] {
+            m.restarts.with_label_values(&[reason]);
+        }
+        for kind in ["exit", "hang"] {
+            m.detection.with_label_values(&[kind]);
+        }
+        Ok(m)
+    }
+
+    /// Sample process figures and encode everything in the text format.
+    pub fn render(&self) -> prometheus::Result<String> {
+        self.sample();
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+
+    fn sample(&self) {
+        let mut seen = self.cpu_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let pid = self.temporal_pid.get() as i32;
+        if pid > 0
+            && let Some(u) = usage(pid)
+        {
+            let base = match seen.temporal {
+                Some((p, cpu)) if p == pid => cpu,
+                _ => 0.0,
+            };
+            if u.cpu_seconds > base {
+                self.temporal_cpu.inc_by(u.cpu_seconds - base);
+            }
+            seen.temporal = Some((pid, u.cpu_seconds.max(base)));
+            self.temporal_rss.set(u.rss_bytes as i64);
+        } else {
+            self.temporal_rss.set(0);
+        }
+        let me = std::process::id() as i32;
+        if let Some(u) = usage(me) {
+            if u.cpu_seconds > seen.supervisor {
+                self.sup_cpu.inc_by(u.cpu_seconds - seen.supervisor);
+                seen.supervisor = u.cpu_seconds;
+            }
+            self.sup_rss.set(u.rss_bytes as i64);
+            self.sup_threads.set(u.threads as i64);
+        }
+        self.sup_fds
+            .set(std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as i64));
+    }
+}
+
+/// CPU, memory and threads of one process, from `/proc`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    /// utime + stime, seconds.
+    pub cpu_seconds: f64,
+    /// Resident set size, bytes.
+    pub rss_bytes: u64,
+    /// Thread count.
+    pub threads: u64,
+}
+
+/// Read [`Usage`] of `pid`.
+pub fn usage(pid: i32) -> Option<Usage> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    identity::parse_stat(&text)?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 (utime), 15 (stime), 20 (threads), 24 (rss pages).
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
+    let num = |i: usize| f.get(i - 3).and_then(|v| v.parse::<u64>().ok());
+    Some(Usage {
+        cpu_seconds: (num(14)? + num(15)?) as f64 / ticks,
+        threads: num(20)?,
+        rss_bytes: num(24)? * page,
+    })
+}
+
+impl Observer for Metrics {
+    fn state_changed(&self, from: StateName, to: StateName) {
+        self.state.with_label_values(&[from.as_str()]).set(0);
+        self.state.with_label_values(&[to.as_str()]).set(1);
+        self.up.set(i64::from(matches!(
+            to,
+            StateName::Running | StateName::Unhealthy
+        )));
+    }
+
+    fn probe(&self, c: &Check) {
+        let l = c.layer.as_str();
+        self.probe_duration
+            .with_label_values(&[l])
+            .observe(c.latency.as_secs_f64());
+        if !c.ok {
+            self.probe_failures.with_label_values(&[l]).inc();
+        }
+    }
+
+    fn spawned(&self, pid: i32, _attempt: u32) {
+        self.temporal_pid.set(i64::from(pid));
+    }
+
+    fn exited(&self, _pid: i32, status: ExitStatus) {
+        let how = match status {
+            ExitStatus::Code(c) => format!("code_{c}"),
+            ExitStatus::Signal(s) => format!("signal_{s}"),
+        };
+        self.exits.with_label_values(&[&how]).inc();
+        self.temporal_pid.set(0);
+    }
+
+    fn restart(&self, reason: &RestartReason, detection: Option<Duration>, _backoff: Duration) {
+        self.restarts.with_label_values(&[reason.label()]).inc();
+        if let Some(d) = detection {
+            let kind = if matches!(reason, RestartReason::Unhealthy { .. }) {
+                "hang"
+            } else {
+                "exit"
+            };
+            self.detection
+                .with_label_values(&[kind])
+                .observe(d.as_secs_f64());
+        }
+    }
+
+    fn serving(&self, _pid: i32, start: Duration, recovery: Option<Duration>) {
+        self.start.observe(start.as_secs_f64());
+        if let Some(r) = recovery {
+            self.recovery.observe(r.as_secs_f64());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family() {
+        let m = Metrics::new().unwrap();
+        m.state_changed(StateName::Stopped, StateName::Running);
+        m.restart(
+            &RestartReason::Signaled { signal: 9 },
+            Some(Duration::from_millis(2)),
+            Duration::ZERO,
+        );
+        let text = m.render().unwrap();
+        for name in [
+            "stigmer_temporal_up 1",
+            "stigmer_temporal_state{state=\"running\"} 1",
+            "stigmer_temporal_restarts_total{reason=\"signaled\"} 1",
+            "stigmer_temporal_failure_detection_seconds_count{kind=\"exit\"} 1",
+            "stigmer_build_info{version=",
+            "stigmer_supervisor_resident_memory_bytes",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn reads_own_usage() {
+        let u = usage(std::process::id() as i32).unwrap();
+        assert!(u.rss_bytes > 0 && u.threads >= 1);
+    }
+}

@@ -1,0 +1,222 @@
+//! The state directory: where every file of one instance lives, and the
+//! checks that keep it ours (0700, owned by us, no symlinks).
+//!
+//! ```text
+//! $STIGMER_HOME/            0700
+//!   stigmer.lock            flock held by the daemon for its whole life
+//!   stigmer.pid             JSON identity of daemon + Temporal (atomic rename)
+//!   logs/temporal.log       Temporal's stdout/stderr, size-rotated (.1, .2)
+//!   logs/daemon.log         the detached daemon's own log
+//!   temporal-data/temporal.db   Temporal's SQLite state
+//! ```
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Why the state directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateDirError {
+    /// Creating or inspecting the directory failed (permissions, disk).
+    #[error("cannot use state dir {path}: {source}")]
+    Io {
+        /// The path that failed.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A path we own is a symlink: following it could make us write elsewhere.
+    #[error("{path} is a symlink; refusing to follow it (remove it, or point --home elsewhere)")]
+    Symlink {
+        /// The offending path.
+        path: PathBuf,
+    },
+    /// Another user owns the directory: their instance is not ours to manage.
+    #[error("state dir {path} is owned by uid {owner}, not by you (uid {me}); use your own --home")]
+    NotOwner {
+        /// The directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Our uid.
+        me: u32,
+    },
+    /// Not a directory at all.
+    #[error("{path} exists but is not a directory")]
+    NotDir {
+        /// The path.
+        path: PathBuf,
+    },
+}
+
+impl StateDirError {
+    fn io(path: &Path, source: io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The resolved layout of one state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// A layout rooted at `root`; nothing is touched on disk.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// `--home`, else `$STIGMER_HOME` (clap fills that), else `~/.stigmer`.
+    pub fn default_root() -> PathBuf {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp"))
+            .join(".stigmer")
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// The flock file.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("stigmer.lock")
+    }
+    /// The PID/identity file.
+    pub fn pid_file(&self) -> PathBuf {
+        self.root.join("stigmer.pid")
+    }
+    /// Directory of log files.
+    pub fn log_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    /// Temporal's own output.
+    pub fn temporal_log(&self) -> PathBuf {
+        self.log_dir().join("temporal.log")
+    }
+    /// The detached daemon's log.
+    pub fn daemon_log(&self) -> PathBuf {
+        self.log_dir().join("daemon.log")
+    }
+    /// Directory holding Temporal's database.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("temporal-data")
+    }
+    /// Temporal's SQLite database.
+    pub fn db_file(&self) -> PathBuf {
+        self.data_dir().join("temporal.db")
+    }
+
+    /// Create (0700) and check the root and its subdirectories.
+    pub fn ensure(&self) -> Result<(), StateDirError> {
+        for dir in [self.root.clone(), self.log_dir(), self.data_dir()] {
+            ensure_private_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Check the layout without creating anything: used by read-only
+    /// commands so `status` on a fresh home does not create it.
+    pub fn exists(&self) -> bool {
+        self.root.is_dir()
+    }
+}
+
+/// Create `dir` with mode 0700 if missing; refuse symlinks, other owners,
+/// non-directories; tighten a looser mode we own.
+fn ensure_private_dir(dir: &Path) -> Result<(), StateDirError> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) => check_dir(dir, &meta),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| StateDirError::io(dir, e))?;
+            let meta = fs::symlink_metadata(dir).map_err(|e| StateDirError::io(dir, e))?;
+            check_dir(dir, &meta)
+        }
+        Err(e) => Err(StateDirError::io(dir, e)),
+    }
+}
+
+fn check_dir(dir: &Path, meta: &fs::Metadata) -> Result<(), StateDirError> {
+    if meta.file_type().is_symlink() {
+        return Err(StateDirError::Symlink {
+            path: dir.to_path_buf(),
+        });
+    }
+    if !meta.is_dir() {
+        return Err(StateDirError::NotDir {
+            path: dir.to_path_buf(),
+        });
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(StateDirError::NotOwner {
+            path: dir.to_path_buf(),
+            owner: meta.uid(),
+            me,
+        });
+    }
+    if meta.mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| StateDirError::io(dir, e))?;
+    }
+    // Writable? Root bypasses mode bits, so ask the kernel.
+    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK)
+        .map_err(|e| StateDirError::io(dir, io::Error::from(e)))?;
+    Ok(())
+}
+
+/// Refuse to operate on `path` if it is a symlink (it must be a regular
+/// file or absent).
+pub fn refuse_symlink(path: &Path) -> Result<(), StateDirError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(StateDirError::Symlink {
+            path: path.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_private_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sd = StateDir::new(tmp.path().join("home"));
+        sd.ensure().unwrap();
+        let mode = fs::metadata(sd.root()).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        assert!(sd.log_dir().is_dir() && sd.data_dir().is_dir());
+    }
+
+    #[test]
+    fn refuses_symlinked_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        fs::create_dir(&real).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let err = StateDir::new(&link).ensure().unwrap_err();
+        assert!(matches!(err, StateDirError::Symlink { .. }), "{err}");
+    }
+
+    #[test]
+    fn tightens_loose_mode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("h");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        StateDir::new(&root).ensure().unwrap();
+        assert_eq!(fs::metadata(&root).unwrap().mode() & 0o777, 0o700);
+    }
+}

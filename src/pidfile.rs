@@ -1,0 +1,215 @@
+//! The PID file: discovery, not truth. It tells a later command *who* the
+//! daemon and its Temporal are (identity, not just a pid) and *where* they
+//! listen, so `stop`, `status` and `logs` need only `--home`. It is written
+//! atomically (temp file + fsync + rename), never followed through a
+//! symlink, and read defensively: whatever is in it, nothing is signalled
+//! unless the live process matches the recorded identity.
+
+use crate::process::Identity;
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Largest PID file we are willing to read.
+const MAX_LEN: u64 = 64 * 1024;
+
+/// Current format version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What the daemon records about itself and its Temporal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PidRecord {
+    /// Format version.
+    pub version: u32,
+    /// The supervising daemon.
+    pub daemon: Identity,
+    /// The current Temporal process, when one runs.
+    pub temporal: Option<Identity>,
+    /// Temporal's frontend gRPC address.
+    pub frontend: SocketAddr,
+    /// Temporal's web UI, unless headless.
+    pub ui_url: Option<String>,
+    /// The daemon's HTTP server (health, status, metrics).
+    pub http_addr: SocketAddr,
+    /// Temporal's database file.
+    pub db_file: PathBuf,
+    /// The Temporal binary in use.
+    pub temporal_bin: PathBuf,
+    /// When the daemon started (seconds since the Unix epoch).
+    pub started_at: u64,
+}
+
+/// What was found at the PID file path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidFile {
+    /// No file.
+    Absent,
+    /// A well-formed record.
+    Record(Box<PidRecord>),
+    /// A bare number (older tools write these): a pid with no identity,
+    /// which therefore can never be verified or signalled.
+    BarePid(i32),
+    /// Anything else: empty, garbage, truncated, oversized, a symlink.
+    Corrupt(String),
+}
+
+/// Failure to write the PID file.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write PID file {path}: {source}")]
+pub struct WriteError {
+    /// The PID file path.
+    pub path: PathBuf,
+    /// The underlying error.
+    pub source: std::io::Error,
+}
+
+/// Parse PID file text. Pure, so it can be fuzzed.
+pub fn parse(text: &str) -> PidFile {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return PidFile::Corrupt("empty".into());
+    }
+    if let Ok(pid) = trimmed.parse::<i32>() {
+        return PidFile::BarePid(pid);
+    }
+    match serde_json::from_str::<PidRecord>(trimmed) {
+        Ok(r) if r.version != FORMAT_VERSION => {
+            PidFile::Corrupt(format!("unknown format version {}", r.version))
+        }
+        Ok(r) => PidFile::Record(Box::new(r)),
+        Err(e) => PidFile::Corrupt(format!("not a PID record: {e}")),
+    }
+}
+
+/// Read the PID file at `path` without following symlinks.
+pub fn read(path: &Path) -> PidFile {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return PidFile::Absent,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return PidFile::Corrupt("is a symlink (not followed)".into());
+        }
+        Err(e) => return PidFile::Corrupt(format!("unreadable: {e}")),
+    };
+    match file.metadata() {
+        Ok(m) if !m.is_file() => return PidFile::Corrupt("not a regular file".into()),
+        Ok(m) if m.len() > MAX_LEN => {
+            return PidFile::Corrupt(format!("{} bytes, larger than any PID file", m.len()));
+        }
+        _ => {}
+    }
+    let mut text = String::new();
+    match file.take(MAX_LEN).read_to_string(&mut text) {
+        Ok(_) => parse(&text),
+        Err(e) => PidFile::Corrupt(format!("unreadable: {e}")),
+    }
+}
+
+/// Write `record` atomically: a reader sees the old file or the new one,
+/// never a torn one; on error nothing half-written is left behind.
+pub fn write(path: &Path, record: &PidRecord) -> Result<(), WriteError> {
+    let err = |source| WriteError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension(format!("pid.tmp.{}", std::process::id()));
+    let result = (|| {
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        let mut bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+        bytes.push(b'\n');
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e));
+    }
+    Ok(())
+}
+
+/// Remove the PID file (absent is fine).
+pub fn remove(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> PidRecord {
+        PidRecord {
+            version: FORMAT_VERSION,
+            daemon: Identity {
+                pid: 10,
+                pgid: 10,
+                start_time: 5,
+                exe: Some("/bin/stigmer".into()),
+            },
+            temporal: None,
+            frontend: "127.0.0.1:7233".parse().unwrap(),
+            ui_url: Some("http://127.0.0.1:8233".into()),
+            http_addr: "127.0.0.1:9233".parse().unwrap(),
+            db_file: "/x/temporal.db".into(),
+            temporal_bin: "/usr/bin/temporal".into(),
+            started_at: 1,
+        }
+    }
+
+    #[test]
+    fn round_trips_atomically() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("stigmer.pid");
+        write(&p, &sample()).unwrap();
+        assert_eq!(read(&p), PidFile::Record(Box::new(sample())));
+        assert_eq!(
+            std::fs::read_dir(tmp.path()).unwrap().count(),
+            1,
+            "no temp left"
+        );
+    }
+
+    #[test]
+    fn classifies_bad_contents() {
+        assert_eq!(parse("  42\n"), PidFile::BarePid(42));
+        assert!(matches!(parse(""), PidFile::Corrupt(_)));
+        assert!(matches!(parse("{\"version\":1,"), PidFile::Corrupt(_)));
+        assert!(matches!(parse("\u{0}\u{1}garbage"), PidFile::Corrupt(_)));
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["version"] = 99.into();
+        assert!(matches!(parse(&v.to_string()), PidFile::Corrupt(_)));
+    }
+
+    #[test]
+    fn refuses_symlink_and_huge_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("elsewhere");
+        std::fs::write(&target, "42").unwrap();
+        let p = tmp.path().join("stigmer.pid");
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        assert!(matches!(read(&p), PidFile::Corrupt(_)));
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(&p, vec![b'7'; 2 * MAX_LEN as usize]).unwrap();
+        assert!(matches!(read(&p), PidFile::Corrupt(_)));
+    }
+
+    #[test]
+    fn write_into_missing_dir_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("nope").join("stigmer.pid");
+        assert!(write(&p, &sample()).is_err());
+        assert!(!p.exists());
+    }
+}

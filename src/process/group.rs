@@ -1,0 +1,136 @@
+//! Signalling and waiting on whole process groups. Temporal runs as the
+//! leader of its own group; anything it forks stays in that group, so a
+//! stop that signals the group leaves no grandchild behind.
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    /// Exited with a code.
+    Code(i32),
+    /// Killed by a signal (number).
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// Human form: "exit code 1", "signal 9 (SIGKILL)".
+    pub fn describe(&self) -> String {
+        match *self {
+            ExitStatus::Code(c) => format!("exit code {c}"),
+            ExitStatus::Signal(s) => match Signal::try_from(s) {
+                Ok(sig) => format!("signal {s} ({})", sig.as_str()),
+                Err(_) => format!("signal {s}"),
+            },
+        }
+    }
+}
+
+/// Send `sig` to every process in group `pgid`. `Ok(false)` when the group
+/// is already empty. Refuses groups 0 and 1 and our own group.
+pub fn signal_group(pgid: i32, sig: Signal) -> nix::Result<bool> {
+    if pgid <= 1 || pgid == nix::unistd::getpgrp().as_raw() {
+        return Err(Errno::EPERM);
+    }
+    match killpg(Pid::from_raw(pgid), sig) {
+        Ok(()) => Ok(true),
+        Err(Errno::ESRCH) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Live (non-zombie) members of group `pgid`, from a `/proc` scan. A zombie
+/// holds no resources and cannot be signalled away, so it does not count.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| super::identity::stat(pid).is_some_and(|s| s.pgrp == pgid && s.state != 'Z'))
+        .collect()
+}
+
+/// Is any live process left in group `pgid`? Cheap kernel check first.
+pub fn group_alive(pgid: i32) -> bool {
+    match killpg(Pid::from_raw(pgid), None) {
+        Err(Errno::ESRCH) => false,
+        _ => !group_members(pgid).is_empty(),
+    }
+}
+
+/// Wait until group `pgid` is empty or `deadline` passes. There is no
+/// kernel event for "group empty" (only for our direct child), so this
+/// polls briefly; callers use it after the leader's exit event.
+pub async fn wait_group_gone(pgid: i32, deadline: Instant) -> bool {
+    loop {
+        if !group_alive(pgid) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// SIGCONT + SIGTERM to the group, wait up to `grace`, then SIGKILL; returns
+/// once the group is empty (or after a final bounded wait). Returns whether
+/// SIGKILL was needed. The leader must be verified by the caller.
+pub async fn terminate_group(pgid: i32, grace: Duration) -> nix::Result<bool> {
+    // A stopped process only acts on SIGTERM once continued.
+    if !signal_group(pgid, Signal::SIGTERM)? {
+        return Ok(false);
+    }
+    let _ = signal_group(pgid, Signal::SIGCONT);
+    if wait_group_gone(pgid, Instant::now() + grace).await {
+        return Ok(false);
+    }
+    signal_group(pgid, Signal::SIGKILL)?;
+    wait_group_gone(pgid, Instant::now() + Duration::from_secs(5)).await;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    #[tokio::test]
+    async fn terminate_group_takes_grandchildren() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 300 & sleep 300 & wait"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = child.id() as i32;
+        // Wait for the grandchildren to exist.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while group_members(pgid).len() < 3 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(group_members(pgid).len(), 3);
+        let reaper = std::thread::spawn(move || child.wait());
+        terminate_group(pgid, Duration::from_secs(5)).await.unwrap();
+        reaper.join().unwrap().unwrap();
+        assert!(!group_alive(pgid));
+    }
+
+    #[test]
+    fn refuses_dangerous_groups() {
+        assert_eq!(signal_group(1, Signal::SIGTERM), Err(Errno::EPERM));
+        assert_eq!(signal_group(0, Signal::SIGTERM), Err(Errno::EPERM));
+        let own = nix::unistd::getpgrp().as_raw();
+        assert_eq!(signal_group(own, Signal::SIGTERM), Err(Errno::EPERM));
+    }
+
+    #[test]
+    fn describes_exits() {
+        assert_eq!(ExitStatus::Code(1).describe(), "exit code 1");
+        assert_eq!(ExitStatus::Signal(9).describe(), "signal 9 (SIGKILL)");
+    }
+}

@@ -1,0 +1,159 @@
+//! Supervision of one Temporal process.
+//!
+//! - [`state`]: the pure decision core, `step(state, event, now)`.
+//! - [`policy`]: restart delays (exponential, jittered, capped).
+//! - [`actor`]: the task that owns the child, turns the kernel's exit
+//!   event, probe rounds, timers and commands into events, and executes the
+//!   actions `step` returns.
+//! - [`Snapshot`]: what the actor publishes (via a `watch` channel) for
+//!   `/status`, `status`, and readiness; [`Observer`] is how metrics and
+//!   traces hear about the same moments.
+
+pub mod actor;
+pub mod policy;
+pub mod state;
+
+use crate::health::{Check, Layer};
+use crate::process::ExitStatus;
+use serde::{Deserialize, Serialize};
+use state::{RestartReason, StateName};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+pub use actor::{Actor, SupervisorConfig};
+
+/// Requests others may send to the actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Stop Temporal gracefully and start a new one.
+    Restart,
+}
+
+/// A cloneable handle: read the latest snapshot, send commands.
+#[derive(Clone)]
+pub struct Handle {
+    /// Latest snapshot.
+    pub status: watch::Receiver<Snapshot>,
+    /// Command channel.
+    pub commands: mpsc::Sender<Command>,
+}
+
+/// Hooks for metrics and traces; every method defaults to nothing.
+pub trait Observer: Send + Sync {
+    /// The state changed.
+    fn state_changed(&self, _from: StateName, _to: StateName) {}
+    /// One layer was checked.
+    fn probe(&self, _check: &Check) {}
+    /// A new Temporal was spawned.
+    fn spawned(&self, _pid: i32, _attempt: u32) {}
+    /// Temporal exited (whatever the cause).
+    fn exited(&self, _pid: i32, _status: ExitStatus) {}
+    /// A restart was decided. `detection` is the detection latency for
+    /// hangs (first failed probe → restart decision).
+    fn restart(&self, _reason: &RestartReason, _detection: Option<Duration>, _backoff: Duration) {}
+    /// Temporal answered its health check after a spawn: `start` is spawn →
+    /// serving; `recovery` is failure detected → serving, after a restart.
+    fn serving(&self, _pid: i32, _start: Duration, _recovery: Option<Duration>) {}
+    /// Supervision is shutting down.
+    fn stopping(&self) {}
+}
+
+/// An observer that does nothing.
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// Temporal as the supervisor sees it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TemporalInfo {
+    /// Pid.
+    pub pid: i32,
+    /// Process group.
+    pub pgid: i32,
+    /// Start time in clock ticks since boot.
+    pub start_time_ticks: u64,
+    /// Executable, once known.
+    pub exe: Option<String>,
+    /// When it was spawned (Unix ms).
+    pub spawned_at_unix_ms: u64,
+    /// When it first answered SERVING (Unix ms).
+    pub serving_since_unix_ms: Option<u64>,
+}
+
+/// One layer's latest result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LayerStatus {
+    /// Passed last time it ran.
+    pub ok: bool,
+    /// What was seen.
+    pub reason: String,
+    /// How long it took (ms).
+    pub latency_ms: f64,
+    /// Failures in a row.
+    pub consecutive_failures: u32,
+    /// When it last ran (Unix ms).
+    pub last_checked_unix_ms: u64,
+}
+
+/// Restart bookkeeping.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Restarts {
+    /// Restarts since the daemon started.
+    pub count: u64,
+    /// Why the last one happened.
+    pub last_reason: Option<RestartReason>,
+    /// How the last Temporal ended.
+    pub last_exit: Option<ExitStatus>,
+    /// Human form of `last_exit`.
+    pub last_exit_description: Option<String>,
+    /// When it ended (Unix ms).
+    pub last_exit_at_unix_ms: Option<u64>,
+    /// Detection latency of the last hang (first failed probe → decision), ms.
+    pub last_detection_ms: Option<f64>,
+    /// Failure detected → serving again, ms, for the last recovery.
+    pub last_recovery_ms: Option<f64>,
+}
+
+/// Pending backoff.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Backoff {
+    /// Consecutive failures.
+    pub attempt: u32,
+    /// Next spawn (Unix ms).
+    pub next_attempt_at_unix_ms: u64,
+    /// Delay chosen, ms.
+    pub delay_ms: f64,
+}
+
+/// Everything the supervisor knows, published after every event.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Snapshot {
+    /// Current state.
+    pub state: StateName,
+    /// Serving (readiness)?
+    pub ready: bool,
+    /// The current Temporal, if one runs.
+    pub temporal: Option<TemporalInfo>,
+    /// Health layers by name.
+    pub health: BTreeMap<Layer, LayerStatus>,
+    /// Restarts.
+    pub restarts: Restarts,
+    /// Pending backoff.
+    pub backoff: Option<Backoff>,
+    /// Last error worth showing (spawn failure, port conflict, ...).
+    pub last_error: Option<String>,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Self {
+            state: StateName::Stopped,
+            ready: false,
+            temporal: None,
+            health: BTreeMap::new(),
+            restarts: Restarts::default(),
+            backoff: None,
+            last_error: None,
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! Table-driven walks of the state machine, with made-up instants.
+
+use super::*;
+
+fn rules() -> Rules {
+    Rules {
+        policy: Policy {
+            jitter: 0.0,
+            ..Policy::default()
+        },
+        failure_threshold: 3,
+        start_timeout: Duration::from_secs(30),
+    }
+}
+
+/// Feed `events` (with offsets in ms from t0) and return every
+/// (state name, actions) along the way.
+fn walk(events: &[(u64, Event)]) -> Vec<(StateName, Vec<Action>)> {
+    let t0 = Instant::now();
+    let r = rules();
+    let mut s = State::Stopped;
+    let mut out = Vec::new();
+    for (ms, e) in events {
+        let (next, actions) = step(&s, e.clone(), t0 + Duration::from_millis(*ms), &r)
+            .unwrap_or_else(|err| panic!("{err}"));
+        s = next;
+        out.push((s.name(), actions));
+    }
+    out
+}
+
+fn names(w: &[(StateName, Vec<Action>)]) -> Vec<StateName> {
+    w.iter().map(|(n, _)| *n).collect()
+}
+
+use StateName as N;
+
+#[test]
+fn happy_start_then_crash_restarts_immediately() {
+    let w = walk(&[
+        (0, Event::Start),
+        (0, Event::Spawned { pid: 10 }),
+        (150, Event::ProbeOk),
+        (
+            5000,
+            Event::Exited {
+                status: ExitStatus::Signal(9),
+            },
+        ),
+        (5000, Event::Wake),
+        (5000, Event::Spawned { pid: 11 }),
+        (5150, Event::ProbeOk),
+    ]);
+    assert_eq!(
+        names(&w),
+        [
+            N::Spawning,
+            N::Starting,
+            N::Running,
+            N::Backoff,
+            N::Spawning,
+            N::Starting,
+            N::Running
+        ]
+    );
+    assert_eq!(w[2].1, vec![Action::Ready]);
+    // The first restart after a healthy run has zero delay.
+    let t = match &w[3].1[..] {
+        [
+            Action::ReapGroup,
+            Action::WakeAt(t),
+            Action::RecordRestart { reason, .. },
+        ] => {
+            assert_eq!(reason, &RestartReason::Signaled { signal: 9 });
+            *t
+        }
+        other => panic!("{other:?}"),
+    };
+    let _ = t;
+}
+
+#[test]
+fn hang_is_killed_after_threshold_consecutive_failures() {
+    let g = Layer::Grpc;
+    let w = walk(&[
+        (0, Event::Start),
+        (0, Event::Spawned { pid: 10 }),
+        (100, Event::ProbeOk),
+        (1000, Event::ProbeFailed { layer: g }),
+        (2000, Event::ProbeOk),
+        (3000, Event::ProbeFailed { layer: g }),
+        (4000, Event::ProbeFailed { layer: g }),
+        (5000, Event::ProbeFailed { layer: g }),
+        (
+            5010,
+            Event::Exited {
+                status: ExitStatus::Signal(9),
+            },
+        ),
+    ]);
+    assert_eq!(
+        names(&w),
+        [
+            N::Spawning,
+            N::Starting,
+            N::Running,
+            N::Unhealthy,
+            N::Running,
+            N::Unhealthy,
+            N::Unhealthy,
+            N::Killing,
+            N::Backoff
+        ]
+    );
+    assert_eq!(w[7].1, vec![Action::Kill]);
+    match &w[8].1[2] {
+        Action::RecordRestart { reason, .. } => {
+            assert_eq!(reason, &RestartReason::Unhealthy { layer: g })
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn repeated_fast_failures_grow_delays_and_enter_crash_loop() {
+    let t0 = Instant::now();
+    let r = rules();
+    let mut s = State::Stopped;
+    let mut now = t0;
+    let mut delays = Vec::new();
+    let (n, _) = step(&s, Event::Start, now, &r).unwrap();
+    s = n;
+    for i in 0..8 {
+        let (n, _) = step(&s, Event::Spawned { pid: 100 + i }, now, &r).unwrap();
+        s = n;
+        let (n, a) = step(
+            &s,
+            Event::Exited {
+                status: ExitStatus::Code(1),
+            },
+            now,
+            &r,
+        )
+        .unwrap();
+        s = n;
+        let until = a
+            .iter()
+            .find_map(|a| match a {
+                Action::WakeAt(t) => Some(*t),
+                _ => None,
+            })
+            .unwrap();
+        delays.push(until - now);
+        if i >= 4 {
+            assert_eq!(s.name(), N::CrashLoop, "after {} failures", i + 1);
+        } else {
+            assert_eq!(s.name(), N::Backoff);
+        }
+        now = until;
+        let (n, a) = step(&s, Event::Wake, now, &r).unwrap();
+        assert_eq!(a, vec![Action::Spawn]);
+        s = n;
+    }
+    assert_eq!(delays[0], Duration::ZERO);
+    for w in delays.windows(2).skip(1) {
+        assert!(w[1] > w[0], "delays grow: {delays:?}");
+    }
+}
+
+#[test]
+fn stable_run_resets_attempts() {
+    let t0 = Instant::now();
+    let r = rules();
+    let at = |ms| t0 + Duration::from_millis(ms);
+    let s = State::Running {
+        pid: 1,
+        since: at(0),
+        attempt: 4,
+    };
+    let (s1, _) = step(&s, Event::ProbeOk, at(1000), &r).unwrap();
+    assert_eq!(
+        s1,
+        State::Running {
+            pid: 1,
+            since: at(0),
+            attempt: 4
+        }
+    );
+    let (s2, _) = step(&s1, Event::ProbeOk, at(10_000), &r).unwrap();
+    assert_eq!(
+        s2,
+        State::Running {
+            pid: 1,
+            since: at(0),
+            attempt: 0
+        }
+    );
+}
+
+#[test]
+fn shutdown_wins_in_every_state() {
+    let t = Instant::now();
+    let r = rules();
+    let cases = [
+        (State::Stopped, State::Stopped, vec![]),
+        (
+            State::Starting {
+                pid: 5,
+                since: t,
+                attempt: 0,
+            },
+            State::Stopping { pid: 5 },
+            vec![Action::Terminate],
+        ),
+        (
+            State::Running {
+                pid: 5,
+                since: t,
+                attempt: 0,
+            },
+            State::Stopping { pid: 5 },
+            vec![Action::Terminate],
+        ),
+        (
+            State::Killing {
+                pid: 5,
+                reason: RestartReason::Manual,
+                detected_at: t,
+                attempt: 0,
+            },
+            State::Stopping { pid: 5 },
+            vec![Action::Terminate],
+        ),
+        (
+            State::Backoff {
+                until: t,
+                attempt: 2,
+            },
+            State::Stopped,
+            vec![Action::Finish],
+        ),
+        (
+            State::CrashLoop {
+                until: t,
+                attempt: 9,
+            },
+            State::Stopped,
+            vec![Action::Finish],
+        ),
+        (
+            State::Stopping { pid: 5 },
+            State::Stopping { pid: 5 },
+            vec![],
+        ),
+    ];
+    for (from, to, actions) in cases {
+        assert_eq!(
+            step(&from, Event::Shutdown, t, &r).unwrap(),
+            (to, actions),
+            "from {from:?}"
+        );
+    }
+}
+
+#[test]
+fn nothing_restarts_during_shutdown() {
+    let t = Instant::now();
+    let r = rules();
+    let s = State::Stopping { pid: 5 };
+    for e in [
+        Event::RestartRequested,
+        Event::ProbeFailed { layer: Layer::Grpc },
+        Event::ProbeOk,
+    ] {
+        assert_eq!(step(&s, e, t, &r).unwrap(), (s.clone(), vec![]));
+    }
+    let (end, a) = step(
+        &s,
+        Event::Exited {
+            status: ExitStatus::Code(0),
+        },
+        t,
+        &r,
+    )
+    .unwrap();
+    assert_eq!(end, State::Stopped);
+    assert_eq!(a, vec![Action::ReapGroup, Action::Finish]);
+    assert!(step(&end, Event::Wake, t, &r).is_err());
+}
+
+#[test]
+fn manual_restart_is_graceful_and_not_a_failure() {
+    let t = Instant::now();
+    let r = rules();
+    let s = State::Running {
+        pid: 5,
+        since: t,
+        attempt: 2,
+    };
+    let (k, a) = step(&s, Event::RestartRequested, t, &r).unwrap();
+    assert_eq!(a, vec![Action::Terminate]);
+    let (sp, a) = step(
+        &k,
+        Event::Exited {
+            status: ExitStatus::Code(0),
+        },
+        t,
+        &r,
+    )
+    .unwrap();
+    assert_eq!(sp, State::Spawning { attempt: 2 });
+    assert_eq!(a, vec![Action::ReapGroup, Action::Spawn]);
+}
+
+#[test]
+fn start_timeout_kills_a_server_that_never_serves() {
+    let t = Instant::now();
+    let r = rules();
+    let s = State::Starting {
+        pid: 5,
+        since: t,
+        attempt: 0,
+    };
+    let f = Event::ProbeFailed { layer: Layer::Port };
+    assert_eq!(
+        step(&s, f.clone(), t + Duration::from_secs(29), &r)
+            .unwrap()
+            .0,
+        s
+    );
+    let (k, a) = step(&s, f, t + Duration::from_secs(30), &r).unwrap();
+    assert_eq!(k.name(), N::Killing);
+    assert_eq!(a, vec![Action::Kill]);
+}
+
+#[test]
+fn spawn_failure_is_paced_as_crash_loop() {
+    let t = Instant::now();
+    let r = rules();
+    let (s, a) = step(
+        &State::Spawning { attempt: 0 },
+        Event::SpawnFailed {
+            error: "port held".into(),
+        },
+        t,
+        &r,
+    )
+    .unwrap();
+    assert_eq!(s.name(), N::CrashLoop);
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::WakeAt(u) if *u - t >= Duration::from_millis(500))),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn illegal_transitions_are_errors_and_match_the_table() {
+    let t = Instant::now();
+    let r = rules();
+    let samples = [
+        State::Stopped,
+        State::Spawning { attempt: 0 },
+        State::Starting {
+            pid: 1,
+            since: t,
+            attempt: 0,
+        },
+        State::Running {
+            pid: 1,
+            since: t,
+            attempt: 0,
+        },
+        State::Unhealthy {
+            pid: 1,
+            since: t,
+            attempt: 0,
+            failures: 1,
+            layer: Layer::Port,
+        },
+        State::Killing {
+            pid: 1,
+            reason: RestartReason::StartTimeout,
+            detected_at: t,
+            attempt: 0,
+        },
+        State::Backoff {
+            until: t,
+            attempt: 1,
+        },
+        State::CrashLoop {
+            until: t,
+            attempt: 6,
+        },
+        State::Stopping { pid: 1 },
+    ];
+    let events = [
+        Event::Start,
+        Event::Spawned { pid: 2 },
+        Event::SpawnFailed { error: "x".into() },
+        Event::Exited {
+            status: ExitStatus::Code(1),
+        },
+        Event::ProbeOk,
+        Event::ProbeFailed { layer: Layer::Grpc },
+        Event::Wake,
+        Event::RestartRequested,
+        Event::Shutdown,
+    ];
+    let mut illegal = 0;
+    for s in &samples {
+        for e in &events {
+            let ok = step(s, e.clone(), t, &r).is_ok();
+            assert_eq!(ok, allowed(s.name(), event_name(e)), "{s:?} + {e:?}");
+            illegal += usize::from(!ok);
+        }
+    }
+    assert!(
+        illegal > 20,
+        "the table forbids a good share of pairs ({illegal})"
+    );
+    assert!(
+        step(
+            &State::Backoff {
+                until: t,
+                attempt: 1
+            },
+            Event::Exited {
+                status: ExitStatus::Code(0)
+            },
+            t,
+            &r
+        )
+        .is_err()
+    );
+}
