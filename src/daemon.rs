@@ -49,15 +49,20 @@ impl Notifier {
         Ok(Notifier(file))
     }
 
-    fn send(mut self, line: &str) {
+    fn send(&mut self, line: &str) {
         let _ = writeln!(self.0, "{}", line.replace('\n', " "));
     }
 
-    fn ready(self, pid: i32) {
+    /// Something the user should hear about (printed by the CLI).
+    fn note(&mut self, text: &str) {
+        self.send(&format!("note {text}"));
+    }
+
+    fn ready(mut self, pid: i32) {
         self.send(&format!("ready {pid}"));
     }
 
-    fn failed(self, code: Code, message: &str) {
+    fn failed(mut self, code: Code, message: &str) {
         self.send(&format!("failed {} {message}", code as u8));
     }
 }
@@ -180,6 +185,9 @@ async fn serve(
 ) -> Result<(), Failure> {
     for note in preflight(&cfg).await? {
         tracing::warn!("{note}");
+        if let Some(n) = notifier.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            n.note(&note);
+        }
     }
     let listener = tokio::net::TcpListener::bind(cfg.http_addr)
         .await
@@ -277,9 +285,12 @@ async fn serve(
                     n.ready(pid)
                 }
             }
-            Ok(StartupOutcome::Failed(reason)) => {
+            Ok(StartupOutcome::Failed {
+                reason,
+                port_in_use,
+            }) => {
                 if let Some(n) = take(&n) {
-                    let code = if reason.starts_with("port ") {
+                    let code = if port_in_use {
                         Code::PortInUse
                     } else {
                         Code::StartFailed

@@ -3,6 +3,7 @@
 //! info to stderr (its log file when detached), pretty or JSON.
 
 use crate::cli::LogFormat;
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Install the global subscriber. `daemon` raises the default level to
@@ -17,6 +18,7 @@ pub fn init(verbose: bool, format: LogFormat, daemon: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),

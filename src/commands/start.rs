@@ -14,7 +14,7 @@ use crate::logfile;
 use crate::status::{StatusDoc, human_secs};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -221,9 +221,23 @@ enum Report {
 
 fn read_report(rx: OwnedFd, deadline: Instant, spinner: &mut Spinner) -> Report {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::io::Read;
     use std::os::fd::AsFd;
-    let file = std::fs::File::from(rx);
+    let mut file = std::fs::File::from(rx);
+    let mut buf: Vec<u8> = Vec::new();
     loop {
+        // Handle every complete line already received.
+        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            let line = String::from_utf8_lossy(&line).trim_end().to_string();
+            match line.strip_prefix("note ") {
+                Some(note) => {
+                    spinner.clear();
+                    eprintln!("note: {note}");
+                }
+                None => return parse_report(&line),
+            }
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Report::Timeout;
@@ -232,15 +246,18 @@ fn read_report(rx: OwnedFd, deadline: Instant, spinner: &mut Spinner) -> Report 
         let ms =
             PollTimeout::try_from(left.as_millis().min(100) as i32).unwrap_or(PollTimeout::MAX);
         match poll(&mut fds, ms) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => spinner.tick(),
-            Ok(_) => break,
+            Ok(0) | Err(nix::errno::Errno::EINTR) => {
+                spinner.tick();
+                continue;
+            }
+            Ok(_) => {}
             Err(_) => return Report::Eof,
         }
-    }
-    let mut line = String::new();
-    match std::io::BufReader::new(file).read_line(&mut line) {
-        Ok(0) | Err(_) => Report::Eof,
-        Ok(_) => parse_report(line.trim_end()),
+        let mut chunk = [0u8; 4096];
+        match file.read(&mut chunk) {
+            Ok(0) | Err(_) => return Report::Eof,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
     }
 }
 

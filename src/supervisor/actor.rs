@@ -30,7 +30,12 @@ pub enum StartupOutcome {
     },
     /// It failed before ever becoming ready (the daemon keeps retrying;
     /// the launcher decides whether to give up).
-    Failed(String),
+    Failed {
+        /// What happened.
+        reason: String,
+        /// A port Temporal needs is held by another process.
+        port_in_use: bool,
+    },
 }
 
 /// Everything the actor needs to run Temporal.
@@ -87,6 +92,8 @@ pub struct Actor {
     kill_at: Option<Instant>,
     next_probe: Instant,
     probe: Option<ProbeFuture>,
+    probe_started: Instant,
+    exit_seen_at: Option<Instant>,
     failure_seen_at: Option<Instant>,
     first_failed_probe: Option<Instant>,
     epoch: (Instant, SystemTime),
@@ -114,6 +121,8 @@ impl Actor {
             kill_at: None,
             next_probe: Instant::now(),
             probe: None,
+            probe_started: Instant::now(),
+            exit_seen_at: None,
             failure_seen_at: None,
             first_failed_probe: None,
             epoch: (Instant::now(), SystemTime::now()),
@@ -180,6 +189,7 @@ impl Actor {
                     pending.push(Event::Shutdown);
                 }
                 status = wait_exit(&mut self.live), if child_running => {
+                    self.exit_seen_at = Some(Instant::now());
                     match status {
                         Ok(status) => pending.push(Event::Exited { status }),
                         Err(e) => tracing::error!(error = %e, "waiting for Temporal failed"),
@@ -196,12 +206,15 @@ impl Actor {
                 Some(Command::Restart) = self.commands.recv() => pending.push(Event::RestartRequested),
                 round = poll_opt(&mut self.probe) => {
                     self.probe = None;
-                    self.next_probe = Instant::now() + self.probe_interval();
+                    // Rounds start on a fixed cadence: a slow (timing-out)
+                    // round does not push the next one back.
+                    self.next_probe = (self.probe_started + self.probe_interval()).max(Instant::now());
                     if let Some(ev) = self.absorb(round) {
                         pending.push(ev);
                     }
                 }
                 () = sleep_until(self.next_probe.into()), if probing_due => {
+                    self.probe_started = Instant::now();
                     self.probe = self.start_round();
                 }
             }
@@ -233,9 +246,10 @@ impl Actor {
                 .last_exit_description
                 .clone()
                 .unwrap_or_default();
-            self.report_startup(StartupOutcome::Failed(format!(
-                "Temporal exited during startup ({why})"
-            )));
+            self.report_startup(StartupOutcome::Failed {
+                reason: format!("Temporal exited during startup ({why})"),
+                port_in_use: false,
+            });
         }
         for action in actions {
             self.execute(action, now, pending).await;
@@ -344,7 +358,10 @@ impl Actor {
                 let who = ports::owner(addr.port())
                     .map_or_else(|| "another process".to_string(), |o| o.to_string());
                 let error = format!("port {} is in use by {who}", addr.port());
-                self.report_startup(StartupOutcome::Failed(error.clone()));
+                self.report_startup(StartupOutcome::Failed {
+                    reason: error.clone(),
+                    port_in_use: true,
+                });
                 return Event::SpawnFailed { error };
             }
         }
@@ -392,7 +409,10 @@ impl Actor {
             }
             Err(e) => {
                 let error = format!("cannot run {}: {e}", self.cfg.spec.program.display());
-                self.report_startup(StartupOutcome::Failed(error.clone()));
+                self.report_startup(StartupOutcome::Failed {
+                    reason: error.clone(),
+                    port_in_use: false,
+                });
                 Event::SpawnFailed { error }
             }
         }
@@ -533,6 +553,9 @@ impl Actor {
 
     fn publish(&mut self) {
         self.snap.state = self.state.name();
+        if self.state.name() != StateName::Stopping {
+            self.snap.restarts.consecutive_failures = self.state.attempt();
+        }
         self.snap.ready = self.state.is_serving();
         if !matches!(self.state.name(), StateName::Backoff | StateName::CrashLoop) {
             self.snap.backoff = None;

@@ -100,6 +100,8 @@ pub struct LayerStatus {
 pub struct Restarts {
     /// Restarts since the daemon started.
     pub count: u64,
+    /// Failures in a row (0 once Temporal has served stably); drives backoff.
+    pub consecutive_failures: u32,
     /// Why the last one happened.
     pub last_reason: Option<RestartReason>,
     /// How the last Temporal ended.

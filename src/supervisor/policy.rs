@@ -4,7 +4,9 @@
 //!
 //! The first restart after a healthy run is immediate: a crash of a server
 //! that was fine costs only Temporal's own start time, as with runit or
-//! daemontools. Delay belongs to *repeated* failures: 2nd attempt ~base,
+//! daemontools. A run counts as healthy once it has served for
+//! `stable_after` (1 s, runit's own threshold for "ran long enough").
+//! Delay belongs to *repeated* failures: 2nd attempt ~base,
 //! then doubling up to `cap`, each with ±`jitter` so many instances do not
 //! restart in lockstep.
 
@@ -34,7 +36,7 @@ impl Default for Policy {
             cap: Duration::from_secs(30),
             jitter: 0.2,
             crash_loop_after: 5,
-            stable_after: Duration::from_secs(10),
+            stable_after: Duration::from_secs(1),
             seed: 0x5715_3e12,
         }
     }

@@ -533,15 +533,22 @@ pub fn step(
 }
 
 fn attempt_of(s: &State) -> u32 {
-    match *s {
-        State::Spawning { attempt }
-        | State::Starting { attempt, .. }
-        | State::Running { attempt, .. }
-        | State::Unhealthy { attempt, .. }
-        | State::Killing { attempt, .. }
-        | State::Backoff { attempt, .. }
-        | State::CrashLoop { attempt, .. } => attempt,
-        State::Stopped | State::Stopping { .. } => 0,
+    s.attempt()
+}
+
+impl State {
+    /// Consecutive failures counted in this state (0 after a stable run).
+    pub fn attempt(&self) -> u32 {
+        match *self {
+            State::Spawning { attempt }
+            | State::Starting { attempt, .. }
+            | State::Running { attempt, .. }
+            | State::Unhealthy { attempt, .. }
+            | State::Killing { attempt, .. }
+            | State::Backoff { attempt, .. }
+            | State::CrashLoop { attempt, .. } => attempt,
+            State::Stopped | State::Stopping { .. } => 0,
+        }
     }
 }
 

