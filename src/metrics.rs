@@ -6,8 +6,8 @@
 
 use crate::health::{Check, Layer};
 use crate::process::{ExitStatus, identity};
-use crate::supervisor::Observer;
 use crate::supervisor::state::{RestartReason, StateName};
+use crate::supervisor::{Observer, RestartInfo};
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -277,10 +277,7 @@ impl Observer for Metrics {
     fn state_changed(&self, from: StateName, to: StateName) {
         self.state.with_label_values(&[from.as_str()]).set(0);
         self.state.with_label_values(&[to.as_str()]).set(1);
-        self.up.set(i64::from(matches!(
-            to,
-            StateName::Running | StateName::Unhealthy
-        )));
+        self.up.set(i64::from(to == StateName::Running));
     }
 
     fn probe(&self, c: &Check) {
@@ -306,10 +303,12 @@ impl Observer for Metrics {
         self.temporal_pid.set(0);
     }
 
-    fn restart(&self, reason: &RestartReason, detection: Option<Duration>, _backoff: Duration) {
-        self.restarts.with_label_values(&[reason.label()]).inc();
-        if let Some(d) = detection {
-            let kind = if matches!(reason, RestartReason::Unhealthy { .. }) {
+    fn restart(&self, info: &RestartInfo) {
+        self.restarts
+            .with_label_values(&[info.reason.label()])
+            .inc();
+        if let Some(d) = info.detection {
+            let kind = if matches!(info.reason, RestartReason::Unhealthy { .. }) {
                 "hang"
             } else {
                 "exit"
@@ -336,11 +335,12 @@ mod tests {
     fn renders_every_family() {
         let m = Metrics::new().unwrap();
         m.state_changed(StateName::Stopped, StateName::Running);
-        m.restart(
-            &RestartReason::Signaled { signal: 9 },
-            Some(Duration::from_millis(2)),
-            Duration::ZERO,
-        );
+        m.restart(&RestartInfo {
+            reason: RestartReason::Signaled { signal: 9 },
+            attempt: 1,
+            backoff: Duration::ZERO,
+            detection: Some(Duration::from_millis(2)),
+        });
         let text = m.render().unwrap();
         for name in [
             "stigmer_temporal_up 1",

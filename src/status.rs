@@ -176,10 +176,7 @@ impl StatusDoc {
 
     /// Is Temporal serving?
     pub fn is_ready(&self) -> bool {
-        self.temporal.ready
-            && [StateName::Running, StateName::Unhealthy]
-                .iter()
-                .any(|s| s.as_str() == self.temporal.state)
+        self.temporal.ready && self.temporal.state == StateName::Running.as_str()
     }
 
     /// A few human lines.

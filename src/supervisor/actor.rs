@@ -293,7 +293,9 @@ impl Actor {
                     self.first_failed_probe
                         .map(|t| detected_at.saturating_duration_since(t))
                 } else {
-                    None
+                    self.exit_seen_at
+                        .take()
+                        .map(|t| now.saturating_duration_since(t))
                 };
                 let delay = self
                     .wake
@@ -305,12 +307,20 @@ impl Actor {
                 r.last_detection_ms = detection.map(ms).or(r.last_detection_ms);
                 r.last_reason = Some(reason.clone());
                 tracing::warn!(reason = reason.label(), detail = ?reason, count = r.count, "restarting Temporal");
-                self.observer.restart(&reason, detection, delay);
+                self.observer.restart(&super::RestartInfo {
+                    reason: reason.clone(),
+                    attempt: self.state.attempt(),
+                    backoff: delay,
+                    detection,
+                });
                 if let super::state::RestartReason::SpawnFailed { error } = &reason {
                     self.snap.last_error = Some(error.clone());
                 }
             }
-            Action::Finish => self.finished = true,
+            Action::Finish => {
+                self.observer.stopped();
+                self.finished = true;
+            }
         }
     }
 

@@ -49,19 +49,64 @@ pub trait Observer: Send + Sync {
     fn spawned(&self, _pid: i32, _attempt: u32) {}
     /// Temporal exited (whatever the cause).
     fn exited(&self, _pid: i32, _status: ExitStatus) {}
-    /// A restart was decided. `detection` is the detection latency for
-    /// hangs (first failed probe → restart decision).
-    fn restart(&self, _reason: &RestartReason, _detection: Option<Duration>, _backoff: Duration) {}
+    /// A restart was decided.
+    fn restart(&self, _info: &RestartInfo) {}
     /// Temporal answered its health check after a spawn: `start` is spawn →
     /// serving; `recovery` is failure detected → serving, after a restart.
     fn serving(&self, _pid: i32, _start: Duration, _recovery: Option<Duration>) {}
     /// Supervision is shutting down.
     fn stopping(&self) {}
+    /// Supervision is over (Temporal's group is gone).
+    fn stopped(&self) {}
+}
+
+/// What is known when a restart is decided.
+#[derive(Debug, Clone)]
+pub struct RestartInfo {
+    /// Why.
+    pub reason: RestartReason,
+    /// Consecutive failures, this one included.
+    pub attempt: u32,
+    /// Delay before the respawn.
+    pub backoff: Duration,
+    /// kind=exit: exit notification → decision; kind=hang: first failed
+    /// health check → decision.
+    pub detection: Option<Duration>,
 }
 
 /// An observer that does nothing.
 pub struct NoObserver;
 impl Observer for NoObserver {}
+
+/// Several observers as one (metrics and spans).
+pub struct Observers(pub Vec<std::sync::Arc<dyn Observer>>);
+
+impl Observer for Observers {
+    fn state_changed(&self, from: StateName, to: StateName) {
+        self.0.iter().for_each(|o| o.state_changed(from, to));
+    }
+    fn probe(&self, check: &Check) {
+        self.0.iter().for_each(|o| o.probe(check));
+    }
+    fn spawned(&self, pid: i32, attempt: u32) {
+        self.0.iter().for_each(|o| o.spawned(pid, attempt));
+    }
+    fn exited(&self, pid: i32, status: ExitStatus) {
+        self.0.iter().for_each(|o| o.exited(pid, status));
+    }
+    fn restart(&self, info: &RestartInfo) {
+        self.0.iter().for_each(|o| o.restart(info));
+    }
+    fn serving(&self, pid: i32, start: Duration, recovery: Option<Duration>) {
+        self.0.iter().for_each(|o| o.serving(pid, start, recovery));
+    }
+    fn stopping(&self) {
+        self.0.iter().for_each(|o| o.stopping());
+    }
+    fn stopped(&self) {
+        self.0.iter().for_each(|o| o.stopped());
+    }
+}
 
 /// Temporal as the supervisor sees it.
 #[derive(Debug, Clone, Serialize, PartialEq)]

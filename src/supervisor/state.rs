@@ -219,9 +219,9 @@ impl State {
         }
     }
 
-    /// Is Temporal serving (readiness)?
+    /// Is Temporal serving (readiness): did its last health check pass?
     pub fn is_serving(&self) -> bool {
-        matches!(self, State::Running { .. } | State::Unhealthy { .. })
+        matches!(self, State::Running { .. })
     }
 }
 

@@ -4,4 +4,6 @@
 
 mod common;
 mod lifecycle;
+mod observability;
+mod otlp;
 mod supervision;

@@ -1,0 +1,178 @@
+//! Logs and traces. Everything goes through `tracing`: by default the CLI
+//! prints only its own few lines and warnings, `-v` or `RUST_LOG` turns on
+//! debug logs, and the daemon logs at info (pretty or JSON). When an OTLP
+//! endpoint is configured (`--otlp-endpoint` or the standard
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`), spans are exported over gRPC, or over
+//! HTTP/protobuf when `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`, with
+//! `service.name=stigmer-local`; [`spans`] turns supervisor events into
+//! spans. The returned [`Guard`] flushes them on shutdown.
+
+pub mod spans;
+
+use crate::cli::LogFormat;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::io::IsTerminal;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Where and how to export traces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Otlp {
+    /// Explicit endpoint (`--otlp-endpoint`); `None` = from the environment.
+    pub endpoint: Option<String>,
+    /// HTTP/protobuf instead of gRPC.
+    pub http: bool,
+}
+
+impl Otlp {
+    /// Traces are on when `--otlp-endpoint` or `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// (or the traces-specific variable) is set.
+    pub fn from_env(flag: Option<&str>) -> Option<Otlp> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let configured = flag.is_some()
+            || env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+            || env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some();
+        if !configured {
+            return None;
+        }
+        let protocol = env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"));
+        Some(Otlp {
+            endpoint: flag.map(str::to_owned),
+            http: protocol.is_some_and(|p| p.starts_with("http")),
+        })
+    }
+}
+
+/// Keeps the exporter alive; flushes and shuts it down when dropped.
+pub struct Guard {
+    provider: Option<SdkTracerProvider>,
+    // The gRPC exporter's connection worker runs here.
+    _runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take() {
+            if let Err(e) = p.force_flush() {
+                eprintln!("warning: cannot flush traces: {e}");
+            }
+            let _ = p.shutdown();
+        }
+    }
+}
+
+static TRACES_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Is a trace exporter installed (so spans are worth building)?
+pub fn traces_on() -> bool {
+    TRACES_ON.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Install the global subscriber. `daemon` raises the default level to
+/// info (the daemon's log is its record of what happened).
+pub fn init(verbose: bool, format: LogFormat, daemon: bool, otlp: Option<Otlp>) -> Guard {
+    let default = match (verbose, daemon) {
+        (true, _) => "stigmer=debug,info",
+        (false, true) => "stigmer=info,warn",
+        (false, false) => "warn",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let ansi = std::io::stderr().is_terminal();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false);
+    let fmt = match format {
+        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Pretty => fmt.boxed(),
+    };
+    let (otel_layer, guard) = match otlp.map(build_provider) {
+        Some(Ok((provider, rt))) => {
+            let tracer = provider.tracer("stigmer-local");
+            let layer = tracing_opentelemetry::layer().with_tracer(tracer);
+            TRACES_ON.store(true, std::sync::atomic::Ordering::Relaxed);
+            (
+                Some(layer),
+                Guard {
+                    provider: Some(provider),
+                    _runtime: Some(rt),
+                },
+            )
+        }
+        Some(Err(e)) => {
+            eprintln!("warning: traces disabled: {e}");
+            (
+                None,
+                Guard {
+                    provider: None,
+                    _runtime: None,
+                },
+            )
+        }
+        None => (
+            None,
+            Guard {
+                provider: None,
+                _runtime: None,
+            },
+        ),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel_layer)
+        .try_init();
+    guard
+}
+
+use tracing_subscriber::Layer as _;
+
+fn build_provider(o: Otlp) -> Result<(SdkTracerProvider, tokio::runtime::Runtime), String> {
+    // The tonic channel spawns its connection worker on the current
+    // runtime; give it a small one of its own so exports never depend on
+    // (or block) the supervisor's.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("stigmer-otlp")
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let _enter = rt.enter();
+    let exporter = if o.http {
+        let mut b = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+        if let Some(ep) = &o.endpoint {
+            let ep = ep.trim_end_matches('/');
+            let full = if ep.ends_with("/v1/traces") {
+                ep.to_string()
+            } else {
+                format!("{ep}/v1/traces")
+            };
+            b = b.with_endpoint(full);
+        }
+        b.build()
+    } else {
+        let mut b = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+        if let Some(ep) = &o.endpoint {
+            b = b.with_endpoint(ep.clone());
+        }
+        b.build()
+    }
+    .map_err(|e| e.to_string())?;
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            Resource::builder()
+                .with_service_name("stigmer-local")
+                .build(),
+        )
+        .build();
+    drop(_enter);
+    Ok((provider, rt))
+}
