@@ -88,8 +88,18 @@ pub fn run(
     {
         n.failed(f.code(), &f.to_string());
     }
-    pidfile::remove(&cfg.home.pid_file());
     result
+}
+
+/// Removes the PID file when dropped. Declared after the lock in `serve`,
+/// so it runs first: the PID file is gone before the lock is released, and
+/// a start that wins the lock next never reads our stale record.
+struct RemovePidFile(PathBuf);
+
+impl Drop for RemovePidFile {
+    fn drop(&mut self) {
+        pidfile::remove(&self.0);
+    }
 }
 
 fn take(n: &SharedNotifier) -> Option<Notifier> {
@@ -216,6 +226,8 @@ async fn serve(
         started_at: unix_now_ms() / 1000,
     };
     pidfile::write(&cfg.home.pid_file(), &record)?;
+    let lock = Arc::new(Mutex::new(lock));
+    let _remove_pid_file = RemovePidFile(cfg.home.pid_file());
     let policy = Policy {
         seed: u64::from(std::process::id()) ^ unix_now_ms(),
         ..Policy::default()
@@ -253,7 +265,6 @@ async fn serve(
         log_max_bytes: crate::logfile::DEFAULT_MAX_BYTES,
     };
     let metrics = Arc::new(Metrics::new().map_err(|e| Failure::Internal(e.to_string()))?);
-    let lock = Arc::new(Mutex::new(lock));
     let (mut actor, handle) = Actor::new(sup_cfg, lock.clone());
     let mut observers: Vec<Arc<dyn crate::supervisor::Observer>> = vec![metrics.clone()];
     if crate::telemetry::traces_on() {

@@ -117,6 +117,16 @@ impl StateDir {
         for dir in [self.root.clone(), self.log_dir(), self.data_dir()] {
             ensure_private_dir(&dir)?;
         }
+        // Files we write must not be symlinks planted to redirect our writes.
+        for file in [
+            self.lock_file(),
+            self.pid_file(),
+            self.temporal_log(),
+            self.daemon_log(),
+            self.db_file(),
+        ] {
+            refuse_symlink(&file)?;
+        }
         Ok(())
     }
 
@@ -208,6 +218,17 @@ mod tests {
         std::os::unix::fs::symlink(&real, &link).unwrap();
         let err = StateDir::new(&link).ensure().unwrap_err();
         assert!(matches!(err, StateDirError::Symlink { .. }), "{err}");
+    }
+
+    #[test]
+    fn refuses_symlinked_files_inside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sd = StateDir::new(tmp.path().join("h"));
+        sd.ensure().unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        fs::write(&elsewhere, "x").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, sd.temporal_log()).unwrap();
+        assert!(matches!(sd.ensure(), Err(StateDirError::Symlink { .. })));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::exit::Failure;
 use crate::lock::InstanceLock;
 use crate::paths::StateDir;
 use crate::pidfile::{self, PidFile, PidRecord};
-use crate::process::Verdict;
+use crate::process::{Identity, Verdict};
 use crate::status::StatusDoc;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,33 +54,51 @@ pub fn fetch_status(record: &PidRecord) -> Result<StatusDoc, String> {
         .map_err(|e| format!("status endpoint sent an unreadable document: {e}"))
 }
 
-/// The daemon's pid, verified against its recorded identity, or found as
-/// the holder of the lock in `/proc/locks` (when the PID file is gone)
-/// and checked to run our own executable.
-pub fn daemon_pid(home: &StateDir, record: Option<&PidRecord>) -> Option<i32> {
+/// The daemon, verified: the PID file's identity if it matches, else the
+/// process that holds the lock file open and runs our own executable as a
+/// daemon (`--foreground`). `None` when no such process can be verified
+/// (e.g. during the instant a launching CLI hands the lock over).
+pub fn daemon_identity(home: &StateDir, record: Option<&PidRecord>) -> Option<Identity> {
     if let Some(r) = record
         && r.daemon.verify() == Verdict::Match
     {
-        return Some(r.daemon.pid);
+        return Some(r.daemon.clone());
     }
-    let pid = lock_holder(&home.lock_file())?;
-    let ours = std::env::current_exe().ok();
-    let theirs = crate::process::identity::exe(pid);
-    (ours.is_some() && ours == theirs).then_some(pid)
+    let ours = std::env::current_exe().ok()?;
+    lock_holders(&home.lock_file())
+        .into_iter()
+        .filter(|&pid| crate::process::identity::exe(pid).as_ref() == Some(&ours))
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == b"--foreground"))
+        })
+        .find_map(Identity::of)
 }
 
-/// The pid holding a flock on `path`, from `/proc/locks`.
-pub fn lock_holder(path: &std::path::Path) -> Option<i32> {
+/// Processes with the lock file open (same device and inode), from
+/// `/proc/*/fd`.
+pub fn lock_holders(path: &std::path::Path) -> Vec<i32> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).ok()?;
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    let suffix = format!(":{}", meta.ino());
-    locks.lines().find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
-        let (kind, pid, dev_ino) = (f.get(1)?, f.get(4)?, f.get(5)?);
-        (*kind == "FLOCK" && dev_ino.ends_with(&suffix)).then(|| pid.parse().ok())?
-    })
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Vec::new();
+    };
+    let me = std::process::id() as i32;
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::metadata(fd.path())
+                        .is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+                })
+            })
+        })
+        .collect()
 }
 
 /// A current-thread runtime for the CLI's few async calls.

@@ -3,7 +3,7 @@
 //! its own lock, ports and counters; this command waits until the new pid
 //! serves. When nothing runs, it starts one.
 
-use super::{Found, daemon_pid, discover, fetch_status};
+use super::{Found, daemon_identity, discover, fetch_status};
 use crate::cli::RestartArgs;
 use crate::config::Config;
 use crate::exit::{Code, Failure};
@@ -19,7 +19,7 @@ pub fn run(args: &RestartArgs) -> Result<Code, Failure> {
         Found::Running(r) => r,
     };
     let t0 = Instant::now();
-    let Some(pid) = daemon_pid(&cfg.home, record.as_deref()) else {
+    let Some(pid) = daemon_identity(&cfg.home, record.as_deref()).map(|d| d.pid) else {
         return Err(Failure::StartFailed(
             "the running daemon cannot be verified (PID file missing or stale); run `stigmer local stop` first".into(),
         ));

@@ -4,13 +4,13 @@
 //! Temporal's group is empty and its port is free. With no daemon, it
 //! still stops a verified orphan Temporal left by a dead one.
 
-use super::{Found, daemon_pid, discover, home};
+use super::{Found, daemon_identity, discover, home};
 use crate::cli::StopArgs;
 use crate::daemon::reclaim_orphans;
 use crate::exit::{Code, Failure};
 use crate::lock::{InstanceLock, TryLock};
 use crate::paths::StateDir;
-use crate::pidfile::{self, PidRecord};
+use crate::pidfile;
 use crate::process::{self, Verdict, ports};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -32,8 +32,8 @@ pub fn run(args: &StopArgs) -> Result<Code, Failure> {
     let timeout = Duration::from_secs_f64(args.timeout.min(86_400.0));
     match discover(&home)? {
         Found::NotRunning => stop_without_daemon(&home),
-        Found::Running(record) => {
-            stop_daemon(&home, record.as_deref(), t0 + timeout)?;
+        Found::Running(_) => {
+            stop_daemon(&home, t0 + timeout)?;
             println!("Stopped in {:.2}s.", t0.elapsed().as_secs_f64());
             Ok(Code::Ok)
         }
@@ -62,27 +62,36 @@ fn stop_without_daemon(home: &StateDir) -> Result<Code, Failure> {
     Ok(Code::Ok)
 }
 
-fn stop_daemon(
-    home: &StateDir,
-    record: Option<&PidRecord>,
-    deadline: Instant,
-) -> Result<(), Failure> {
-    let Some(pid) = daemon_pid(home, record) else {
-        return Err(Failure::StopFailed(format!(
-            "the lock {} is held by a process that cannot be verified as this instance's daemon; nothing was signalled",
-            home.lock_file().display()
-        )));
+fn stop_daemon(home: &StateDir, deadline: Instant) -> Result<(), Failure> {
+    // The lock may be mid-handoff from a launching CLI to its daemon: retry
+    // discovery until the daemon can be verified or the lock is released.
+    let (daemon, record) = loop {
+        let record = match discover(home)? {
+            Found::NotRunning => return Ok(()),
+            Found::Running(r) => r,
+        };
+        if let Some(d) = daemon_identity(home, record.as_deref()) {
+            break (d, record);
+        }
+        if Instant::now() >= deadline {
+            return Err(Failure::StopFailed(format!(
+                "the lock {} is held by a process that cannot be verified as this instance's daemon; nothing was signalled",
+                home.lock_file().display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     };
+    let pid = daemon.pid;
     tracing::debug!(pid, "sending SIGTERM to the daemon");
     kill(Pid::from_raw(pid), Signal::SIGTERM)
         .map_err(|e| Failure::StopFailed(format!("cannot signal daemon pid {pid}: {e}")))?;
     if !wait_lock_free(home, deadline) {
         // The daemon is stuck: kill it (its Temporal dies with it through the
         // parent-death signal), then make sure.
-        if record.is_none_or(|r| r.daemon.verify() == Verdict::Match) {
+        if daemon.verify() == Verdict::Match {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
-        if let Some(t) = record.and_then(|r| r.temporal.as_ref())
+        if let Some(t) = record.as_ref().and_then(|r| r.temporal.as_ref())
             && t.verify() == Verdict::Match
         {
             let _ = process::signal_group(t.pgid, Signal::SIGKILL);
@@ -93,8 +102,18 @@ fn stop_daemon(
             )));
         }
     }
-    // The daemon waited for the group; check anyway, and the port.
-    if let Some(r) = record {
+    // The lock is released just before the daemon process exits.
+    let gone_by = Instant::now() + Duration::from_secs(5);
+    while daemon.verify() == Verdict::Match {
+        if Instant::now() >= gone_by {
+            return Err(Failure::StopFailed(format!(
+                "daemon pid {pid} released the lock but did not exit"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The daemon waited for Temporal's group; check anyway, and the port.
+    if let Some(r) = record.as_deref() {
         if let Some(t) = &r.temporal
             && t.verify() == Verdict::Match
         {
