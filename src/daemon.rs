@@ -193,6 +193,11 @@ async fn serve(
     lock: InstanceLock,
     notifier: SharedNotifier,
 ) -> Result<(), Failure> {
+    // First of all, so a stop that arrives during startup is handled
+    // (SIGTERM's default action would skip every cleanup).
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     for note in preflight(&cfg).await? {
         tracing::warn!("{note}");
         if let Some(n) = notifier.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
@@ -328,9 +333,6 @@ async fn serve(
         }
     });
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
     tracing::info!(http = %cfg.http_addr, home = %cfg.home.root().display(), "daemon running");
     let early = loop {
         tokio::select! {

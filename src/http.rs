@@ -47,15 +47,56 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serve `router` on `listener` until `shutdown` resolves.
+/// Most connections served at once; more are closed at accept, so a flood
+/// costs the daemon a bounded amount of memory and CPU.
+const MAX_CONNECTIONS: usize = 128;
+/// A client must send its request headers within this time (slowloris).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest life of one connection.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Largest request head accepted (bigger ones get 431 and are closed).
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+
+/// Serve `router` on `listener` until `shutdown` resolves. HTTP/1.1 only,
+/// with a header read timeout, a bounded request head, a capped
+/// connection lifetime and a cap on concurrent connections.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // EMFILE and friends: back off briefly instead of spinning.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream); // shed load
+            continue;
+        };
+        let svc = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_REQUEST_HEAD);
+            let conn = http.serve_connection(TokioIo::new(stream), svc);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+            drop(slot);
+        });
+    }
 }
 
 async fn deadline(req: Request, next: Next) -> Response {

@@ -16,7 +16,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::io::{IsTerminal, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -37,7 +37,41 @@ pub fn run(args: &StartArgs) -> Result<Code, Failure> {
                 daemon::run(cfg, bin, lock, None)?;
                 return Ok(Code::Ok);
             }
-            TryLock::Acquired(lock) => return launch(&cfg, &bin, lock, deadline),
+            TryLock::Acquired(lock) if daemon_elsewhere(&cfg) => {
+                // The lock file was deleted or replaced under a live daemon
+                // (it re-creates it within a health interval): that daemon
+                // is the instance, so behave as if the lock were busy.
+                drop(lock);
+                tracing::warn!(
+                    "the lock file was replaced while a daemon runs; deferring to that daemon"
+                );
+                if let Some(doc) = ready_instance(&cfg)? {
+                    spinner.clear();
+                    print_ready(&doc, true);
+                    return Ok(Code::Ok);
+                }
+                if Instant::now() >= deadline {
+                    return Err(Failure::StartTimeout {
+                        secs: cfg.timeout.as_secs_f64(),
+                        reason: "the running instance did not become ready".into(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            TryLock::Acquired(lock) => match launch(&cfg, &bin, lock, deadline)? {
+                Some(code) => return Ok(code),
+                // A concurrent `stop` stopped the daemon we launched: this
+                // start comes after that stop, so start again.
+                None if Instant::now() < deadline => {
+                    eprintln!("note: a concurrent stop ended the starting daemon; starting again");
+                }
+                None => {
+                    return Err(Failure::StartTimeout {
+                        secs: cfg.timeout.as_secs_f64(),
+                        reason: "a concurrent stop ended the starting daemon".into(),
+                    });
+                }
+            },
             TryLock::Busy => {
                 if let Some(doc) = ready_instance(&cfg)? {
                     spinner.clear();
@@ -58,6 +92,12 @@ pub fn run(args: &StartArgs) -> Result<Code, Failure> {
     }
 }
 
+/// Does the PID file name a live, verified daemon other than us?
+fn daemon_elsewhere(cfg: &Config) -> bool {
+    matches!(crate::pidfile::read(&cfg.home.pid_file()), crate::pidfile::PidFile::Record(r)
+        if r.daemon.verify() == crate::process::Verdict::Match)
+}
+
 /// The daemon side of a launch: adopt the lock and report pipe.
 fn run_handed_over(cfg: Config, args: &StartArgs, lock_fd: i32) -> Result<Code, Failure> {
     // SAFETY: the launching CLI passed us these fds and nothing else owns them.
@@ -75,7 +115,7 @@ fn run_handed_over(cfg: Config, args: &StartArgs, lock_fd: i32) -> Result<Code, 
 /// Is the instance holding the lock serving right now? Both the daemon's
 /// view and a direct gRPC health call must agree.
 fn ready_instance(cfg: &Config) -> Result<Option<StatusDoc>, Failure> {
-    let Found::Running(Some(record)) = discover(&cfg.home)? else {
+    let crate::pidfile::PidFile::Record(record) = crate::pidfile::read(&cfg.home.pid_file()) else {
         return Ok(None);
     };
     let Ok(doc) = fetch_status(&record) else {
@@ -116,7 +156,7 @@ fn launch(
     bin: &Path,
     lock: InstanceLock,
     deadline: Instant,
-) -> Result<Code, Failure> {
+) -> Result<Option<Code>, Failure> {
     let (report_rx, report_tx) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
     let mut child = spawn_daemon(cfg, bin, &lock, &report_tx)?;
@@ -133,7 +173,7 @@ fn launch(
                 Some(doc) => print_ready(&doc, false),
                 None => println!("Temporal is running at {}.", cfg.frontend()),
             }
-            Ok(Code::Ok)
+            Ok(Some(Code::Ok))
         }
         Report::Failed(code, message) => {
             show_log_tail(cfg);
@@ -142,6 +182,11 @@ fn launch(
         }
         Report::Eof => {
             let status = child.wait().ok();
+            // Stopped on request (clean exit, or SIGTERM before its handler
+            // was installed): not a failure of this start.
+            if status.is_some_and(|s| s.success() || s.signal() == Some(libc::SIGTERM)) {
+                return Ok(None);
+            }
             show_log_tail(cfg);
             let daemon_log = logfile::tail(&cfg.home.daemon_log(), 5).unwrap_or_default();
             for l in &daemon_log {

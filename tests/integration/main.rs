@@ -2,8 +2,10 @@
 //! and the real `stigmer` binary. Each test has its own temp home and free
 //! ports, waits on conditions, and kills what it started.
 
+mod adversarial;
 mod common;
 mod lifecycle;
+mod monitoring;
 mod observability;
 mod otlp;
 mod supervision;
