@@ -237,7 +237,7 @@ fn hostile_pid_files_never_get_anything_signalled() {
         ("garbage", b"\x00\xffnot a pid file".to_vec()),
         (
             "truncated JSON",
-            record(spid as i64)[..40].as_bytes().to_vec(),
+            record(spid as i64).as_bytes()[..40].to_vec(),
         ),
         ("huge", vec![b'7'; 5 << 20]),
         ("pid 1", record(1).into_bytes()),
