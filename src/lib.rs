@@ -8,8 +8,10 @@
 //!                                                     │ lock → pidfile → daemon's HTTP /status
 //!                                                     ▼
 //! daemon ── holds lock (flock, the truth) for its whole life, writes pidfile (discovery)
-//!   ├── http (axum: /livez /readyz /healthz /status /metrics) ── reads the published Snapshot
-//!   ├── metrics (prometheus; implements supervisor::Observer) ── telemetry (tracing)
+//!   ├── http (axum router on a bounded hyper accept loop: /livez /readyz /healthz /status
+//!   │         /metrics) ── reads the published Snapshot; status = the /status document
+//!   ├── metrics (prometheus) and telemetry::spans (OTLP) ── both supervisor::Observer
+//!   │         telemetry: tracing subscriber, OTLP exporter (gRPC or HTTP/protobuf)
 //!   └── supervisor (own thread + runtime)
 //!         ├── state   pure step(state, event, now) -> (state, actions) + allowed-transitions table
 //!         ├── policy  restart delays: immediate first, then exponential + jitter, capped
