@@ -5,8 +5,8 @@
 //! in-flight probe round. Nothing here decides *what* to do next.
 
 use super::state::{Action, Event, Rules, State, StateName, step};
-use super::{Backoff, Command, Handle, LayerStatus, NoObserver, Observer, Snapshot, TemporalInfo};
-use crate::health::{self, Layer, Round, Target};
+use super::{Backoff, Command, Handle, NoObserver, Observer, Snapshot, TemporalInfo};
+use crate::health::Round;
 use crate::lock::InstanceLock;
 use crate::logfile::{self, RotatingLog};
 use crate::pidfile::{self, PidRecord};
@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
+
+mod probing;
 
 /// How the first start ended, for whoever launched the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -461,85 +463,6 @@ impl Actor {
         if let Err(e) = process::signal_group(live.child.pgid(), sig) {
             tracing::warn!(error = %e, signal = sig.as_str(), "cannot signal Temporal's group");
         }
-    }
-
-    fn wants_probes(&self) -> bool {
-        self.live.is_some()
-            && matches!(
-                self.state.name(),
-                StateName::Starting | StateName::Running | StateName::Unhealthy
-            )
-    }
-
-    fn probe_interval(&self) -> Duration {
-        if self.state.name() == StateName::Starting {
-            self.cfg.startup_interval
-        } else {
-            self.cfg.health_interval
-        }
-    }
-
-    fn start_round(&self) -> Option<ProbeFuture> {
-        let live = self.live.as_ref()?;
-        let target = Target {
-            lock: self.lock.clone(),
-            pid_file: self.cfg.pid_file.clone(),
-            record: self.record(),
-            identity: live.identity.clone(),
-            frontend: self.cfg.frontend,
-            timeout: self.cfg.health_timeout,
-        };
-        Some(Box::pin(health::round(target)))
-    }
-
-    /// Fold a finished round into the snapshot; turn it into an event if it
-    /// is about the current child.
-    fn absorb(&mut self, round: Round) -> Option<Event> {
-        let now_ms = unix_now_ms();
-        let quiet_startup = self.state.name() == StateName::Starting;
-        for c in &round.checks {
-            let entry = self.snap.health.entry(c.layer).or_insert(LayerStatus {
-                ok: true,
-                reason: String::new(),
-                latency_ms: 0.0,
-                consecutive_failures: 0,
-                last_checked_unix_ms: 0,
-            });
-            entry.ok = c.ok;
-            entry.reason = c.reason.clone();
-            entry.latency_ms = ms(c.latency);
-            entry.last_checked_unix_ms = now_ms;
-            entry.consecutive_failures = if c.ok {
-                0
-            } else {
-                entry.consecutive_failures + 1
-            };
-            // Port/gRPC "failures" while Temporal is still starting are
-            // expected; they are not health-check failures.
-            if !(quiet_startup && !c.ok && matches!(c.layer, Layer::Port | Layer::Grpc)) {
-                self.observer.probe(c);
-            }
-            if !c.ok && !quiet_startup {
-                tracing::warn!(layer = c.layer.as_str(), reason = %c.reason, "health check failed");
-            }
-        }
-        if self.live.as_ref().map(|l| l.child.pid) != Some(round.pid) {
-            return None;
-        }
-        match round.failed() {
-            None => Some(Event::ProbeOk),
-            Some(layer) => {
-                if !quiet_startup && self.first_failed_probe.is_none() {
-                    self.first_failed_probe = Some(Instant::now());
-                }
-                Some(Event::ProbeFailed { layer })
-            }
-        }
-        .inspect(|e| {
-            if matches!(e, Event::ProbeOk) && !quiet_startup {
-                self.first_failed_probe = None;
-            }
-        })
     }
 
     fn record(&self) -> PidRecord {
