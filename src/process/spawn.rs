@@ -91,6 +91,16 @@ fn spawn_now(spec: &SpawnSpec) -> io::Result<std::process::Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    // Temporal (Go's os/user without cgo) fails at start without $USER;
+    // containers and systemd units often have none.
+    if std::env::var_os("USER").is_none() {
+        let uid = nix::unistd::getuid();
+        let name = nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map_or_else(|| uid.to_string(), |u| u.name);
+        cmd.env("USER", name);
+    }
     // SAFETY: only async-signal-safe calls (prctl, getppid, raise) between
     // fork and exec.
     unsafe {

@@ -333,7 +333,11 @@ impl Actor {
         r.last_exit = Some(status);
         r.last_exit_description = Some(status.describe());
         r.last_exit_at_unix_ms = Some(unix_now_ms());
-        tracing::warn!(pid, status = %status.describe(), "Temporal exited");
+        if self.state.name() == StateName::Stopping {
+            tracing::info!(pid, status = %status.describe(), "Temporal exited");
+        } else {
+            tracing::warn!(pid, status = %status.describe(), "Temporal exited");
+        }
         self.observer.exited(pid, status);
     }
 
