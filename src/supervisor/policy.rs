@@ -5,8 +5,11 @@
 //! The first restart after a healthy run is immediate: a crash of a server
 //! that was fine costs only Temporal's own start time, as with runit or
 //! daemontools. A run counts as healthy once it has served for
-//! `stable_after` (1 s, runit's own threshold for "ran long enough").
-//! Delay belongs to *repeated* failures: 2nd attempt ~base,
+//! `stable_after` (1 s, runit's own threshold for "ran long enough"); a run
+//! that served at all caps the count at one, so a Temporal killed again
+//! right after recovering comes back after ~`base`, never at crash-loop
+//! pace. Delay belongs to *repeated* failures of runs that never serve:
+//! 2nd attempt ~base,
 //! then doubling up to `cap`, each with ±`jitter` so many instances do not
 //! restart in lockstep.
 

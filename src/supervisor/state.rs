@@ -449,11 +449,14 @@ pub fn step(
             Event::RestartRequested | Event::Wake,
         ) => (State::Spawning { attempt: *attempt }, vec![Action::Spawn]),
 
+        // Serving proves the command works: a failure from here on is at
+        // most a second attempt (short delay), never a crash-loop step.
+        // Serving stably (`stable_after`) resets the count to zero.
         (State::Starting { pid, attempt, .. }, Event::ProbeOk) => (
             State::Running {
                 pid: *pid,
                 since: now,
-                attempt: *attempt,
+                attempt: (*attempt).min(1),
             },
             vec![Action::Ready],
         ),

@@ -434,3 +434,46 @@ fn illegal_transitions_are_errors_and_match_the_table() {
         .is_err()
     );
 }
+
+#[test]
+fn serving_caps_the_failure_count_so_kill_cycles_never_crash_loop() {
+    let t0 = Instant::now();
+    let r = rules();
+    let mut s = State::Stopped;
+    let mut now = t0;
+    let mut delays = Vec::new();
+    s = step(&s, Event::Start, now, &r).unwrap().0;
+    for i in 0..20 {
+        s = step(&s, Event::Spawned { pid: 100 + i }, now, &r)
+            .unwrap()
+            .0;
+        now += Duration::from_millis(150);
+        s = step(&s, Event::ProbeOk, now, &r).unwrap().0;
+        // Killed right after serving, 20 times in a row.
+        let (n, a) = step(
+            &s,
+            Event::Exited {
+                status: ExitStatus::Signal(9),
+            },
+            now,
+            &r,
+        )
+        .unwrap();
+        assert_eq!(n.name(), N::Backoff, "cycle {i}: never crash-loop");
+        let until = a
+            .iter()
+            .find_map(|a| match a {
+                Action::WakeAt(t) => Some(*t),
+                _ => None,
+            })
+            .unwrap();
+        delays.push(until - now);
+        now = until;
+        s = step(&n, Event::Wake, now, &r).unwrap().0;
+    }
+    assert_eq!(delays[0], Duration::ZERO);
+    assert!(
+        delays.iter().all(|d| *d <= Duration::from_millis(100)),
+        "{delays:?}"
+    );
+}
