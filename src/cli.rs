@@ -197,7 +197,7 @@ pub struct StatusArgs {
     #[allow(missing_docs)]
     pub home: HomeArg,
     /// Print the status document as one JSON object.
-    #[arg(long)]
+    #[arg(long, env = "STIGMER_JSON")]
     pub json: bool,
 }
 
@@ -216,13 +216,13 @@ pub struct LogsArgs {
     #[allow(missing_docs)]
     pub home: HomeArg,
     /// Keep printing new lines (across rotation).
-    #[arg(short, long)]
+    #[arg(short, long, env = "STIGMER_FOLLOW")]
     pub follow: bool,
     /// How many lines from the end.
-    #[arg(short = 'n', long, default_value_t = 50)]
+    #[arg(short = 'n', long, default_value_t = 50, env = "STIGMER_LINES")]
     pub lines: usize,
     /// Show the daemon's own log instead of Temporal's.
-    #[arg(long)]
+    #[arg(long, env = "STIGMER_LOGS_DAEMON")]
     pub daemon: bool,
 }
 
