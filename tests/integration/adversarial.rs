@@ -2,16 +2,11 @@
 //! the README's "Adversarial behaviour" table it proves.
 
 use crate::common::*;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::Duration;
-
-fn signal(pid: i32, sig: Signal) {
-    let _ = kill(Pid::from_raw(pid), sig);
-}
 
 /// Documented exit codes (README "Exit codes").
 const DOCUMENTED: [i32; 12] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 70];
@@ -46,10 +41,7 @@ fn assert_coherent(h: &TestHome) {
 #[test]
 fn thirty_two_concurrent_starts_then_command_storms_stay_coherent() {
     let h = TestHome::new();
-    let outs: Vec<_> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..32).map(|_| s.spawn(|| h.start())).collect();
-        hs.into_iter().map(|j| j.join().unwrap()).collect()
-    });
+    let outs = concurrent_starts(&h, 32);
     for o in &outs {
         assert_eq!(o.status.code(), Some(0), "{}", text(o));
     }
@@ -100,32 +92,6 @@ fn thirty_two_concurrent_starts_then_command_storms_stay_coherent() {
     h.assert_nothing_left();
 }
 
-/// A Temporal wrapper gated on files, as in the observability tests.
-fn gated(h: &TestHome) -> std::path::PathBuf {
-    let d = h.dir.path().display();
-    script(
-        h.dir.path(),
-        "gated",
-        &format!(
-            "n=$(cat {d}/launches 2>/dev/null || echo 0); n=$((n+1)); echo $n > {d}/launches\n\
-             while [ ! -f {d}/go$n ]; do sleep 0.02; done\nexec {} \"$@\"",
-            temporal_bin().display()
-        ),
-    )
-}
-
-fn foreground(h: &TestHome, extra: &[&str]) -> std::process::Child {
-    let mut args = h.start_args();
-    args.push("--foreground".into());
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    h.cmd(&refs)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 fn sigkill_daemon_then_recover(h: &TestHome, mut daemon: std::process::Child) {
     signal(daemon.id() as i32, Signal::SIGKILL);
     daemon.wait().unwrap();
@@ -142,8 +108,8 @@ fn sigkill_daemon_then_recover(h: &TestHome, mut daemon: std::process::Child) {
 #[test]
 fn sigkill_daemon_while_temporal_starts() {
     let h = TestHome::new();
-    let wrapper = gated(&h);
-    let daemon = foreground(&h, &["--temporal-bin", wrapper.to_str().unwrap()]);
+    let wrapper = h.gated_wrapper();
+    let daemon = h.foreground(&["--temporal-bin", wrapper.to_str().unwrap()]);
     wait_until("Temporal's launcher is waiting at its gate", || {
         h.dir.path().join("launches").exists()
     });
@@ -154,7 +120,7 @@ fn sigkill_daemon_while_temporal_starts() {
 fn sigkill_daemon_during_backoff() {
     let h = TestHome::new();
     let crasher = script(h.dir.path(), "crasher", "exit 1");
-    let daemon = foreground(&h, &["--temporal-bin", crasher.to_str().unwrap()]);
+    let daemon = h.foreground(&["--temporal-bin", crasher.to_str().unwrap()]);
     wait_until("in a backoff wait", || {
         let (_, v) = h.status_json();
         v["backoff"]["delay_ms"].as_f64().unwrap_or(0.0) > 300.0
@@ -165,7 +131,7 @@ fn sigkill_daemon_during_backoff() {
 #[test]
 fn sigkill_daemon_during_stop() {
     let h = TestHome::new();
-    let daemon = foreground(&h, &[]);
+    let daemon = h.foreground(&[]);
     wait_until("serving", || h.serving_pid().is_some());
     let temporal = h.serving_pid().unwrap();
     signal(daemon.id() as i32, Signal::SIGTERM);
@@ -672,16 +638,7 @@ fn soak_200_mixed_faults_under_workload() {
     for i in 0..200 {
         // Workload: a workflow per cycle; keep the acknowledged ones.
         let id = format!("soak-{i}");
-        let out = h.temporal(&[
-            "workflow",
-            "start",
-            "--task-queue",
-            "q",
-            "--type",
-            "T",
-            "--workflow-id",
-            &id,
-        ]);
+        let out = h.start_workflow(&id);
         if out.status.success() {
             acknowledged.push(id);
         }
@@ -694,7 +651,7 @@ fn soak_200_mixed_faults_under_workload() {
         assert_eq!(h.temporals(), vec![pid], "cycle {i}: one Temporal");
     }
     for id in &acknowledged {
-        let out = h.temporal(&["workflow", "describe", "--workflow-id", id]);
+        let out = h.workflow_found(id);
         assert!(
             out.status.success(),
             "acknowledged workflow {id} lost: {}",

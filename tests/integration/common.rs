@@ -340,3 +340,66 @@ impl Drop for TestHome {
         }
     }
 }
+
+/// Send `sig` to `pid`, ignoring "no such process".
+pub fn signal(pid: i32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
+
+/// Run `n` starts at the same moment; their outputs.
+pub fn concurrent_starts(h: &TestHome, n: usize) -> Vec<Output> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n).map(|_| s.spawn(|| h.start())).collect();
+        hs.into_iter().map(|j| j.join().unwrap()).collect()
+    })
+}
+
+impl TestHome {
+    /// Start a workflow (no worker needed) with this id.
+    pub fn start_workflow(&self, id: &str) -> Output {
+        self.temporal(&[
+            "workflow",
+            "start",
+            "--task-queue",
+            "q",
+            "--type",
+            "T",
+            "--workflow-id",
+            id,
+        ])
+    }
+
+    /// Is the workflow with this id found?
+    pub fn workflow_found(&self, id: &str) -> Output {
+        self.temporal(&["workflow", "describe", "--workflow-id", id])
+    }
+
+    /// The daemon in the foreground, as a child of the test.
+    pub fn foreground(&self, extra: &[&str]) -> std::process::Child {
+        let mut args = self.start_args();
+        args.push("--foreground".into());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.cmd(&refs)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// A Temporal wrapper that, on its Nth launch, waits for a file `goN`
+    /// in the test dir before exec'ing the real Temporal: holds the
+    /// supervisor in "starting" for as long as a test needs to look.
+    pub fn gated_wrapper(&self) -> PathBuf {
+        let d = self.dir.path().display();
+        script(
+            self.dir.path(),
+            "gated-temporal",
+            &format!(
+                "n=$(cat {d}/launches 2>/dev/null || echo 0); n=$((n+1)); echo $n > {d}/launches\n\
+                 while [ ! -f {d}/go$n ]; do sleep 0.02; done\nexec {} \"$@\"",
+                temporal_bin().display()
+            ),
+        )
+    }
+}

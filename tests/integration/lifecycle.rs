@@ -60,10 +60,7 @@ fn second_start_says_already_running() {
 #[test]
 fn concurrent_starts_make_exactly_one_instance() {
     let h = TestHome::new();
-    let outs: Vec<_> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..8).map(|_| s.spawn(|| h.start())).collect();
-        hs.into_iter().map(|j| j.join().unwrap()).collect()
-    });
+    let outs = concurrent_starts(&h, 8);
     for o in &outs {
         assert_eq!(o.status.code(), Some(0), "{}", text(o));
     }
@@ -223,23 +220,14 @@ fn workflow_survives_restart() {
     let h = TestHome::new();
     h.start_ok();
     let old = h.serving_pid().unwrap();
-    let out = h.temporal(&[
-        "workflow",
-        "start",
-        "--task-queue",
-        "q",
-        "--type",
-        "T",
-        "--workflow-id",
-        "wf-restart",
-    ]);
+    let out = h.start_workflow("wf-restart");
     assert!(out.status.success(), "{}", text(&out));
     let out = run(h.cmd(&["local", "restart"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let new = h.serving_pid().unwrap();
     assert_ne!(old, new, "restart gives a new pid");
     assert!(!alive(old));
-    let out = h.temporal(&["workflow", "describe", "--workflow-id", "wf-restart"]);
+    let out = h.workflow_found("wf-restart");
     assert!(out.status.success(), "workflow lost: {}", text(&out));
     assert_eq!(h.temporals(), vec![new]);
 }

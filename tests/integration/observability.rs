@@ -6,7 +6,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// GET http://127.0.0.1:port/path → (status, body); None if nothing listens.
@@ -38,39 +38,11 @@ fn code(port: u16, path: &str) -> u16 {
     get(port, path).map_or(0, |(c, _)| c)
 }
 
-/// A Temporal wrapper that, on its Nth launch, waits for a file `goN`
-/// before exec'ing the real Temporal: lets a test hold the supervisor in
-/// "starting" for as long as it needs to look.
-fn gated_wrapper(dir: &std::path::Path) -> std::path::PathBuf {
-    let d = dir.display();
-    script(
-        dir,
-        "gated-temporal",
-        &format!(
-            "n=$(cat {d}/launches 2>/dev/null || echo 0); n=$((n+1)); echo $n > {d}/launches\n\
-             while [ ! -f {d}/go$n ]; do sleep 0.02; done\nexec {} \"$@\"",
-            temporal_bin().display()
-        ),
-    )
-}
-
-fn foreground(h: &TestHome, extra: &[&str]) -> Child {
-    let mut args = h.start_args();
-    args.push("--foreground".into());
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    h.cmd(&refs)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 #[test]
 fn endpoints_in_each_situation() {
     let h = TestHome::new();
-    let wrapper = gated_wrapper(h.dir.path());
-    let mut daemon = foreground(&h, &["--temporal-bin", wrapper.to_str().unwrap()]);
+    let wrapper = h.gated_wrapper();
+    let mut daemon = h.foreground(&["--temporal-bin", wrapper.to_str().unwrap()]);
     let p = h.http_port;
 
     // Starting: the server is up before Temporal is.

@@ -1,13 +1,8 @@
 //! Issue #3: crash detection, layered health checks, restart with backoff.
 
 use crate::common::*;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use std::time::Duration;
-
-fn signal(pid: i32, sig: Signal) {
-    kill(Pid::from_raw(pid), sig).unwrap();
-}
 
 fn open_fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -174,19 +169,10 @@ fn workflow_survives_sigkill_recovery() {
     let h = TestHome::new();
     h.start_ok();
     let old = h.serving_pid().unwrap();
-    let out = h.temporal(&[
-        "workflow",
-        "start",
-        "--task-queue",
-        "q",
-        "--type",
-        "T",
-        "--workflow-id",
-        "wf-kill",
-    ]);
+    let out = h.start_workflow("wf-kill");
     assert!(out.status.success(), "{}", text(&out));
     signal(old, Signal::SIGKILL);
     h.wait_serving_new_pid(old);
-    let out = h.temporal(&["workflow", "describe", "--workflow-id", "wf-kill"]);
+    let out = h.workflow_found("wf-kill");
     assert!(out.status.success(), "workflow lost: {}", text(&out));
 }
