@@ -596,7 +596,7 @@ fn code_of(port: u16, path: &str) -> u16 {
 }
 
 /// The soak: at least 200 kill/recover cycles mixing SIGKILL, SIGSTOP and
-/// SIGTERM under a workflow workload. Slow (~15 min): run with
+/// SIGTERM under a workflow workload. Slow (~8 min): run with
 /// `cargo test --test integration soak -- --ignored`.
 #[test]
 #[ignore]
