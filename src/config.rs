@@ -286,8 +286,18 @@ fn check_executable(path: &Path) -> Result<(), BinaryError> {
 /// A pyenv shim is a bash script that execs the real binary ~0.2 s later;
 /// resolve it once so the pid we record runs the real executable.
 fn resolve_shim(path: &Path) -> Option<PathBuf> {
-    let head = std::fs::read(path).ok().filter(|b| b.starts_with(b"#!"))?;
-    let text = String::from_utf8_lossy(&head[..head.len().min(4096)]).into_owned();
+    // Read only the head: the real binary is ~156 MB, and this runs on
+    // every `stigmer local`.
+    let mut head = Vec::with_capacity(4096);
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(path).ok()?, 4096),
+        &mut head,
+    )
+    .ok()?;
+    if !head.starts_with(b"#!") {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
     if !text.contains("pyenv") {
         return None;
     }
