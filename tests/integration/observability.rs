@@ -11,21 +11,8 @@ use std::time::Duration;
 
 /// GET http://127.0.0.1:port/path → (status, body); None if nothing listens.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let (head, body) = buf.split_once("\r\n\r\n")?;
-    Some((
-        head.split_whitespace().nth(1)?.parse().ok()?,
-        body.to_string(),
-    ))
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    stigmer::http::get_local(addr, path, Duration::from_secs(5)).ok()
 }
 
 fn json_state(body: &str) -> String {
