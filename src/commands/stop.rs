@@ -1,7 +1,8 @@
 //! `stigmer local stop`: idempotent. Asks the daemon (identity verified)
 //! to shut down with SIGTERM; the daemon stops Temporal's whole group and
-//! releases the lock on its way out. Returns only once the lock is free,
-//! Temporal's group is empty and its port is free. With no daemon, it
+//! releases the lock on its way out. Returns only once the daemon has
+//! exited (a pidfd event), Temporal is gone and its port is free (or taken
+//! by an instance a later start launched). With no daemon, it
 //! still stops a verified orphan Temporal left by a dead one.
 
 use super::{Found, daemon_identity, discover, home};
@@ -18,6 +19,8 @@ use std::time::{Duration, Instant};
 
 /// Grace given to an orphan Temporal (no daemon to ask).
 const ORPHAN_GRACE: Duration = Duration::from_secs(10);
+/// How long a SIGKILLed process, or a port it held, may take to go.
+const AFTER_KILL: Duration = Duration::from_secs(5);
 
 /// Run `stop`.
 pub fn run(args: &StopArgs) -> Result<Code, Failure> {
@@ -85,7 +88,10 @@ fn stop_daemon(home: &StateDir, deadline: Instant) -> Result<(), Failure> {
     tracing::debug!(pid, "sending SIGTERM to the daemon");
     kill(Pid::from_raw(pid), Signal::SIGTERM)
         .map_err(|e| Failure::StopFailed(format!("cannot signal daemon pid {pid}: {e}")))?;
-    if !wait_lock_free(home, deadline) {
+    // Wait for the daemon's exit itself, not for the lock: in a storm a
+    // concurrent start may take the lock the instant the daemon lets go,
+    // and that new instance is not ours to wait for.
+    if !daemon.wait_exit(deadline) {
         // The daemon is stuck: kill it (its Temporal dies with it through the
         // parent-death signal), then make sure.
         if daemon.verify() == Verdict::Match {
@@ -96,34 +102,28 @@ fn stop_daemon(home: &StateDir, deadline: Instant) -> Result<(), Failure> {
         {
             let _ = process::signal_group(t.pgid, Signal::SIGKILL);
         }
-        if !wait_lock_free(home, Instant::now() + Duration::from_secs(5)) {
+        if !daemon.wait_exit(Instant::now() + AFTER_KILL) {
             return Err(Failure::StopFailed(format!(
                 "daemon pid {pid} did not exit"
             )));
         }
     }
-    // The lock is released just before the daemon process exits.
-    let gone_by = Instant::now() + Duration::from_secs(5);
-    while daemon.verify() == Verdict::Match {
-        if Instant::now() >= gone_by {
-            return Err(Failure::StopFailed(format!(
-                "daemon pid {pid} released the lock but did not exit"
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
     // The daemon waited for Temporal's group; check anyway, and the port.
     if let Some(r) = record.as_deref() {
         if let Some(t) = &r.temporal
-            && t.verify() == Verdict::Match
+            && !t.wait_exit(Instant::now() + AFTER_KILL)
         {
             return Err(Failure::StopFailed(format!(
                 "Temporal pid {} is still running",
                 t.pid
             )));
         }
-        let port_deadline = Instant::now() + Duration::from_secs(5);
+        let port_deadline = Instant::now() + AFTER_KILL;
         while !ports::is_free(r.frontend) {
+            // A start that came after this stop may already serve there.
+            if matches!(InstanceLock::is_held(&home.lock_file()), Ok(true)) {
+                break;
+            }
             if Instant::now() >= port_deadline {
                 let who = ports::owner(r.frontend.port())
                     .map_or_else(|| "another process".into(), |o| o.to_string());
@@ -136,20 +136,4 @@ fn stop_daemon(home: &StateDir, deadline: Instant) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-/// Poll until nobody holds the lock. The daemon's exit has no event we
-/// can wait on from here (it is not our child), so poll briefly.
-fn wait_lock_free(home: &StateDir, deadline: Instant) -> bool {
-    loop {
-        match InstanceLock::is_held(&home.lock_file()) {
-            Ok(false) => return true,
-            Err(_) => return false,
-            Ok(true) => {}
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }

@@ -5,7 +5,10 @@
 //! being matched by something we did not spawn.
 
 use serde::{Deserialize, Serialize};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// What we record about a process we own, and check before signalling it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +137,51 @@ impl Identity {
             _ => Verdict::Match,
         }
     }
+}
+
+impl Identity {
+    /// Block until this process has exited, or `deadline` passes; true once
+    /// it is gone. An event, not a poll: a pidfd (which works for processes
+    /// that are not our children) becomes readable when the process exits.
+    /// The identity is re-checked after the pidfd is opened, so a reused pid
+    /// is never waited on in place of the process we meant.
+    pub fn wait_exit(&self, deadline: Instant) -> bool {
+        let fd = match pidfd_open(self.pid) {
+            Ok(fd) => fd,
+            Err(_) => return self.verify() != Verdict::Match,
+        };
+        if self.verify() != Verdict::Match {
+            return true;
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = left.as_millis().min(i32::MAX as u128) as i32;
+            let mut pfd = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd that outlives the call.
+            let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if n > 0 {
+                return true;
+            }
+            if n == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                return self.verify() != Verdict::Match;
+            }
+        }
+    }
+}
+
+/// A pidfd for `pid`: readable once the process has exited.
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; on success it returns a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this fd (close-on-exec by default).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 fn same_exe(a: &Path, b: &Path) -> bool {

@@ -8,11 +8,12 @@
 //! gone), then reaped with `waitpid`: no timer, no polling.
 
 use super::group::ExitStatus;
+use super::identity::pidfd_open;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -116,16 +117,6 @@ fn spawn_now(spec: &SpawnSpec) -> io::Result<std::process::Child> {
         });
     }
     cmd.spawn()
-}
-
-fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; on success it returns a new fd we own.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just gave us this fd (close-on-exec by default).
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// A running child we spawned and will reap.

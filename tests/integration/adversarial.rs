@@ -92,6 +92,41 @@ fn thirty_two_concurrent_starts_then_command_storms_stay_coherent() {
     h.assert_nothing_left();
 }
 
+/// A stop whose daemon is succeeded at once by racing starts still reports
+/// success: it waits for its own daemon's exit, not for the lock to be free
+/// (which one of several waiting starts takes again within milliseconds).
+#[test]
+fn stop_racing_start_loops_succeeds() {
+    let h = TestHome::new();
+    h.start_ok();
+    let first = h.daemons();
+    let stopped = std::sync::atomic::AtomicBool::new(false);
+    let stop_out = std::thread::scope(|s| {
+        let starters: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                        h.start_ok();
+                    }
+                })
+            })
+            .collect();
+        let out = h.stop();
+        stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+        for t in starters {
+            t.join().unwrap();
+        }
+        h.start_ok();
+        out
+    });
+    assert_eq!(stop_out.status.code(), Some(0), "{}", text(&stop_out));
+    assert_coherent(&h);
+    assert_eq!(h.daemons().len(), 1);
+    assert_ne!(h.daemons(), first, "the last start launched a new daemon");
+    assert_eq!(h.stop().status.code(), Some(0));
+    h.assert_nothing_left();
+}
+
 fn sigkill_daemon_then_recover(h: &TestHome, mut daemon: std::process::Child) {
     signal(daemon.id() as i32, Signal::SIGKILL);
     daemon.wait().unwrap();

@@ -327,6 +327,18 @@ impl TestHome {
 
 impl Drop for TestHome {
     fn drop(&mut self) {
+        // A failing test shows what the daemon saw (CI keeps no files).
+        if std::thread::panicking() {
+            let log = self.home().join("logs").join("daemon.log");
+            if let Ok(text) = std::fs::read_to_string(&log) {
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(80)..];
+                eprintln!("--- last lines of {} ---", log.display());
+                for l in tail {
+                    eprintln!("{l}");
+                }
+            }
+        }
         if self.home().exists() && !self.lock_free() {
             let _ = run(self.cmd(&["local", "stop", "--timeout", "20"]));
         }
