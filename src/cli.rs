@@ -86,6 +86,15 @@ pub struct StartArgs {
     /// Temporal frontend gRPC port.
     #[arg(long, default_value_t = 7233, env = "STIGMER_PORT")]
     pub port: u16,
+    /// IP Temporal listens on (frontend and UI); 0.0.0.0 in a container
+    /// whose ports are published. The dev server has no authentication.
+    #[arg(
+        long,
+        default_value = "127.0.0.1",
+        env = "STIGMER_TEMPORAL_IP",
+        value_name = "IP"
+    )]
+    pub temporal_ip: String,
     /// Temporal web UI port [default: --port + 1000].
     #[arg(long, env = "STIGMER_UI_PORT", conflicts_with = "headless")]
     pub ui_port: Option<u16>,

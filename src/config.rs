@@ -5,7 +5,7 @@
 use crate::cli::StartArgs;
 use crate::paths::StateDir;
 use std::ffi::OsString;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +15,8 @@ use std::time::Duration;
 pub struct Config {
     /// State directory.
     pub home: StateDir,
+    /// IP Temporal binds (frontend and UI).
+    pub temporal_ip: IpAddr,
     /// Frontend gRPC port.
     pub port: u16,
     /// UI port; `None` when headless.
@@ -97,6 +99,13 @@ impl Config {
             }
             Some(p)
         };
+        let temporal_ip = a.temporal_ip.parse::<IpAddr>().unwrap_or_else(|_| {
+            errs.push(format!(
+                "--temporal-ip {:?} is not an IP address (e.g. 127.0.0.1 or 0.0.0.0)",
+                a.temporal_ip
+            ));
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        });
         let http_addr = match a.http_addr.parse::<SocketAddr>() {
             Ok(addr) => {
                 if !addr.ip().is_loopback() && !a.allow_remote_http {
@@ -144,6 +153,7 @@ impl Config {
         let db_file = a.db_file.clone().unwrap_or_else(|| home.db_file());
         Ok(Config {
             home,
+            temporal_ip,
             port: a.port,
             ui_port,
             http_addr,
@@ -161,22 +171,59 @@ impl Config {
         })
     }
 
-    /// Temporal's frontend address.
+    /// Where a local client reaches Temporal: its IP, or loopback when it
+    /// listens on every address.
+    fn connect_ip(&self) -> IpAddr {
+        match self.temporal_ip {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        }
+    }
+
+    /// Temporal's frontend address, as a local client dials it.
     pub fn frontend(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::new(self.connect_ip(), self.port)
     }
 
     /// The UI URL, unless headless.
     pub fn ui_url(&self) -> Option<String> {
-        self.ui_port.map(|p| format!("http://127.0.0.1:{p}"))
+        self.ui_port
+            .map(|p| format!("http://{}", SocketAddr::new(self.connect_ip(), p)))
+    }
+
+    /// Temporal's own /metrics URL when `--temporal-metrics-port` is set.
+    pub fn temporal_metrics_url(&self) -> Option<String> {
+        self.temporal_metrics_port
+            .map(|p| format!("http://{}/metrics", SocketAddr::new(self.connect_ip(), p)))
+    }
+
+    /// Every address Temporal will bind, with what it is and the flag that
+    /// moves it: all must be free before a spawn.
+    pub fn temporal_binds(&self) -> Vec<(SocketAddr, &'static str, &'static str)> {
+        let mut v = vec![(
+            SocketAddr::new(self.temporal_ip, self.port),
+            "Temporal frontend",
+            "port",
+        )];
+        if let Some(p) = self.ui_port {
+            v.push((
+                SocketAddr::new(self.temporal_ip, p),
+                "Temporal web UI",
+                "ui-port",
+            ));
+        }
+        v
     }
 
     /// Arguments of `temporal` (after the binary).
     pub fn temporal_args(&self) -> Vec<OsString> {
-        let mut v: Vec<OsString> = ["server", "start-dev", "--ip", "127.0.0.1", "--port"]
+        let mut v: Vec<OsString> = ["server", "start-dev", "--ip"]
             .into_iter()
             .map(Into::into)
             .collect();
+        v.push(self.temporal_ip.to_string().into());
+        v.push("--port".into());
         v.push(self.port.to_string().into());
         v.push("--db-filename".into());
         v.push(self.db_file.clone().into());
@@ -203,6 +250,7 @@ impl Config {
             v.push(val);
         };
         flag("home", self.home.root().into());
+        flag("temporal-ip", self.temporal_ip.to_string().into());
         flag("port", self.port.to_string().into());
         flag("http-addr", self.http_addr.to_string().into());
         flag("temporal-bin", bin.into());
@@ -338,6 +386,29 @@ mod tests {
     }
 
     #[test]
+    fn temporal_ip_moves_binds_but_clients_dial_loopback() {
+        let c = Config::from_args(&args(&[])).unwrap();
+        assert_eq!(c.frontend().to_string(), "127.0.0.1:7233");
+        let c = Config::from_args(&args(&["--temporal-ip", "0.0.0.0"])).unwrap();
+        let binds: Vec<String> = c
+            .temporal_binds()
+            .iter()
+            .map(|(a, ..)| a.to_string())
+            .collect();
+        assert_eq!(binds, ["0.0.0.0:7233", "0.0.0.0:8233"]);
+        assert_eq!(c.frontend().to_string(), "127.0.0.1:7233");
+        assert_eq!(c.ui_url().as_deref(), Some("http://127.0.0.1:8233"));
+        let a = c.temporal_args();
+        let ip = a.iter().position(|x| x == "--ip").unwrap();
+        assert_eq!(a[ip + 1], "0.0.0.0");
+        let c = Config::from_args(&args(&["--temporal-ip", "::"])).unwrap();
+        assert_eq!(c.frontend().to_string(), "[::1]:7233");
+        let d = c.daemon_args(Path::new("/bin/temporal"));
+        let i = d.iter().position(|x| x == "--temporal-ip").unwrap();
+        assert_eq!(d[i + 1], "::");
+    }
+
+    #[test]
     fn reports_every_bad_value_at_once() {
         let e = Config::from_args(&args(&[
             "--health-interval",
@@ -348,9 +419,11 @@ mod tests {
             "0",
             "--http-addr",
             "nonsense",
+            "--temporal-ip",
+            "localhost",
         ]))
         .unwrap_err();
-        assert_eq!(e.0.len(), 4, "{e}");
+        assert_eq!(e.0.len(), 5, "{e}");
     }
 
     #[test]

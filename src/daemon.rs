@@ -112,14 +112,7 @@ fn take(n: &SharedNotifier) -> Option<Notifier> {
 pub async fn preflight(cfg: &Config) -> Result<Vec<String>, Failure> {
     let mut notes = reclaim_orphans(cfg.home.pid_file(), cfg.stop_grace).await?;
     pidfile::remove(&cfg.home.pid_file());
-    let mut wanted = vec![(cfg.frontend(), "Temporal frontend", "port")];
-    if let Some(p) = cfg.ui_port {
-        wanted.push((
-            SocketAddr::from(([127, 0, 0, 1], p)),
-            "Temporal web UI",
-            "ui-port",
-        ));
-    }
+    let mut wanted = cfg.temporal_binds();
     wanted.push((cfg.http_addr, "daemon HTTP", "http-addr"));
     for (addr, what, flag) in wanted {
         if !ports::is_free(addr) {
@@ -198,17 +191,20 @@ async fn serve(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    for note in preflight(&cfg).await? {
-        tracing::warn!("{note}");
-        if let Some(n) = notifier.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            n.note(&note);
-        }
-    }
+    let mut warnings = preflight(&cfg).await?;
     if !cfg.http_addr.ip().is_loopback() {
-        let warning = format!(
+        warnings.push(format!(
             "the HTTP server listens on {}, beyond this machine: anyone who can reach it can read status and metrics",
             cfg.http_addr
-        );
+        ));
+    }
+    if !cfg.temporal_ip.is_loopback() {
+        warnings.push(format!(
+            "Temporal listens on {}, beyond this machine: the dev server has no authentication, so anyone who can reach it can use it",
+            cfg.temporal_ip
+        ));
+    }
+    for warning in warnings {
         tracing::warn!("{warning}");
         if let Some(n) = notifier.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             n.note(&warning);
@@ -250,11 +246,7 @@ async fn serve(
             args: cfg.temporal_args(),
         },
         frontend: cfg.frontend(),
-        other_addrs: cfg
-            .ui_port
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
-            .into_iter()
-            .collect(),
+        binds: cfg.temporal_binds().into_iter().map(|(a, ..)| a).collect(),
         health_interval: cfg.health_interval,
         startup_interval: STARTUP_PROBE_INTERVAL,
         health_timeout: cfg.health_timeout,

@@ -71,8 +71,11 @@ pub struct TemporalSection {
     pub serving_since_unix_ms: Option<u64>,
     /// Seconds since spawn.
     pub uptime_seconds: Option<f64>,
-    /// Frontend gRPC address.
+    /// Frontend gRPC address, as a local client dials it.
     pub frontend: String,
+    /// The IP Temporal listens on (`--temporal-ip`).
+    #[serde(default)]
+    pub listen_ip: Option<String>,
     /// Web UI URL, or null when headless.
     pub ui_url: Option<String>,
     /// Temporal's own /metrics URL when `--temporal-metrics-port` is set.
@@ -150,10 +153,9 @@ impl StatusDoc {
                 serving_since_unix_ms: t.and_then(|t| t.serving_since_unix_ms),
                 uptime_seconds: t.map(|t| now.saturating_sub(t.spawned_at_unix_ms) as f64 / 1000.0),
                 frontend: c.frontend().to_string(),
+                listen_ip: Some(c.temporal_ip.to_string()),
                 ui_url: c.ui_url(),
-                metrics_url: c
-                    .temporal_metrics_port
-                    .map(|p| format!("http://127.0.0.1:{p}/metrics")),
+                metrics_url: c.temporal_metrics_url(),
                 binary: st.binary.clone(),
                 exe: t.and_then(|t| t.exe.clone()),
                 db_file: c.db_file.display().to_string(),

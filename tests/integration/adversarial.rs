@@ -506,6 +506,8 @@ fn out_of_range_flags_are_all_reported_at_once() {
         "-3",
         "--http-addr",
         "not-an-address",
+        "--temporal-ip",
+        "localhost:7233",
     ]));
     assert_eq!(out.status.code(), Some(10), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -516,6 +518,7 @@ fn out_of_range_flags_are_all_reported_at_once() {
         "--timeout",
         "--stop-grace",
         "--http-addr",
+        "--temporal-ip",
     ] {
         assert!(err.contains(flag), "{flag} reported: {err}");
     }

@@ -215,6 +215,43 @@ fn port_held_by_a_stranger_is_refused_and_the_stranger_untouched() {
     assert!(h.lock_free());
 }
 
+/// Is something listening on every address at `port`: 0.0.0.0, or `[::]`
+/// (Go listens dual-stack when asked for 0.0.0.0)?
+fn listens_on_all_addresses(port: u16) -> bool {
+    [("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)]
+        .iter()
+        .any(|(table, zeros)| {
+            let want = format!("{}:{port:04X}", "0".repeat(*zeros));
+            let text = std::fs::read_to_string(table).unwrap_or_default();
+            text.lines().skip(1).any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.get(1) == Some(&want.as_str()) && f.get(3) == Some(&"0A")
+            })
+        })
+}
+
+/// `--temporal-ip 0.0.0.0` (containers): Temporal listens on every
+/// address, local clients and the probes dial loopback, and start warns
+/// that the dev server has no authentication.
+#[test]
+fn temporal_ip_all_addresses_serves_and_warns() {
+    let h = TestHome::new();
+    let out = run(h.start_cmd(&["--temporal-ip", "0.0.0.0"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("no authentication"), "{}", text(&out));
+    assert!(listens_on_all_addresses(h.port), "Temporal binds 0.0.0.0");
+    let (code, v) = h.status_json();
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["temporal"]["listen_ip"], "0.0.0.0");
+    assert_eq!(v["temporal"]["frontend"], format!("127.0.0.1:{}", h.port));
+    assert_eq!(h.stop().status.code(), Some(0));
+    h.assert_nothing_left();
+    // The default stays loopback.
+    h.start_ok();
+    assert!(!listens_on_all_addresses(h.port));
+    assert_eq!(h.status_json().1["temporal"]["listen_ip"], "127.0.0.1");
+}
+
 #[test]
 fn workflow_survives_restart() {
     let h = TestHome::new();

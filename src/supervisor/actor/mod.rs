@@ -47,8 +47,9 @@ pub struct SupervisorConfig {
     pub spec: SpawnSpec,
     /// Frontend gRPC address (probed).
     pub frontend: SocketAddr,
-    /// Other addresses Temporal will bind (UI): checked free before a spawn.
-    pub other_addrs: Vec<SocketAddr>,
+    /// Every address Temporal will bind (frontend, UI): checked free
+    /// before each spawn.
+    pub binds: Vec<SocketAddr>,
     /// Probe period while serving.
     pub health_interval: Duration,
     /// Probe period from spawn until first ready.
@@ -369,7 +370,7 @@ impl Actor {
     }
 
     async fn spawn(&mut self) -> Event {
-        for addr in std::iter::once(self.cfg.frontend).chain(self.cfg.other_addrs.iter().copied()) {
+        for &addr in &self.cfg.binds {
             if !ports::is_free(addr) {
                 let who = ports::owner(addr.port())
                     .map_or_else(|| "another process".to_string(), |o| o.to_string());
