@@ -17,7 +17,7 @@ pub use supervisord::Supervisord;
 use crate::harness::sys;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// What every contender shares.
@@ -220,10 +220,60 @@ pub fn wait_exit(pid: i32, d: Duration) -> bool {
     false
 }
 
-/// The writable `run` script for runit/s6 under `dir`.
-pub fn write_run_script(dir: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    let run = dir.join("run");
-    fs::write(&run, text).expect("write run script");
-    fs::set_permissions(&run, fs::Permissions::from_mode(0o755)).expect("chmod run");
+/// One service directory under a daemontools-style supervisor (`runsv`,
+/// `s6-supervise`): a `run` script that execs the Temporal command, and
+/// the supervisor as our child in its own process group.
+pub struct ServiceDir {
+    env: Env,
+    /// The service directory (`<contender>/temporal`).
+    pub svc: PathBuf,
+    child: Option<Child>,
+}
+
+impl ServiceDir {
+    /// Under the benchmark dir of contender `name`; nothing created yet.
+    pub fn new(env: &Env, name: &str) -> Self {
+        ServiceDir {
+            env: env.clone(),
+            svc: env.dir(name).join("temporal"),
+            child: None,
+        }
+    }
+
+    /// The supervisor's pid while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// A fresh service directory, with `supervisor` started on it (its own
+    /// output to `<supervisor name>.log` beside the service).
+    pub fn launch(&mut self, supervisor: &Path) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        let _ = fs::remove_dir_all(&self.svc);
+        fs::create_dir_all(&self.svc).map_err(|e| e.to_string())?;
+        let dir = self.svc.parent().expect("service dir has a parent");
+        let run = self.svc.join("run");
+        fs::write(&run, self.env.run_script(&dir.join("temporal.log")))
+            .map_err(|e| format!("write {}: {e}", run.display()))?;
+        fs::set_permissions(&run, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+        let name = supervisor.file_name().unwrap_or_default().to_string_lossy();
+        let mut c = logged(supervisor, &dir.join(format!("{name}.log")));
+        c.arg(&self.svc).process_group(0);
+        self.child = Some(c.spawn().map_err(|e| format!("spawn {name}: {e}"))?);
+        Ok(())
+    }
+
+    /// Ask the supervisor to stop the service and exit (`exit`: `sv exit`,
+    /// `s6-svc -dx`), SIGKILL it if it has not within 15 s, and reap it.
+    pub fn teardown(&mut self, exit: Command) {
+        if let Some(mut c) = self.child.take() {
+            let pid = c.id() as i32;
+            let _ = sys::run_timed(exit, Duration::from_secs(10));
+            if !wait_exit(pid, Duration::from_secs(15)) {
+                sys::signal(pid, libc::SIGKILL);
+            }
+            let _ = c.wait();
+        }
+    }
 }

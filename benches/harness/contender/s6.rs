@@ -4,21 +4,18 @@
 //! `s6-svscan` would do per service). No readiness notification: Temporal
 //! cannot write to a notification fd.
 
-use super::{Contender, Env, logged, quiet};
+use super::{Contender, Env, ServiceDir, quiet};
 use crate::harness::sys;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 /// s6-supervise + s6-svc.
 pub struct S6 {
-    env: Env,
-    svc: PathBuf,
+    dir: ServiceDir,
     supervise: PathBuf,
     svc_bin: PathBuf,
     svstat: PathBuf,
-    child: Option<Child>,
 }
 
 impl S6 {
@@ -28,25 +25,18 @@ impl S6 {
         let supervise = sys::resolve("s6-supervise").ok_or_else(|| missing("s6-supervise"))?;
         let svc_bin = sys::resolve("s6-svc").ok_or_else(|| missing("s6-svc"))?;
         let svstat = sys::resolve("s6-svstat").ok_or_else(|| missing("s6-svstat"))?;
-        let svc = env.dir("s6").join("temporal");
         Ok(S6 {
-            env: env.clone(),
-            svc,
+            dir: ServiceDir::new(env, "s6"),
             supervise,
             svc_bin,
             svstat,
-            child: None,
         })
     }
 
     fn svc(&self, flag: &str) -> Command {
         let mut c = quiet(&self.svc_bin);
-        c.arg(flag).arg(&self.svc);
+        c.arg(flag).arg(&self.dir.svc);
         c
-    }
-
-    fn pid(&self) -> Option<i32> {
-        self.child.as_ref().map(|c| c.id() as i32)
     }
 }
 
@@ -64,21 +54,11 @@ impl Contender for S6 {
 
     fn launch(&mut self) -> Result<(), String> {
         self.teardown();
-        let _ = std::fs::remove_dir_all(&self.svc);
-        std::fs::create_dir_all(&self.svc).map_err(|e| e.to_string())?;
-        let log = self.svc.parent().unwrap().join("temporal.log");
-        super::write_run_script(&self.svc, &self.env.run_script(&log));
-        let mut c = logged(
-            &self.supervise,
-            &self.svc.parent().unwrap().join("s6-supervise.log"),
-        );
-        c.arg(&self.svc).process_group(0);
-        self.child = Some(c.spawn().map_err(|e| format!("spawn s6-supervise: {e}"))?);
-        Ok(())
+        self.dir.launch(&self.supervise)
     }
 
     fn current_child(&self) -> Option<i32> {
-        super::live_child(self.pid())
+        super::live_child(self.dir.pid())
     }
 
     fn start_cmd(&self) -> Option<Command> {
@@ -87,7 +67,7 @@ impl Contender for S6 {
 
     fn status_cmd(&self) -> Option<Command> {
         let mut c = quiet(&self.svstat);
-        c.arg(&self.svc);
+        c.arg(&self.dir.svc);
         Some(c)
     }
 
@@ -97,18 +77,12 @@ impl Contender for S6 {
     }
 
     fn supervisor_pids(&self) -> Vec<i32> {
-        self.pid().into_iter().collect()
+        self.dir.pid().into_iter().collect()
     }
 
     fn teardown(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let pid = c.id() as i32;
-            // -d: TERM + CONT to the service; -x: exit once it is down.
-            let _ = sys::run_timed(self.svc("-dx"), Duration::from_secs(10));
-            if !super::wait_exit(pid, Duration::from_secs(15)) {
-                sys::signal(pid, libc::SIGKILL);
-            }
-            let _ = c.wait();
-        }
+        // -d: TERM + CONT to the service; -x: exit once it is down.
+        let exit = self.svc("-dx");
+        self.dir.teardown(exit);
     }
 }
