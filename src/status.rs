@@ -199,7 +199,16 @@ impl StatusDoc {
                 ))
                 .unwrap_or_default()
         ));
-        line(format!("  frontend:  {}", t.frontend));
+        match t.listen_ip.as_deref() {
+            Some(ip)
+                if !ip
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|a| a.is_loopback()) =>
+            {
+                line(format!("  frontend:  {} (listening on {ip})", t.frontend));
+            }
+            _ => line(format!("  frontend:  {}", t.frontend)),
+        }
         if let Some(ui) = &t.ui_url {
             line(format!("  web UI:    {ui}"));
         }

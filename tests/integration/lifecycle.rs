@@ -244,6 +244,12 @@ fn temporal_ip_all_addresses_serves_and_warns() {
     assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["temporal"]["listen_ip"], "0.0.0.0");
     assert_eq!(v["temporal"]["frontend"], format!("127.0.0.1:{}", h.port));
+    let human = run(h.cmd(&["local", "status"]));
+    assert!(
+        text(&human).contains("listening on 0.0.0.0"),
+        "{}",
+        text(&human)
+    );
     assert_eq!(h.stop().status.code(), Some(0));
     h.assert_nothing_left();
     // The default stays loopback.
