@@ -137,9 +137,7 @@ impl Identity {
             _ => Verdict::Match,
         }
     }
-}
 
-impl Identity {
     /// Block until this process has exited, or `deadline` passes; true once
     /// it is gone. An event, not a poll: a pidfd (which works for processes
     /// that are not our children) becomes readable when the process exits.
@@ -155,7 +153,11 @@ impl Identity {
         }
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let ms = left.as_millis().min(i32::MAX as u128) as i32;
+            if left.is_zero() {
+                return self.verify() != Verdict::Match;
+            }
+            // Round up: poll's millisecond timeout must not end early.
+            let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
             let mut pfd = libc::pollfd {
                 fd: fd.as_raw_fd(),
                 events: libc::POLLIN,
@@ -166,7 +168,7 @@ impl Identity {
             if n > 0 {
                 return true;
             }
-            if n == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 return self.verify() != Verdict::Match;
             }
         }
@@ -200,6 +202,23 @@ mod tests {
         assert_eq!(st.ppid, 1);
         assert_eq!(st.pgrp, 123);
         assert_eq!(st.start_time, 98765);
+    }
+
+    #[test]
+    fn wait_exit_is_bounded_and_sees_the_exit() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let id = Identity::of(child.id() as i32).unwrap();
+        let t0 = Instant::now();
+        assert!(!id.wait_exit(t0 + std::time::Duration::from_millis(50)));
+        assert!(t0.elapsed() >= std::time::Duration::from_millis(50));
+        child.kill().unwrap();
+        // Not reaped yet: a zombie counts as exited.
+        assert!(id.wait_exit(Instant::now() + std::time::Duration::from_secs(10)));
+        child.wait().unwrap();
+        assert!(id.wait_exit(Instant::now()), "gone for good");
     }
 
     #[test]
