@@ -88,6 +88,8 @@ pub struct Actor {
     status: watch::Sender<Snapshot>,
     commands: mpsc::Receiver<Command>,
     startup: Option<oneshot::Sender<StartupOutcome>>,
+    /// The startup outcome, sent by `publish` once the snapshot agrees.
+    startup_outcome: Option<StartupOutcome>,
     // Runtime state.
     state: State,
     live: Option<Live>,
@@ -118,6 +120,7 @@ impl Actor {
             status,
             commands,
             startup: None,
+            startup_outcome: None,
             state: State::Stopped,
             live: None,
             wake: None,
@@ -483,9 +486,12 @@ impl Actor {
         }
     }
 
+    /// Settle the startup outcome (the first one counts). It is sent from
+    /// `publish`, after the snapshot says the same: a `start` that returns
+    /// "ready" must find `/status` and `status` saying so too.
     fn report_startup(&mut self, outcome: StartupOutcome) {
-        if let Some(tx) = self.startup.take() {
-            let _ = tx.send(outcome);
+        if self.startup.is_some() && self.startup_outcome.is_none() {
+            self.startup_outcome = Some(outcome);
         }
     }
 
@@ -507,6 +513,11 @@ impl Actor {
                 true
             }
         });
+        if let Some(outcome) = self.startup_outcome.take()
+            && let Some(tx) = self.startup.take()
+        {
+            let _ = tx.send(outcome);
+        }
     }
 
     fn unix_ms(&self, t: Instant) -> u64 {
