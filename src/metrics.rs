@@ -5,7 +5,7 @@
 //! Every metric, its type and exact meaning is listed in the README.
 
 use crate::health::{Check, Layer};
-use crate::process::{ExitStatus, identity};
+use crate::process::{ExitStatus, proc};
 use crate::supervisor::state::{RestartReason, StateName};
 use crate::supervisor::{Observer, RestartInfo};
 use prometheus::{
@@ -211,66 +211,33 @@ impl Metrics {
         let mut seen = self.cpu_seen.lock().unwrap_or_else(|p| p.into_inner());
         let pid = self.temporal_pid.get() as i32;
         if pid > 0
-            && let Some(u) = usage(pid)
+            && let Some(u) = proc::stat(pid)
         {
             let base = match seen.temporal {
                 Some((p, cpu)) if p == pid => cpu,
                 _ => 0.0,
             };
-            if u.cpu_seconds > base {
-                self.temporal_cpu.inc_by(u.cpu_seconds - base);
+            let cpu = u.cpu_seconds();
+            if cpu > base {
+                self.temporal_cpu.inc_by(cpu - base);
             }
-            seen.temporal = Some((pid, u.cpu_seconds.max(base)));
-            self.temporal_rss.set(u.rss_bytes as i64);
+            seen.temporal = Some((pid, cpu.max(base)));
+            self.temporal_rss.set(u.rss_bytes() as i64);
         } else {
             self.temporal_rss.set(0);
         }
         let me = std::process::id() as i32;
-        if let Some(u) = usage(me) {
-            if u.cpu_seconds > seen.supervisor {
-                self.sup_cpu.inc_by(u.cpu_seconds - seen.supervisor);
-                seen.supervisor = u.cpu_seconds;
+        if let Some(u) = proc::stat(me) {
+            let cpu = u.cpu_seconds();
+            if cpu > seen.supervisor {
+                self.sup_cpu.inc_by(cpu - seen.supervisor);
+                seen.supervisor = cpu;
             }
-            self.sup_rss.set(u.rss_bytes as i64);
+            self.sup_rss.set(u.rss_bytes() as i64);
             self.sup_threads.set(u.threads as i64);
         }
-        self.sup_fds
-            .set(std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as i64));
+        self.sup_fds.set(proc::open_fds(me).map_or(0, |n| n as i64));
     }
-}
-
-/// CPU, memory and threads of one process, from `/proc`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Usage {
-    /// utime + stime, seconds.
-    pub cpu_seconds: f64,
-    /// Resident set size, bytes.
-    pub rss_bytes: u64,
-    /// Thread count.
-    pub threads: u64,
-}
-
-/// Read [`Usage`] of `pid`.
-pub fn usage(pid: i32) -> Option<Usage> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    identity::parse_stat(&text)?;
-    let rest = &text[text.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 (utime), 15 (stime), 20 (threads), 24 (rss pages).
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .unwrap_or(4096) as u64;
-    let num = |i: usize| f.get(i - 3).and_then(|v| v.parse::<u64>().ok());
-    Some(Usage {
-        cpu_seconds: (num(14)? + num(15)?) as f64 / ticks,
-        threads: num(20)?,
-        rss_bytes: num(24)? * page,
-    })
 }
 
 impl Observer for Metrics {
@@ -352,11 +319,5 @@ mod tests {
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
-    }
-
-    #[test]
-    fn reads_own_usage() {
-        let u = usage(std::process::id() as i32).unwrap();
-        assert!(u.rss_bytes > 0 && u.threads >= 1);
     }
 }

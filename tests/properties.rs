@@ -7,8 +7,7 @@ use proptest::prelude::*;
 use stigmer::cli::{Cli, LocalCommand, Top};
 use stigmer::config::Config;
 use stigmer::pidfile::{self, PidFile};
-use stigmer::process::identity::parse_stat;
-use stigmer::process::ports::listening_inodes;
+use stigmer::process::proc::{parse_stat, parse_tcp_listeners};
 
 fn cfg(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -64,7 +63,7 @@ proptest! {
     #[test]
     fn net_tcp_tables(lines in proptest::collection::vec("[ 0-9A-Fa-f:]{0,120}", 0..6), port in any::<u16>()) {
         let table = format!("header\n{}", lines.join("\n"));
-        let _ = listening_inodes(&table, port);
+        let _ = parse_tcp_listeners(&table, port);
     }
 }
 

@@ -97,12 +97,8 @@ fn stop_kills_the_whole_group_including_grandchildren() {
     let gc_start = start_time(gc).expect("grandchild alive");
     let temporal = h.serving_pid().unwrap();
     assert_eq!(
-        std::fs::read_to_string(format!("/proc/{gc}/stat"))
-            .unwrap()
-            .split_whitespace()
-            .nth(4)
-            .unwrap(),
-        temporal.to_string(),
+        stigmer::process::proc::stat(gc).unwrap().pgrp,
+        temporal,
         "the grandchild is in Temporal's process group"
     );
     assert_eq!(h.stop().status.code(), Some(0));
@@ -218,16 +214,9 @@ fn port_held_by_a_stranger_is_refused_and_the_stranger_untouched() {
 /// Is something listening on every address at `port`: 0.0.0.0, or `[::]`
 /// (Go listens dual-stack when asked for 0.0.0.0)?
 fn listens_on_all_addresses(port: u16) -> bool {
-    [("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)]
+    stigmer::process::proc::listeners(port)
         .iter()
-        .any(|(table, zeros)| {
-            let want = format!("{}:{port:04X}", "0".repeat(*zeros));
-            let text = std::fs::read_to_string(table).unwrap_or_default();
-            text.lines().skip(1).any(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                f.get(1) == Some(&want.as_str()) && f.get(3) == Some(&"0A")
-            })
-        })
+        .any(|(addr, _)| addr.ip().is_unspecified())
 }
 
 /// `--temporal-ip 0.0.0.0` (containers): Temporal listens on every

@@ -5,9 +5,7 @@ use nix::sys::signal::Signal;
 use std::time::Duration;
 
 fn open_fds(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
+    stigmer::process::proc::open_fds(pid).unwrap_or(0)
 }
 
 #[test]

@@ -1,0 +1,335 @@
+//! The one place that reads `/proc`, on the maintained `procfs` crate:
+//! process stat lines, executables, command lines, every thread's open
+//! files, the TCP socket tables and the kernel's lock table. The daemon,
+//! the CLI, the tests and the benchmark all read the process table through
+//! these functions.
+//!
+//! One kernel detail shapes this module: right after SIGKILL (or a
+//! parent-death signal) a multi-threaded process's thread-group leader is a
+//! zombie while its other threads are still exiting and still hold its
+//! sockets. The leader's own `/proc/PID/fd` is unreadable then, but each
+//! live thread's `/proc/PID/task/TID/fd` is not, so the functions here look
+//! at every thread, and [`Stat::exited`] counts a process as gone only when
+//! no thread of it is left.
+
+use procfs::process::{FDTarget, Process};
+use procfs::{FromRead, FromReadSI};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// What we use of `/proc/PID/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// Single-letter state: R, S, D, T, t, Z, X, ...
+    pub state: char,
+    /// Parent pid.
+    pub ppid: i32,
+    /// Process group.
+    pub pgrp: i32,
+    /// Start time in clock ticks since boot: with the pid, an identity.
+    pub start_time: u64,
+    /// User + system CPU time, clock ticks.
+    pub cpu_ticks: u64,
+    /// Threads in the thread group (a zombie leader counts itself).
+    pub threads: u64,
+    /// Resident set size, pages.
+    pub rss_pages: u64,
+}
+
+impl Stat {
+    /// The thread-group leader has exited (zombie or dead), whether or not
+    /// its other threads have.
+    pub fn leader_exited(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
+    }
+
+    /// The whole process has exited: its leader is a zombie and no other
+    /// thread is left (it holds no file, socket or lock any more).
+    pub fn exited(&self) -> bool {
+        self.leader_exited() && self.threads <= 1
+    }
+
+    /// Stopped by a signal (SIGSTOP) or a tracer.
+    pub fn stopped(&self) -> bool {
+        matches!(self.state, 'T' | 't')
+    }
+
+    /// CPU time in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.cpu_ticks as f64 / procfs::ticks_per_second() as f64
+    }
+
+    /// Resident set size in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        self.rss_pages * procfs::page_size()
+    }
+}
+
+impl From<procfs::process::Stat> for Stat {
+    fn from(s: procfs::process::Stat) -> Self {
+        Stat {
+            state: s.state,
+            ppid: s.ppid,
+            pgrp: s.pgrp,
+            start_time: s.starttime,
+            cpu_ticks: s.utime.saturating_add(s.stime),
+            threads: s.num_threads.max(0) as u64,
+            rss_pages: s.rss,
+        }
+    }
+}
+
+/// Parse the text of a `/proc/PID/stat` line (pure; fuzzed by the
+/// property tests).
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    // procfs slices one byte around the parentheses and panics on shapes
+    // the kernel never writes ("1 ()", "é(x)é"), which the property tests
+    // found: refuse those here.
+    let t = text.trim();
+    let (open, close) = (t.find('(')?, t.rfind(')')?);
+    if open == 0
+        || close <= open
+        || close + 2 > t.len()
+        || !t.is_char_boundary(open - 1)
+        || !t.is_char_boundary(close + 2)
+    {
+        return None;
+    }
+    procfs::process::Stat::from_read(text.as_bytes())
+        .ok()
+        .map(Stat::from)
+}
+
+/// `/proc/PID/stat`; `None` when there is no such process.
+pub fn stat(pid: i32) -> Option<Stat> {
+    if pid <= 0 {
+        return None;
+    }
+    Process::new(pid).ok()?.stat().ok().map(Stat::from)
+}
+
+/// The executable of `pid`, without the " (deleted)" suffix the kernel
+/// adds when the file was replaced (an upgraded binary is not a new
+/// process). `None` for a zombie.
+pub fn exe(pid: i32) -> Option<PathBuf> {
+    let link = Process::new(pid).ok()?.exe().ok()?;
+    let s = link.to_string_lossy();
+    Some(match s.strip_suffix(" (deleted)") {
+        Some(stripped) => PathBuf::from(stripped),
+        None => link,
+    })
+}
+
+/// The short command name (`/proc/PID/comm`), readable even for a zombie.
+pub fn comm(pid: i32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(text.trim_end().to_string())
+}
+
+/// The command line (empty for a zombie or a kernel thread).
+pub fn cmdline(pid: i32) -> Vec<String> {
+    Process::new(pid)
+        .and_then(|p| p.cmdline())
+        .unwrap_or_default()
+}
+
+/// Every process visible to us.
+pub fn pids() -> Vec<i32> {
+    procfs::process::all_processes()
+        .map(|it| it.flatten().map(|p| p.pid).collect())
+        .unwrap_or_default()
+}
+
+/// Thread ids of `pid` (`/proc/PID/task`).
+pub fn threads(pid: i32) -> Vec<i32> {
+    Process::new(pid)
+        .and_then(|p| p.tasks())
+        .map(|it| it.flatten().map(|t| t.tid).collect())
+        .unwrap_or_default()
+}
+
+/// Open file descriptors of `pid`.
+pub fn open_fds(pid: i32) -> Option<usize> {
+    Process::new(pid).ok()?.fd_count().ok()
+}
+
+/// Resident set size (`VmRSS`, bytes) and thread count from
+/// `/proc/PID/status`.
+pub fn memory_and_threads(pid: i32) -> Option<(u64, u64)> {
+    let status = Process::new(pid).ok()?.status().ok()?;
+    Some((status.vmrss? * 1024, status.threads))
+}
+
+/// The `/proc` directory whose `fd/` lists the open files of `pid`: its
+/// own, or, when the leader is a zombie (its own `fd/` is then empty or
+/// unreadable), that of a live thread (threads share one file table).
+fn fd_owner(pid: i32) -> Option<Process> {
+    let leader = Process::new(pid).ok()?;
+    if !leader.stat().ok().map(Stat::from)?.leader_exited() {
+        return Some(leader);
+    }
+    threads(pid)
+        .into_iter()
+        .filter(|&tid| tid != pid)
+        .filter_map(|tid| Process::new_with_root(format!("/proc/{pid}/task/{tid}").into()).ok())
+        .find(|t| t.fd_count().is_ok_and(|n| n > 0))
+}
+
+/// Socket inodes `pid` holds open, through any of its threads.
+pub fn socket_inodes(pid: i32) -> HashSet<u64> {
+    let Some(owner) = fd_owner(pid) else {
+        return HashSet::new();
+    };
+    owner
+        .fd()
+        .map(|fds| {
+            fds.flatten()
+                .filter_map(|fd| match fd.target {
+                    FDTarget::Socket(inode) => Some(inode),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Does `pid` (through any of its threads) hold the file `(dev, ino)` open?
+pub fn has_open(pid: i32, dev: u64, ino: u64) -> bool {
+    let Some(owner) = fd_owner(pid) else {
+        return false;
+    };
+    let Ok(fds) = owner.fd() else { return false };
+    let dir = if owner.pid == pid {
+        format!("/proc/{pid}/fd")
+    } else {
+        format!("/proc/{pid}/task/{}/fd", owner.pid)
+    };
+    fds.flatten().any(|fd| {
+        matches!(fd.target, FDTarget::Path(_))
+            && std::fs::metadata(format!("{dir}/{}", fd.fd))
+                .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+    })
+}
+
+/// Sockets listening on TCP `port` (IPv4 and IPv6): local address and
+/// socket inode.
+pub fn listeners(port: u16) -> Vec<(SocketAddr, u64)> {
+    let mut entries = procfs::net::tcp().unwrap_or_default();
+    entries.extend(procfs::net::tcp6().unwrap_or_default());
+    listening(&entries, port)
+}
+
+/// Inodes of the sockets listening on TCP `port` (IPv4 and IPv6).
+pub fn listening_inodes(port: u16) -> Vec<u64> {
+    listeners(port)
+        .into_iter()
+        .map(|(_, inode)| inode)
+        .collect()
+}
+
+fn listening(entries: &[procfs::net::TcpNetEntry], port: u16) -> Vec<(SocketAddr, u64)> {
+    entries
+        .iter()
+        .filter(|e| e.state == procfs::net::TcpState::Listen && e.local_address.port() == port)
+        .map(|e| (e.local_address, e.inode))
+        .collect()
+}
+
+/// Listening socket inodes on `port` in the text of a `/proc/net/tcp`
+/// table (pure; fuzzed by the property tests).
+pub fn parse_tcp_listeners(table: &str, port: u16) -> Vec<u64> {
+    procfs::net::TcpNetEntries::from_read(table.as_bytes(), procfs::current_system_info())
+        .map(|t| listening(&t.0, port).into_iter().map(|(_, i)| i).collect())
+        .unwrap_or_default()
+}
+
+/// The pids the kernel's lock table (`/proc/locks`) names as holding a
+/// lock on the file at `path`.
+pub fn lock_holders(path: &Path) -> Vec<i32> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Vec::new();
+    };
+    let (major, minor) = (
+        nix::sys::stat::major(meta.dev()) as u32,
+        nix::sys::stat::minor(meta.dev()) as u32,
+    );
+    procfs::locks()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| l.inode == meta.ino() && l.devmaj == major && l.devmin == minor)
+        .filter_map(|l| l.pid)
+        .collect()
+}
+
+/// Processes (other than us) that hold the file at `path` open, through
+/// any thread. A scan of every process: for rare paths only.
+pub fn processes_with_open(path: &Path) -> Vec<i32> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Vec::new();
+    };
+    let me = std::process::id() as i32;
+    pids()
+        .into_iter()
+        .filter(|&pid| pid != me && has_open(pid, meta.dev(), meta.ino()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_hostile_comm() {
+        let line = "123 (a) b (c) S 1 123 123 0 -1 4194560 1 0 0 0 7 3 0 0 20 0 4 0 98765 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29";
+        let st = parse_stat(line).unwrap();
+        assert_eq!(st.state, 'S');
+        assert_eq!(st.ppid, 1);
+        assert_eq!(st.pgrp, 123);
+        assert_eq!(st.start_time, 98765);
+        assert_eq!(st.cpu_ticks, 10);
+        assert_eq!(st.threads, 4);
+    }
+
+    #[test]
+    fn rejects_truncated_stat() {
+        assert_eq!(parse_stat("12 (x) S 1 2"), None);
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn reads_own_process() {
+        let me = std::process::id() as i32;
+        let st = stat(me).unwrap();
+        assert!(!st.leader_exited() && st.threads >= 1 && st.rss_bytes() > 0);
+        assert!(exe(me).is_some() && open_fds(me).unwrap() > 0);
+        assert!(threads(me).contains(&me));
+        assert!(pids().contains(&me));
+    }
+
+    #[test]
+    fn parses_proc_net_tcp() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1C41 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0\n   1: 0100007F:1C41 0100007F:D2A4 01 00000000:00000000 00:00000000 00000000     0        0 999 1 0000000000000000 100 0 0 10 0\n";
+        assert_eq!(parse_tcp_listeners(table, 7233), vec![4242]);
+        assert!(parse_tcp_listeners(table, 7234).is_empty());
+    }
+
+    #[test]
+    fn finds_our_listener_and_lock() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let inodes = listening_inodes(port);
+        assert_eq!(inodes.len(), 1);
+        let me = std::process::id() as i32;
+        assert!(socket_inodes(me).contains(&inodes[0]));
+
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("l");
+        let f = std::fs::File::create(&p).unwrap();
+        f.try_lock().unwrap();
+        assert_eq!(lock_holders(&p), vec![me]);
+        let m = std::fs::metadata(&p).unwrap();
+        assert!(has_open(me, m.dev(), m.ino()));
+    }
+}
