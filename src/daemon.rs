@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, RawFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Probe period from spawn until first ready: short, so a restart is seen
@@ -107,37 +107,49 @@ fn take(n: &SharedNotifier) -> Option<Notifier> {
 }
 
 /// Before starting: reclaim what a dead daemon left (a verified orphan
-/// Temporal), drop a stale or corrupt PID file without signalling anyone,
-/// and make sure every port we need is free. Returns what it did.
+/// Temporal, waiting out one that is still exiting), drop a stale or
+/// corrupt PID file without signalling anyone, and make sure every port we
+/// need is free. Returns what it did.
 pub async fn preflight(cfg: &Config) -> Result<Vec<String>, Failure> {
-    let mut notes = reclaim_orphans(cfg.home.pid_file(), cfg.stop_grace).await?;
+    let (mut notes, ours) = reclaim_orphans(cfg.home.pid_file(), cfg.stop_grace).await?;
     pidfile::remove(&cfg.home.pid_file());
     let mut wanted = cfg.temporal_binds();
     wanted.push((cfg.http_addr, "daemon HTTP", "http-addr"));
+    let deadline = Instant::now() + EXIT_WAIT;
     for (addr, what, flag) in wanted {
-        if !ports::is_free(addr) {
-            return Err(port_in_use(addr, what, flag));
+        if let Err(owner) = ports::wait_free(addr, &ours, deadline) {
+            return Err(port_in_use(addr, what, flag, owner));
         }
     }
     notes.retain(|n| !n.is_empty());
     Ok(notes)
 }
 
-fn port_in_use(addr: SocketAddr, what: &'static str, flag: &'static str) -> Failure {
+/// How long a process we recorded may take to finish exiting (its leader
+/// already a zombie, other threads still closing its sockets).
+const EXIT_WAIT: Duration = Duration::from_secs(5);
+
+fn port_in_use(addr: SocketAddr, what: &'static str, flag: &'static str, owner: String) -> Failure {
     Failure::PortInUse {
         port: addr.port(),
         what,
-        owner: ports::owner(addr.port())
-            .map_or_else(|| "another process".into(), |o| o.to_string()),
+        owner,
         flag,
     }
 }
 
 /// Read the PID file left by a previous daemon (we hold the lock, so that
-/// daemon is dead) and stop its Temporal only if its identity verifies.
-/// Anything unverifiable is reported, never signalled.
-pub async fn reclaim_orphans(pid_file: PathBuf, grace: Duration) -> Result<Vec<String>, Failure> {
+/// daemon is dead) and stop its Temporal only if its identity verifies; a
+/// Temporal that is already exiting (killed with its daemon, its leader a
+/// zombie while other threads still hold its ports) is waited for, as an
+/// exit event. Anything unverifiable is reported, never signalled. Returns
+/// the notes and the identities of the processes that were ours.
+pub async fn reclaim_orphans(
+    pid_file: PathBuf,
+    grace: Duration,
+) -> Result<(Vec<String>, Vec<Identity>), Failure> {
     let mut notes = Vec::new();
+    let mut ours = Vec::new();
     match pidfile::read(&pid_file) {
         PidFile::Absent => {}
         PidFile::BarePid(pid) => notes.push(format!(
@@ -154,30 +166,59 @@ pub async fn reclaim_orphans(pid_file: PathBuf, grace: Duration) -> Result<Vec<S
                 )));
             }
             if let Some(t) = &r.temporal {
-                match t.verify() {
-                    Verdict::Match => {
-                        process::group::terminate_group(t.pgid, grace)
-                            .await
-                            .map_err(|e| {
-                                Failure::Internal(format!(
-                                    "cannot stop orphaned Temporal pid {}: {e}",
-                                    t.pid
-                                ))
-                            })?;
-                        notes.push(format!(
-                            "stopped orphaned Temporal (pid {}) left by a dead daemon",
-                            t.pid
-                        ));
-                    }
-                    Verdict::Gone => {}
-                    Verdict::Mismatch(why) => notes.push(format!(
-                        "stale PID file: {why}; that process was left alone"
-                    )),
-                }
+                ours.push(t.clone());
+                notes.extend(reclaim("Temporal", t, grace).await?);
             }
         }
     }
-    Ok(notes)
+    Ok((notes, ours))
+}
+
+/// Reclaim one process a dead daemon recorded (`what` names it): stop it
+/// when it verifies, wait out its exit when it is already exiting, and
+/// kill what is left of its process group when its leader is gone (the
+/// group id stays reserved while any member lives, so the members are
+/// ours). A process that does not verify is left alone and reported.
+async fn reclaim(what: &str, t: &Identity, grace: Duration) -> Result<Option<String>, Failure> {
+    let pid = t.pid;
+    let note = match t.verify() {
+        Verdict::Match => {
+            process::group::terminate_group(t.pgid, grace)
+                .await
+                .map_err(|e| {
+                    Failure::Internal(format!("cannot stop orphaned {what} pid {pid}: {e}"))
+                })?;
+            return Ok(Some(format!(
+                "stopped orphaned {what} (pid {pid}) left by a dead daemon"
+            )));
+        }
+        Verdict::Mismatch(why) => {
+            return Ok(Some(format!(
+                "stale PID file: {why}; that process was left alone"
+            )));
+        }
+        // Killed with its daemon, its leader a zombie while other threads
+        // still close its sockets: wait for the exit event.
+        Verdict::Exiting => None,
+        Verdict::Gone if process::group::group_alive(t.pgid) => Some(format!(
+            "stopped what was left of orphaned {what}'s process group ({})",
+            t.pgid
+        )),
+        Verdict::Gone => return Ok(None),
+    };
+    let _ = process::signal_group(t.pgid, nix::sys::signal::Signal::SIGKILL);
+    let deadline = Instant::now() + EXIT_WAIT;
+    let leader = t.clone();
+    let gone = tokio::task::spawn_blocking(move || leader.wait_exit(deadline))
+        .await
+        .unwrap_or(false);
+    if !gone || !process::wait_group_gone(t.pgid, deadline).await {
+        return Err(Failure::StartFailed(format!(
+            "the previous {what} (pid {pid}) is still exiting after {} s",
+            EXIT_WAIT.as_secs()
+        )));
+    }
+    Ok(note)
 }
 
 async fn serve(
@@ -212,7 +253,14 @@ async fn serve(
     }
     let listener = tokio::net::TcpListener::bind(cfg.http_addr)
         .await
-        .map_err(|_| port_in_use(cfg.http_addr, "daemon HTTP", "http-addr"))?;
+        .map_err(|_| {
+            port_in_use(
+                cfg.http_addr,
+                "daemon HTTP",
+                "http-addr",
+                ports::describe_owner(cfg.http_addr.port()),
+            )
+        })?;
     let me = Identity::of(std::process::id() as i32)
         .ok_or_else(|| Failure::Internal("cannot read own /proc entry".into()))?;
     let record = PidRecord {

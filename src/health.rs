@@ -11,7 +11,7 @@
 
 use crate::lock::InstanceLock;
 use crate::pidfile::{self, PidFile, PidRecord};
-use crate::process::{Identity, Verdict, identity};
+use crate::process::{Identity, Verdict, proc};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -165,11 +165,9 @@ pub struct ProcessProbe(pub i32);
 impl Probe for ProcessProbe {
     const LAYER: Layer = Layer::Process;
     async fn check(&self) -> Result<String, String> {
-        match identity::stat(self.0) {
-            Some(s) if s.state == 'T' || s.state == 't' => {
-                Ok(format!("pid {} alive (stopped)", self.0))
-            }
-            Some(s) if s.state != 'Z' && s.state != 'X' => Ok(format!("pid {} alive", self.0)),
+        match proc::stat(self.0) {
+            Some(s) if s.stopped() => Ok(format!("pid {} alive (stopped)", self.0)),
+            Some(s) if !s.leader_exited() => Ok(format!("pid {} alive", self.0)),
             Some(_) => Err(format!("pid {} is a zombie", self.0)),
             None => Err(format!("pid {} is gone", self.0)),
         }
@@ -184,7 +182,7 @@ impl Probe for IdentityProbe {
     async fn check(&self) -> Result<String, String> {
         match self.0.verify() {
             Verdict::Match => Ok("matches".into()),
-            Verdict::Gone => Err(format!("pid {} is gone", self.0.pid)),
+            Verdict::Gone | Verdict::Exiting => Err(format!("pid {} is gone", self.0.pid)),
             Verdict::Mismatch(why) => Err(why),
         }
     }

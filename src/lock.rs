@@ -112,19 +112,30 @@ impl InstanceLock {
                 path: path.to_path_buf(),
             });
         }
-        // flock on an fd that already holds it is a no-op success; if the
-        // fd was not actually locked this takes it or reports contention.
-        match lock.file.try_lock() {
-            Ok(()) => Ok(lock),
-            Err(TryLockError::WouldBlock) => Err(LockError::Io {
-                path: path.to_path_buf(),
-                source: io::Error::from(io::ErrorKind::WouldBlock),
-            }),
-            Err(TryLockError::Error(e)) => Err(LockError::Io {
-                path: path.to_path_buf(),
-                source: e,
-            }),
+        lock.retake()?;
+        Ok(lock)
+    }
+
+    /// Take the lock again through the same open file description, so the
+    /// kernel's lock table (`/proc/locks`, `lslocks`) names this process
+    /// as the holder, not the CLI that took it and handed it over (which
+    /// exits, and whose pid can be reused by anything). Re-locking with the
+    /// same mode is a no-op for the kernel, so convert EX → SH → EX: each
+    /// conversion happens under the kernel's lock-list spinlock, and nobody
+    /// ever takes a shared lock on this file, so an exclusive request from
+    /// anyone else fails throughout and the lock is never free. On an fd
+    /// that was not locked at all, this takes the lock or reports contention.
+    fn retake(&self) -> Result<(), LockError> {
+        for op in [libc::LOCK_SH, libc::LOCK_EX] {
+            // SAFETY: flock on an fd we own.
+            if unsafe { libc::flock(self.file.as_raw_fd(), op | libc::LOCK_NB) } != 0 {
+                return Err(LockError::Io {
+                    path: self.path.clone(),
+                    source: io::Error::last_os_error(),
+                });
+            }
         }
+        Ok(())
     }
 
     /// Does the lock path still name the file we hold locked? False when
@@ -203,6 +214,25 @@ mod tests {
         held.repair().unwrap();
         assert!(held.names_locked_file());
         assert!(InstanceLock::is_held(&p).unwrap());
+    }
+
+    #[test]
+    fn adopted_lock_is_retaken_in_the_adopters_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("l");
+        let TryLock::Acquired(held) = InstanceLock::try_acquire(&p).unwrap() else {
+            panic!()
+        };
+        // Adopt a duplicate of the same open file description, as a daemon
+        // adopts the CLI's: still locked, never free in between.
+        let dup = nix::unistd::dup(&held.file).unwrap();
+        std::mem::forget(held);
+        use std::os::fd::IntoRawFd;
+        let adopted = unsafe { InstanceLock::from_inherited(dup.into_raw_fd(), &p) }.unwrap();
+        assert!(InstanceLock::is_held(&p).unwrap());
+        let me = std::process::id() as i32;
+        assert_eq!(crate::process::proc::lock_holders(&p), vec![me]);
+        drop(adopted);
     }
 
     #[test]

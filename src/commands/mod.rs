@@ -13,7 +13,7 @@ use crate::exit::Failure;
 use crate::lock::InstanceLock;
 use crate::paths::StateDir;
 use crate::pidfile::{self, PidFile, PidRecord};
-use crate::process::{Identity, Verdict};
+use crate::process::{Identity, Verdict, proc};
 use crate::status::StatusDoc;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -55,9 +55,12 @@ pub fn fetch_status(record: &PidRecord) -> Result<StatusDoc, String> {
 }
 
 /// The daemon, verified: the PID file's identity if it matches, else the
-/// process that holds the lock file open and runs our own executable as a
-/// daemon (`--foreground`). `None` when no such process can be verified
-/// (e.g. during the instant a launching CLI hands the lock over).
+/// process the kernel's lock table names as the lock's holder (the daemon
+/// re-takes the lock it inherits, so the table names it, not the CLI that
+/// launched it), else any process holding the lock file open; in either
+/// case it must run our own executable as a daemon (`--foreground`).
+/// `None` when no such process can be verified (e.g. during the instant a
+/// launching CLI hands the lock over).
 pub fn daemon_identity(home: &StateDir, record: Option<&PidRecord>) -> Option<Identity> {
     if let Some(r) = record
         && r.daemon.verify() == Verdict::Match
@@ -65,40 +68,18 @@ pub fn daemon_identity(home: &StateDir, record: Option<&PidRecord>) -> Option<Id
         return Some(r.daemon.clone());
     }
     let ours = std::env::current_exe().ok()?;
-    lock_holders(&home.lock_file())
-        .into_iter()
-        .filter(|&pid| crate::process::identity::exe(pid).as_ref() == Some(&ours))
-        .filter(|&pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == b"--foreground"))
-        })
-        .find_map(Identity::of)
-}
-
-/// Processes with the lock file open (same device and inode), from
-/// `/proc/*/fd`.
-pub fn lock_holders(path: &std::path::Path) -> Vec<i32> {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(path) else {
-        return Vec::new();
+    let is_daemon = |pid: &i32| {
+        proc::exe(*pid).as_ref() == Some(&ours)
+            && proc::cmdline(*pid).iter().any(|a| a == "--foreground")
     };
+    let lock = home.lock_file();
     let me = std::process::id() as i32;
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    procs
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|&pid| {
-            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
-                fds.flatten().any(|fd| {
-                    std::fs::metadata(fd.path())
-                        .is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
-                })
-            })
-        })
-        .collect()
+    let holder = proc::lock_holders(&lock)
+        .into_iter()
+        .filter(|&p| p != me)
+        .find(is_daemon)
+        .or_else(|| proc::processes_with_open(&lock).into_iter().find(is_daemon))?;
+    Identity::of(holder)
 }
 
 /// A current-thread runtime for the CLI's few async calls.

@@ -54,7 +54,7 @@ fn stop_without_daemon(home: &StateDir) -> Result<Code, Failure> {
             "an instance started while stopping; run stop again".into(),
         ));
     };
-    let notes = super::runtime()?.block_on(reclaim_orphans(home.pid_file(), ORPHAN_GRACE))?;
+    let (notes, _) = super::runtime()?.block_on(reclaim_orphans(home.pid_file(), ORPHAN_GRACE))?;
     pidfile::remove(&home.pid_file());
     if notes.is_empty() {
         println!("Not running.");
@@ -125,8 +125,7 @@ fn stop_daemon(home: &StateDir, deadline: Instant) -> Result<(), Failure> {
                 break;
             }
             if Instant::now() >= port_deadline {
-                let who = ports::owner(r.frontend.port())
-                    .map_or_else(|| "another process".into(), |o| o.to_string());
+                let who = ports::describe_owner(r.frontend.port());
                 return Err(Failure::StopFailed(format!(
                     "stopped, but port {} is still held by {who}",
                     r.frontend.port()

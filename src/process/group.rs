@@ -44,14 +44,14 @@ pub fn signal_group(pgid: i32, sig: Signal) -> nix::Result<bool> {
     }
 }
 
-/// Live (non-zombie) members of group `pgid`, from a `/proc` scan. A zombie
-/// holds no resources and cannot be signalled away, so it does not count.
+/// Members of group `pgid` that have not completely exited, from a
+/// `/proc` scan. A zombie with no thread left holds nothing and cannot be
+/// signalled away, so it does not count; a zombie leader whose other
+/// threads still run (and hold its sockets) does.
 pub fn group_members(pgid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| super::identity::stat(pid).is_some_and(|s| s.pgrp == pgid && s.state != 'Z'))
+    super::proc::pids()
+        .into_iter()
+        .filter(|&pid| super::proc::stat(pid).is_some_and(|s| s.pgrp == pgid && !s.exited()))
         .collect()
 }
 

@@ -4,6 +4,7 @@
 //! time names one process, and the executable guards against our record
 //! being matched by something we did not spawn.
 
+use super::proc;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -28,86 +29,32 @@ pub struct Identity {
 pub enum Verdict {
     /// The same process is alive: safe to signal.
     Match,
-    /// No such process (or a zombie): nothing to signal.
+    /// The same process, exiting: its thread-group leader is already a
+    /// zombie while other threads still run (and may still hold its
+    /// sockets). Nothing to signal; wait for it to be [`Verdict::Gone`].
+    Exiting,
+    /// No such process left (nothing, or a zombie with no thread left):
+    /// nothing to signal, nothing it holds.
     Gone,
     /// The pid is alive but is another process: never signal it.
     Mismatch(String),
 }
 
-/// Fields we need from `/proc/PID/stat`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stat {
-    /// Single-letter state (R, S, D, T, Z, ...).
-    pub state: char,
-    /// Parent pid.
-    pub ppid: i32,
-    /// Process group.
-    pub pgrp: i32,
-    /// Start time in clock ticks since boot.
-    pub start_time: u64,
-}
-
-/// Parse the text of `/proc/PID/stat`. The command name is in parentheses
-/// and may itself contain spaces or parentheses, so split at the last ')'.
-pub fn parse_stat(text: &str) -> Option<Stat> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // f[0] is field 3 (state); field N is f[N - 3].
-    Some(Stat {
-        state: f.first()?.chars().next()?,
-        ppid: f.get(1)?.parse().ok()?,
-        pgrp: f.get(2)?.parse().ok()?,
-        start_time: f.get(19)?.parse().ok()?,
-    })
-}
-
-/// Read `/proc/PID/stat`; `None` if the process does not exist.
-pub fn stat(pid: i32) -> Option<Stat> {
-    if pid <= 0 {
-        return None;
-    }
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
-/// The executable of `pid`, without the " (deleted)" suffix the kernel adds
-/// when the file was replaced (an upgrade of the binary is not a new process).
-pub fn exe(pid: i32) -> Option<PathBuf> {
-    let link = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-    let s = link.to_string_lossy();
-    Some(match s.strip_suffix(" (deleted)") {
-        Some(stripped) => PathBuf::from(stripped),
-        None => link,
-    })
-}
-
-/// Is `pid` alive (exists and is not a zombie)?
-pub fn alive(pid: i32) -> bool {
-    stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X')
-}
-
-/// The short command name (`/proc/PID/comm`).
-pub fn comm(pid: i32) -> Option<String> {
-    Some(
-        std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .ok()?
-            .trim()
-            .to_string(),
-    )
-}
-
 impl Identity {
     /// Read the live identity of `pid`.
     pub fn of(pid: i32) -> Option<Identity> {
-        let st = stat(pid)?;
+        let st = proc::stat(pid)?;
         Some(Identity {
             pid,
             pgid: st.pgrp,
             start_time: st.start_time,
-            exe: exe(pid),
+            exe: proc::exe(pid),
         })
     }
 
-    /// Check this record against the live process table.
+    /// Check this record against the live process table. Pid and start
+    /// time name one process; the executable (unreadable once the leader
+    /// is a zombie) also guards against a record we did not write.
     pub fn verify(&self) -> Verdict {
         if self.pid <= 1 {
             return Verdict::Mismatch(format!("refusing to act on pid {}", self.pid));
@@ -115,19 +62,25 @@ impl Identity {
         if self.pid as u32 == std::process::id() {
             return Verdict::Mismatch("recorded pid is this very process".into());
         }
-        let Some(st) = stat(self.pid) else {
+        let Some(st) = proc::stat(self.pid) else {
             return Verdict::Gone;
         };
-        if st.state == 'Z' || st.state == 'X' {
-            return Verdict::Gone;
-        }
         if st.start_time != self.start_time {
+            if st.exited() {
+                return Verdict::Gone;
+            }
             return Verdict::Mismatch(format!(
                 "pid {} was started at tick {}, not {} (pid reused)",
                 self.pid, st.start_time, self.start_time
             ));
         }
-        match (&self.exe, exe(self.pid)) {
+        if st.exited() {
+            return Verdict::Gone;
+        }
+        if st.leader_exited() {
+            return Verdict::Exiting;
+        }
+        match (&self.exe, proc::exe(self.pid)) {
             (Some(want), Some(have)) if !same_exe(want, &have) => Verdict::Mismatch(format!(
                 "pid {} runs {}, not {}",
                 self.pid,
@@ -138,23 +91,31 @@ impl Identity {
         }
     }
 
-    /// Block until this process has exited, or `deadline` passes; true once
-    /// it is gone. An event, not a poll: a pidfd (which works for processes
-    /// that are not our children) becomes readable when the process exits.
-    /// The identity is re-checked after the pidfd is opened, so a reused pid
-    /// is never waited on in place of the process we meant.
+    /// Is this the process (alive or still exiting), so that waiting for
+    /// it is waiting for the process we meant?
+    fn is_this(&self) -> bool {
+        matches!(self.verify(), Verdict::Match | Verdict::Exiting)
+    }
+
+    /// Block until this process has exited *completely* (every thread, so
+    /// nothing it held stays open), or `deadline` passes; true once it is
+    /// gone. An event, not a poll: a pidfd (which works for processes that
+    /// are not our children) becomes readable only when the whole thread
+    /// group has exited, also when its leader was already a zombie. The
+    /// identity is re-checked after the pidfd is opened, so a reused pid is
+    /// never waited on in place of the process we meant.
     pub fn wait_exit(&self, deadline: Instant) -> bool {
         let fd = match pidfd_open(self.pid) {
             Ok(fd) => fd,
-            Err(_) => return self.verify() != Verdict::Match,
+            Err(_) => return !self.is_this(),
         };
-        if self.verify() != Verdict::Match {
+        if !self.is_this() {
             return true;
         }
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return self.verify() != Verdict::Match;
+                return !self.is_this();
             }
             // Round up: poll's millisecond timeout must not end early.
             let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
@@ -169,7 +130,7 @@ impl Identity {
                 return true;
             }
             if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                return self.verify() != Verdict::Match;
+                return !self.is_this();
             }
         }
     }
@@ -195,16 +156,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_stat_with_hostile_comm() {
-        let line = "123 (a) b (c) S 1 123 123 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 1 2 3";
-        let st = parse_stat(line).unwrap();
-        assert_eq!(st.state, 'S');
-        assert_eq!(st.ppid, 1);
-        assert_eq!(st.pgrp, 123);
-        assert_eq!(st.start_time, 98765);
-    }
-
-    #[test]
     fn wait_exit_is_bounded_and_sees_the_exit() {
         let mut child = std::process::Command::new("sleep")
             .arg("30")
@@ -215,16 +166,10 @@ mod tests {
         assert!(!id.wait_exit(t0 + std::time::Duration::from_millis(50)));
         assert!(t0.elapsed() >= std::time::Duration::from_millis(50));
         child.kill().unwrap();
-        // Not reaped yet: a zombie counts as exited.
+        // Not reaped yet: a zombie with no thread left counts as exited.
         assert!(id.wait_exit(Instant::now() + std::time::Duration::from_secs(10)));
         child.wait().unwrap();
         assert!(id.wait_exit(Instant::now()), "gone for good");
-    }
-
-    #[test]
-    fn rejects_truncated_stat() {
-        assert_eq!(parse_stat("12 (x) S 1 2"), None);
-        assert_eq!(parse_stat("garbage"), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use stigmer::process::proc;
 
 /// Longest any single command may take before the test fails.
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(90);
@@ -122,15 +123,11 @@ pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     p
 }
 
-/// A pid's start time (field 22 of /proc/PID/stat), for identity.
+/// A live (not zombie) pid's start time, for identity.
 pub fn start_time(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    if f.first() == Some(&"Z") {
-        return None;
-    }
-    f.get(19)?.parse().ok()
+    proc::stat(pid)
+        .filter(|s| !s.leader_exited())
+        .map(|s| s.start_time)
 }
 
 pub fn alive(pid: i32) -> bool {
@@ -246,23 +243,12 @@ impl TestHome {
     pub fn processes(&self) -> Vec<(i32, String)> {
         let needle = self.dir.path().to_string_lossy().to_string();
         let me = std::process::id() as i32;
-        let mut v = Vec::new();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                continue;
-            };
-            if pid == me || !alive(pid) {
-                continue;
-            }
-            let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                continue;
-            };
-            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-            if cmdline.contains(&needle) {
-                v.push((pid, cmdline));
-            }
-        }
-        v
+        proc::pids()
+            .into_iter()
+            .filter(|&pid| pid != me && alive(pid))
+            .map(|pid| (pid, proc::cmdline(pid).join(" ")))
+            .filter(|(_, cmdline)| cmdline.contains(&needle))
+            .collect()
     }
 
     pub fn temporals(&self) -> Vec<i32> {

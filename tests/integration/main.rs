@@ -8,4 +8,6 @@ mod lifecycle;
 mod monitoring;
 mod observability;
 mod otlp;
+mod reliability;
+mod soak;
 mod supervision;

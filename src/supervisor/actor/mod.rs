@@ -350,7 +350,7 @@ impl Actor {
         let pid = live.child.pid;
         // Record the executable now: a shim may have exec'd the real binary
         // since the spawn, and identity checks must compare against that.
-        live.identity.exe = process::identity::exe(pid);
+        live.identity.exe = process::proc::exe(pid);
         let start = now.saturating_duration_since(live.child.spawned_at);
         let recovery = self
             .failure_seen_at
@@ -374,9 +374,7 @@ impl Actor {
 
     async fn spawn(&mut self) -> Event {
         for &addr in &self.cfg.binds {
-            if !ports::is_free(addr) {
-                let who = ports::owner(addr.port())
-                    .map_or_else(|| "another process".to_string(), |o| o.to_string());
+            if let Err(who) = ports::wait_free(addr, &[], Instant::now()) {
                 let error = format!("port {} is in use by {who}", addr.port());
                 self.report_startup(StartupOutcome::Failed {
                     reason: error.clone(),
