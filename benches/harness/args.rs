@@ -1,5 +1,8 @@
-//! Command-line flags of the benchmark (after `cargo bench --bench supervisors --`).
+//! Command-line flags of the benchmark (after `cargo bench --bench
+//! supervisors --`), through clap like the CLI's own.
 
+use clap::Parser;
+use clap::builder::PossibleValuesParser;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,158 +14,112 @@ pub const ALL_PHASES: [&str; 8] = [
     "cold", "stop", "start", "status", "kill", "hang", "idle", "load",
 ];
 
-pub const USAGE: &str = "\
-usage: cargo bench --bench supervisors -- [FLAGS]
+/// Seconds as a non-negative number.
+fn secs(v: &str) -> Result<Duration, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && *x >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("not a non-negative number of seconds: {v:?}"))
+}
 
-Supervises the same real Temporal dev server command under each contender in
-turn and measures kill/hang recovery, start/status/stop latency, cold start,
-idle overhead and HTTP endpoint latency. Writes OUT/results.md and
-OUT/samples.json and prints the table.
+/// Milliseconds as a non-negative number.
+fn millis(v: &str) -> Result<Duration, String> {
+    secs(v).map(|d| d / 1000)
+}
 
-  --cycles N            cycles per measured figure (default 20)
-  --hang-cycles N       SIGSTOP cycles (default: --cycles)
-  --hang-wait SECS      give up on a hung server after this long: \"never\" (default 10)
-  --contenders LIST     comma-separated, in order (default floor,stigmer,runit,s6,supervisord)
-  --skip LIST           phases to skip: cold,stop,start,status,kill,hang,idle,load
-  --idle-secs SECS      idle window for supervisor RSS/CPU (default 60)
-  --load-secs SECS      duration of each HTTP load run (default 5)
-  --load-connections N  concurrent connections of the HTTP load (default 4)
-  --load-tool TOOL      auto (wrk if installed), wrk or builtin (default auto)
-  --settle SECS         confirmed SERVING before each cycle (default 1.5)
-  --poll-ms MS          gRPC health poll interval (default 2)
-  --bound SECS          give up on a kill/cold/stop cycle after this long (default 30)
-  --temporal-bin PATH   Temporal binary (default: `temporal` on PATH, pyenv shim resolved)
-  --out DIR             output directory (default bench-results)
-  --help                this text
-";
-
-/// Parsed flags.
-#[derive(Debug, Clone)]
+/// Supervises the same real Temporal dev server command under each
+/// contender in turn and measures kill/hang recovery, start/status/stop
+/// latency, cold start, idle overhead and HTTP endpoint latency. Writes
+/// OUT/results.md and OUT/samples.json and prints the table.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "cargo bench --bench supervisors --")]
 pub struct Args {
-    pub cycles: usize,
-    pub hang_cycles: usize,
+    /// Cycles per measured figure.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
+    pub cycles: u16,
+    /// SIGSTOP cycles [default: --cycles].
+    #[arg(long)]
+    pub hang_cycles: Option<u16>,
+    /// Give up on a hung server after this long (its result reads "never").
+    #[arg(long, default_value = "10", value_parser = secs, value_name = "SECS")]
     pub hang_wait: Duration,
+    /// Contenders, in order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_values = ALL_CONTENDERS,
+        value_parser = PossibleValuesParser::new(ALL_CONTENDERS),
+        required = false
+    )]
     pub contenders: Vec<String>,
+    /// Phases to skip.
+    #[arg(long, value_delimiter = ',', value_parser = PossibleValuesParser::new(ALL_PHASES))]
     pub skip: Vec<String>,
+    /// Idle window for supervisor RSS/CPU.
+    #[arg(long = "idle-secs", default_value = "60", value_parser = secs, value_name = "SECS")]
     pub idle: Duration,
+    /// Duration of each HTTP load run (at least 1 s).
+    #[arg(long = "load-secs", default_value = "5", value_parser = secs, value_name = "SECS")]
     pub load: Duration,
+    /// Concurrent connections of the HTTP load.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub load_connections: u32,
+    /// HTTP load client: wrk if installed (auto), wrk, or the built-in one.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "wrk", "builtin"])]
     pub load_tool: String,
+    /// Confirmed SERVING before each cycle.
+    #[arg(long, default_value = "1.5", value_parser = secs, value_name = "SECS")]
     pub settle: Duration,
+    /// gRPC health poll interval.
+    #[arg(long = "poll-ms", default_value = "2", value_parser = millis, value_name = "MS")]
     pub poll: Duration,
+    /// Give up on a kill/cold/stop cycle after this long (at least 1 s).
+    #[arg(long, default_value = "30", value_parser = secs, value_name = "SECS")]
     pub bound: Duration,
+    /// Temporal binary [default: `temporal` on PATH, pyenv shim resolved].
+    #[arg(long, value_name = "PATH")]
     pub temporal_bin: Option<PathBuf>,
+    /// Output directory.
+    #[arg(long, default_value = "bench-results", value_name = "DIR")]
     pub out: PathBuf,
+    /// Appended by cargo.
+    #[arg(long, hide = true)]
+    pub bench: bool,
+    /// Libtest's; ignored.
+    #[arg(long, hide = true)]
+    pub nocapture: bool,
     /// The flags as given (for the report).
+    #[arg(skip)]
     pub raw: String,
 }
 
 impl Args {
+    /// Parse the process arguments; the error is clap's (help included).
+    pub fn from_env() -> Result<Args, clap::Error> {
+        let mut a = Args::try_parse()?;
+        a.load = a.load.max(Duration::from_secs(1));
+        a.bound = a.bound.max(Duration::from_secs(1));
+        a.raw = std::env::args()
+            .skip(1)
+            .filter(|s| s != "--bench" && s != "--nocapture")
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(a)
+    }
+
     /// Is `phase` to be measured?
     pub fn runs(&self, phase: &str) -> bool {
         !self.skip.iter().any(|s| s == phase)
     }
 
-    /// Parse; `Err` carries the message to print (usage for `--help`).
-    pub fn parse(raw: &[String]) -> Result<Args, String> {
-        let mut a = Args {
-            cycles: 20,
-            hang_cycles: 0,
-            hang_wait: Duration::from_secs(10),
-            contenders: ALL_CONTENDERS.iter().map(|s| s.to_string()).collect(),
-            skip: Vec::new(),
-            idle: Duration::from_secs(60),
-            load: Duration::from_secs(5),
-            load_connections: 4,
-            load_tool: "auto".into(),
-            settle: Duration::from_millis(1500),
-            poll: Duration::from_millis(2),
-            bound: Duration::from_secs(30),
-            temporal_bin: None,
-            out: PathBuf::from("bench-results"),
-            raw: String::new(),
-        };
-        let mut hang_cycles = None;
-        let mut given = Vec::new();
-        let mut it = raw.iter().peekable();
-        while let Some(arg) = it.next() {
-            // cargo appends --bench; libtest-style flags are ignored too.
-            if arg == "--bench" || arg == "--nocapture" {
-                continue;
-            }
-            if arg == "--help" || arg == "-h" {
-                return Err(USAGE.to_string());
-            }
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-                _ => (arg.clone(), None),
-            };
-            let mut value = || -> Result<String, String> {
-                match &inline {
-                    Some(v) => Ok(v.clone()),
-                    None => it
-                        .next()
-                        .cloned()
-                        .ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}")),
-                }
-            };
-            let v = match flag.as_str() {
-                "--cycles" | "--hang-cycles" | "--hang-wait" | "--contenders" | "--skip"
-                | "--idle-secs" | "--load-secs" | "--load-connections" | "--load-tool"
-                | "--settle" | "--poll-ms" | "--bound" | "--temporal-bin" | "--out" => value()?,
-                _ => return Err(format!("unknown flag {arg:?}\n\n{USAGE}")),
-            };
-            given.push(format!("{flag} {v}"));
-            let num = |v: &str| -> Result<f64, String> {
-                v.parse::<f64>()
-                    .ok()
-                    .filter(|x| x.is_finite() && *x >= 0.0)
-                    .ok_or_else(|| format!("{flag}: not a non-negative number: {v:?}"))
-            };
-            let count = |v: &str| -> Result<usize, String> {
-                v.parse::<usize>()
-                    .map_err(|_| format!("{flag}: not a count: {v:?}"))
-            };
-            let list = |v: &str, allowed: &[&str]| -> Result<Vec<String>, String> {
-                let items: Vec<String> = v
-                    .split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                match items.iter().find(|i| !allowed.contains(&i.as_str())) {
-                    Some(bad) => Err(format!(
-                        "{flag}: unknown {bad:?} (known: {})",
-                        allowed.join(",")
-                    )),
-                    None => Ok(items),
-                }
-            };
-            match flag.as_str() {
-                "--cycles" => a.cycles = count(&v)?.max(1),
-                "--hang-cycles" => hang_cycles = Some(count(&v)?),
-                "--hang-wait" => a.hang_wait = Duration::from_secs_f64(num(&v)?),
-                "--contenders" => a.contenders = list(&v, &ALL_CONTENDERS)?,
-                "--skip" => a.skip = list(&v, &ALL_PHASES)?,
-                "--idle-secs" => a.idle = Duration::from_secs_f64(num(&v)?),
-                "--load-secs" => a.load = Duration::from_secs_f64(num(&v)?.max(1.0)),
-                "--load-connections" => a.load_connections = count(&v)?.clamp(1, 256) as u32,
-                "--load-tool" => match v.as_str() {
-                    "auto" | "wrk" | "builtin" => a.load_tool = v.clone(),
-                    _ => return Err(format!("--load-tool: auto, wrk or builtin, not {v:?}")),
-                },
-                "--settle" => a.settle = Duration::from_secs_f64(num(&v)?),
-                "--poll-ms" => a.poll = Duration::from_secs_f64(num(&v)? / 1000.0),
-                "--bound" => a.bound = Duration::from_secs_f64(num(&v)?.max(1.0)),
-                "--temporal-bin" => a.temporal_bin = Some(PathBuf::from(v)),
-                "--out" => a.out = PathBuf::from(v),
-                _ => unreachable!(),
-            }
-        }
-        if a.contenders.is_empty() {
-            return Err(format!("--contenders: empty\n\n{USAGE}"));
-        }
-        a.hang_cycles = hang_cycles.unwrap_or(a.cycles);
-        a.raw = given.join(" ");
-        Ok(a)
+    /// Measured cycles per figure.
+    pub fn cycles(&self) -> usize {
+        usize::from(self.cycles)
+    }
+
+    /// SIGSTOP cycles.
+    pub fn hang_cycles(&self) -> usize {
+        usize::from(self.hang_cycles.unwrap_or(self.cycles))
     }
 }

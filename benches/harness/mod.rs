@@ -44,26 +44,20 @@ impl Drop for Reaper {
 
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
-    let raw: Vec<String> = std::env::args().skip(1).collect();
     // `cargo test --all-targets` runs bench binaries without `--bench`:
     // a benchmark is not a test, so do nothing then.
-    if !raw.iter().any(|a| a == "--bench") {
+    if !std::env::args().any(|a| a == "--bench") {
         println!(
             "supervisors benchmark: skipped (not run under `cargo bench`); \
              run `cargo bench --bench supervisors -- --help`"
         );
         return 0;
     }
-    let args = match Args::parse(&raw) {
+    let args = match Args::from_env() {
         Ok(a) => a,
-        Err(msg) => {
-            let help = raw.iter().any(|a| a == "--help" || a == "-h");
-            if help {
-                print!("{msg}");
-                return 0;
-            }
-            eprintln!("{msg}");
-            return 2;
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
         }
     };
     match run(args) {
@@ -112,7 +106,7 @@ fn run(args: Args) -> Result<i32, String> {
     eprintln!(
         "benchmark: {} contender(s), {} cycles, temp dir {}; Temporal: {}",
         args.contenders.len(),
-        args.cycles,
+        args.cycles(),
         root.display(),
         env.temporal_command_line()
     );
@@ -181,8 +175,8 @@ fn run(args: Args) -> Result<i32, String> {
         "temporal_version": contender::version_of(&temporal, "--version"),
         "temporal_command": env.temporal_command_line().replace(&root_s, "$TMP"),
         "flags": args.raw,
-        "cycles": args.cycles,
-        "hang_cycles": args.hang_cycles,
+        "cycles": args.cycles(),
+        "hang_cycles": args.hang_cycles(),
         "hang_wait_seconds": args.hang_wait.as_secs_f64(),
         "settle_seconds": args.settle.as_secs_f64(),
         "poll_ms": args.poll.as_secs_f64() * 1000.0,
@@ -338,7 +332,7 @@ impl Bench<'_> {
     }
 
     fn cold_and_stop(&mut self, c: &mut dyn Contender) -> Result<(), String> {
-        let n = self.args.cycles;
+        let n = self.args.cycles();
         for i in 0..n {
             progress(&format!("cold start + stop {}/{n}", i + 1));
             let (serving, cli) = self.bring_up(c, true)?;
@@ -364,7 +358,9 @@ impl Bench<'_> {
         let pid = self
             .temporal_pid(c)
             .ok_or("no Temporal process before stop")?;
-        let start = sys::stat(pid).ok_or("Temporal vanished before stop")?.start;
+        let start = sys::stat(pid)
+            .ok_or("Temporal vanished before stop")?
+            .start_time;
         let t0 = Instant::now();
         c.stop()?;
         while t0.elapsed() < self.args.bound {
@@ -425,7 +421,7 @@ impl Bench<'_> {
             return Ok(());
         }
         let before = self.temporal_pid(c);
-        let n = self.args.cycles;
+        let n = self.args.cycles();
         let mut codes = std::collections::BTreeSet::new();
         let mut shown = String::new();
         for i in 0..n {
@@ -456,7 +452,7 @@ impl Bench<'_> {
     }
 
     fn kills(&mut self, c: &mut dyn Contender) -> Result<(), String> {
-        let n = self.args.cycles;
+        let n = self.args.cycles();
         self.r
             .bounds
             .insert("kill_serving", self.args.bound.as_secs_f64());
@@ -481,7 +477,7 @@ impl Bench<'_> {
     }
 
     fn hangs(&mut self, c: &mut dyn Contender) -> Result<(), String> {
-        let n = self.args.hang_cycles;
+        let n = self.args.hang_cycles();
         let wait = self.args.hang_wait;
         self.r.bounds.insert("hang_serving", wait.as_secs_f64());
         for k in ["hang_spawned", "hang_recorded"] {
@@ -517,7 +513,7 @@ impl Bench<'_> {
         sig: i32,
         bound: Duration,
     ) -> Result<Recovery, String> {
-        let start = sys::stat(pid).ok_or("Temporal vanished")?.start;
+        let start = sys::stat(pid).ok_or("Temporal vanished")?.start_time;
         let t0 = Instant::now();
         if !sys::signal(pid, sig) {
             return Err(format!("cannot signal pid {pid}"));
@@ -652,14 +648,7 @@ fn sh(argv: &[&str]) -> String {
 }
 
 fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string())
-        })
-        .unwrap_or_default()
+    stigmer::process::proc::cpu_model()
 }
 
 /// On SIGINT/SIGTERM/SIGHUP or a panic: kill everything under `root`.

@@ -13,7 +13,7 @@
 //! no thread of it is left.
 
 use procfs::process::{FDTarget, Process};
-use procfs::{FromRead, FromReadSI};
+use procfs::{Current, FromRead, FromReadSI};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
@@ -148,6 +148,55 @@ pub fn threads(pid: i32) -> Vec<i32> {
         .and_then(|p| p.tasks())
         .map(|it| it.flatten().map(|t| t.tid).collect())
         .unwrap_or_default()
+}
+
+/// Direct children of `pid`: every thread's `children` file, or, where
+/// the kernel has none, a scan of every process's parent pid.
+pub fn children(pid: i32) -> Vec<i32> {
+    let listed: Option<Vec<i32>> =
+        Process::new(pid)
+            .and_then(|p| p.tasks())
+            .ok()
+            .and_then(|tasks| {
+                let lists: Vec<Vec<u32>> =
+                    tasks.flatten().filter_map(|t| t.children().ok()).collect();
+                (!lists.is_empty()).then(|| lists.into_iter().flatten().map(|c| c as i32).collect())
+            });
+    listed.unwrap_or_else(|| {
+        pids()
+            .into_iter()
+            .filter(|&p| stat(p).is_some_and(|s| s.ppid == pid))
+            .collect()
+    })
+}
+
+/// Clock ticks per second (the unit of [`Stat::cpu_ticks`]).
+pub fn ticks_per_second() -> u64 {
+    procfs::ticks_per_second()
+}
+
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` writes them.
+pub fn loadavg() -> String {
+    procfs::LoadAverage::current()
+        .map(|l| format!("{:.2} {:.2} {:.2}", l.one, l.five, l.fifteen))
+        .unwrap_or_default()
+}
+
+/// The CPU's model name (`/proc/cpuinfo`), for reports.
+pub fn cpu_model() -> String {
+    procfs::CpuInfo::current()
+        .ok()
+        .and_then(|c| c.model_name(0).map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The first port of the kernel's ephemeral range (where connect(2) picks
+/// source ports); 32768 when unreadable.
+pub fn ephemeral_port_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
 }
 
 /// Open file descriptors of `pid`.

@@ -157,7 +157,7 @@ pub fn live_child(sup: Option<i32>) -> Option<i32> {
     sys::children(sup)
         .into_iter()
         .filter(|&p| sys::alive(p))
-        .max_by_key(|&p| sys::stat(p).map(|s| s.start).unwrap_or(0))
+        .max_by_key(|&p| sys::stat(p).map(|s| s.start_time).unwrap_or(0))
 }
 
 /// A command with output to `log` (appended).
