@@ -2,6 +2,7 @@
 //! environment variable. Values are range-checked in [`crate::config`],
 //! which reports every bad value at once.
 
+use crate::config::options::Options;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -83,104 +84,22 @@ pub struct StartArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub home: HomeArg,
-    /// Temporal frontend gRPC port.
-    #[arg(long, default_value_t = 7233, env = "STIGMER_PORT")]
-    pub port: u16,
-    /// IP Temporal listens on (frontend and UI); 0.0.0.0 in a container
-    /// whose ports are published. The dev server has no authentication.
-    #[arg(
-        long,
-        default_value = "127.0.0.1",
-        env = "STIGMER_TEMPORAL_IP",
-        value_name = "IP"
-    )]
-    pub temporal_ip: String,
-    /// Temporal web UI port [default: --port + 1000].
-    #[arg(long, env = "STIGMER_UI_PORT", conflicts_with = "headless")]
-    pub ui_port: Option<u16>,
-    /// No web UI.
-    #[arg(long, env = "STIGMER_HEADLESS")]
-    pub headless: bool,
-    /// Address of the daemon's HTTP server (/healthz, /status, /metrics).
-    #[arg(long, default_value = "127.0.0.1:9233", env = "STIGMER_HTTP_ADDR")]
-    pub http_addr: String,
-    /// Allow --http-addr on a non-loopback address (exposes status and metrics).
-    #[arg(long, env = "STIGMER_ALLOW_REMOTE_HTTP")]
-    pub allow_remote_http: bool,
-    /// Temporal CLI binary [default: `temporal` on PATH].
-    #[arg(long, env = "STIGMER_TEMPORAL_BIN", value_name = "PATH")]
-    pub temporal_bin: Option<PathBuf>,
-    /// Temporal's SQLite database [default: HOME/temporal-data/temporal.db].
-    #[arg(long, env = "STIGMER_DB_FILE", value_name = "PATH")]
-    pub db_file: Option<PathBuf>,
-    /// Port for Temporal's own /metrics [default: Temporal picks one].
-    #[arg(long, env = "STIGMER_TEMPORAL_METRICS_PORT")]
-    pub temporal_metrics_port: Option<u16>,
+    /// Every start option (also a `STIGMER_*` variable).
+    #[command(flatten)]
+    pub options: Options,
     /// Run the daemon in this process (containers, systemd); logs to stderr.
     #[arg(long, env = "STIGMER_FOREGROUND")]
     pub foreground: bool,
-    /// Seconds to wait for Temporal to become ready.
-    #[arg(
-        long,
-        default_value_t = 60.0,
-        env = "STIGMER_TIMEOUT",
-        value_name = "SECS",
-        allow_negative_numbers = true
-    )]
-    pub timeout: f64,
-    /// Seconds between health checks while serving.
-    #[arg(
-        long,
-        default_value_t = 1.0,
-        env = "STIGMER_HEALTH_INTERVAL",
-        value_name = "SECS",
-        allow_negative_numbers = true
-    )]
-    pub health_interval: f64,
-    /// Seconds the port and gRPC checks may take.
-    #[arg(
-        long,
-        default_value_t = 1.0,
-        env = "STIGMER_HEALTH_TIMEOUT",
-        value_name = "SECS",
-        allow_negative_numbers = true
-    )]
-    pub health_timeout: f64,
-    /// Consecutive failed health checks before a restart.
-    #[arg(
-        long,
-        default_value_t = 3,
-        env = "STIGMER_FAILURE_THRESHOLD",
-        allow_negative_numbers = true
-    )]
-    pub failure_threshold: i64,
-    /// Seconds between SIGTERM and SIGKILL when stopping Temporal.
-    #[arg(
-        long,
-        default_value_t = 10.0,
-        env = "STIGMER_STOP_GRACE",
-        value_name = "SECS",
-        allow_negative_numbers = true
-    )]
-    pub stop_grace: f64,
-    /// Seconds a new Temporal may take to serve before it is restarted.
-    #[arg(
-        long,
-        default_value_t = 60.0,
-        env = "STIGMER_START_TIMEOUT",
-        value_name = "SECS",
-        allow_negative_numbers = true
-    )]
-    pub start_timeout: f64,
-    /// OTLP endpoint for traces (also OTEL_EXPORTER_OTLP_ENDPOINT).
-    #[arg(long, env = "STIGMER_OTLP_ENDPOINT", value_name = "URL")]
-    pub otlp_endpoint: Option<String>,
     /// Internal: lock fd handed over by the launching CLI.
     #[arg(long, hide = true)]
     pub lock_fd: Option<i32>,
     /// Internal: fd on which to report startup to the launching CLI.
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
+    /// Internal: fd from which to read the checked configuration (JSON)
+    /// the launching CLI hands over, instead of flags and environment.
+    #[arg(long, hide = true)]
+    pub config_fd: Option<i32>,
 }
 
 /// Options of `stop`.
@@ -250,8 +169,8 @@ mod tests {
         let c = Cli::try_parse_from(["stigmer", "local", "--port", "7000", "--headless"]).unwrap();
         let Top::Local(l) = c.command;
         assert!(l.command.is_none());
-        assert_eq!(l.start.port, 7000);
-        assert!(l.start.headless);
+        assert_eq!(l.start.options.port, 7000);
+        assert!(l.start.options.headless);
     }
 
     #[test]

@@ -36,6 +36,32 @@ pub enum Code {
     Internal = 70,
 }
 
+impl Code {
+    /// Every code, in order.
+    pub const ALL: [Code; 12] = [
+        Code::Ok,
+        Code::NotReady,
+        Code::Usage,
+        Code::NotRunning,
+        Code::Binary,
+        Code::PortInUse,
+        Code::StateDir,
+        Code::StartTimeout,
+        Code::StartFailed,
+        Code::StopFailed,
+        Code::Config,
+        Code::Internal,
+    ];
+}
+
+impl TryFrom<u8> for Code {
+    type Error = u8;
+    /// The code with this number; the number itself when there is none.
+    fn try_from(n: u8) -> Result<Code, u8> {
+        Code::ALL.into_iter().find(|c| *c as u8 == n).ok_or(n)
+    }
+}
+
 /// A command's failure: a message for the user and its exit class.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
@@ -111,5 +137,19 @@ impl Failure {
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Self {
         Failure::Internal(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_convert_both_ways() {
+        for c in Code::ALL {
+            assert_eq!(Code::try_from(c as u8), Ok(c));
+        }
+        assert_eq!(Code::try_from(11), Err(11));
+        assert_eq!(Code::try_from(255), Err(255));
     }
 }

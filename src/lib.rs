@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod paths;
 pub mod pidfile;
 pub mod process;
+pub mod startup;
 pub mod status;
 pub mod supervisor;
 pub mod telemetry;

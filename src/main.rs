@@ -2,37 +2,64 @@
 //! failures to exit codes. All logic lives in the library.
 
 use clap::Parser;
-use stigmer::cli::{Cli, LocalCommand, Top};
+use stigmer::cli::{Cli, LocalCommand, StartArgs, Top};
 use stigmer::commands;
+use stigmer::exit::{Code, Failure};
 use stigmer::telemetry::{self, Otlp};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let Top::Local(local) = cli.command;
-    let daemon_args = match &local.command {
-        None => Some(&local.start),
-        Some(LocalCommand::Start(a)) => Some(a),
-        _ => None,
-    }
-    .filter(|a| a.foreground);
-    // Only the daemon exports traces; the CLI's short life has none to tell.
-    let otlp = daemon_args.and_then(|a| Otlp::from_env(a.otlp_endpoint.as_deref()));
-    let _telemetry = telemetry::init(cli.verbose, cli.log_format, daemon_args.is_some(), otlp);
-    let result = match &local.command {
-        None => commands::start::run(&local.start),
-        Some(LocalCommand::Start(a)) => commands::start::run(a),
-        Some(LocalCommand::Stop(a)) => commands::stop::run(a),
-        Some(LocalCommand::Status(a)) => commands::status::run(a),
-        Some(LocalCommand::Restart(a)) => commands::restart::run(a),
-        Some(LocalCommand::Logs(a)) => commands::logs::run(a),
-    };
-    let code = match result {
+    let Top::Local(local) = &cli.command;
+    let code = match run(&cli, local) {
         Ok(code) => code,
         Err(failure) => {
             eprintln!("error: {failure}");
             failure.code()
         }
     };
-    drop(_telemetry); // flush traces before exiting
     std::process::ExitCode::from(code as u8)
+}
+
+fn run(cli: &Cli, local: &stigmer::cli::Local) -> Result<Code, Failure> {
+    // The CLI's short life has no traces to tell; the guard flushes the
+    // daemon's before it exits.
+    let logs = |daemon: Option<Otlp>, foreground: bool| {
+        telemetry::init(cli.verbose, cli.log_format, foreground, daemon)
+    };
+    match &local.command {
+        None => start(&local.start, logs),
+        Some(LocalCommand::Start(a)) => start(a, logs),
+        Some(LocalCommand::Restart(a)) => {
+            let cfg = commands::load_config(&a.start)?;
+            let _t = logs(None, false);
+            commands::restart::run(a, cfg)
+        }
+        Some(LocalCommand::Stop(a)) => {
+            let _t = logs(None, false);
+            commands::stop::run(a)
+        }
+        Some(LocalCommand::Status(a)) => {
+            let _t = logs(None, false);
+            commands::status::run(a)
+        }
+        Some(LocalCommand::Logs(a)) => {
+            let _t = logs(None, false);
+            commands::logs::run(a)
+        }
+    }
+}
+
+/// `start`: the configuration first, since the daemon's traces go where
+/// it says.
+fn start(
+    a: &StartArgs,
+    logs: impl Fn(Option<Otlp>, bool) -> telemetry::Guard,
+) -> Result<Code, Failure> {
+    let cfg = commands::load_config(a)?;
+    let otlp = a
+        .foreground
+        .then(|| Otlp::from_env(cfg.otlp_endpoint.as_deref()))
+        .flatten();
+    let _telemetry = logs(otlp, a.foreground);
+    commands::start::run(a, cfg)
 }

@@ -60,7 +60,8 @@ impl StateDirError {
 }
 
 /// The resolved layout of one state directory.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct StateDir {
     root: PathBuf,
 }

@@ -46,6 +46,26 @@ pub struct PidRecord {
     pub started_at: u64,
 }
 
+impl PidRecord {
+    /// The record of a daemon (`daemon`) running `cfg` with the Temporal
+    /// binary `bin`, before it has spawned anything.
+    pub fn new(cfg: &crate::config::Config, daemon: Identity, bin: &Path) -> PidRecord {
+        PidRecord {
+            version: FORMAT_VERSION,
+            daemon,
+            temporal: None,
+            frontend: cfg.frontend(),
+            ui_url: cfg.ui_url(),
+            http_addr: cfg.http_addr,
+            db_file: cfg.db_file.clone(),
+            temporal_bin: bin.to_path_buf(),
+            started_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+}
+
 /// What was found at the PID file path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PidFile {

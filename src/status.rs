@@ -5,10 +5,12 @@
 use crate::config::Config;
 use crate::health::Layer;
 use crate::supervisor::actor::unix_now_ms;
+use crate::supervisor::policy::Policy;
 use crate::supervisor::state::StateName;
 use crate::supervisor::{Backoff, LayerStatus, Restarts, Snapshot};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// Schema version of [`StatusDoc`].
 pub const SCHEMA_VERSION: u32 = 1;
@@ -107,26 +109,24 @@ pub struct ConfigSection {
     pub backoff_cap_seconds: f64,
 }
 
-/// What does not change while the daemon runs.
+/// What the daemon is and runs with; fixed for its whole life.
 #[derive(Debug, Clone)]
-pub struct Static {
-    /// Configuration.
+pub struct DaemonInfo {
+    /// The checked configuration.
     pub config: Config,
-    /// Resolved binary.
-    pub binary: String,
+    /// The Temporal binary, resolved.
+    pub binary: PathBuf,
     /// Daemon start (Unix ms).
     pub started_at_unix_ms: u64,
-    /// Backoff base.
-    pub backoff_base: f64,
-    /// Backoff cap.
-    pub backoff_cap: f64,
+    /// The restart policy in force.
+    pub policy: Policy,
 }
 
 impl StatusDoc {
     /// Build the document from the latest snapshot.
-    pub fn build(snap: &Snapshot, st: &Static) -> StatusDoc {
+    pub fn build(snap: &Snapshot, info: &DaemonInfo) -> StatusDoc {
         let now = unix_now_ms();
-        let c = &st.config;
+        let c = &info.config;
         let t = snap.temporal.as_ref();
         let health: BTreeMap<String, LayerStatus> = snap
             .health
@@ -138,8 +138,8 @@ impl StatusDoc {
             supervisor: SupervisorSection {
                 pid: std::process::id(),
                 version: env!("CARGO_PKG_VERSION").into(),
-                started_at_unix_ms: st.started_at_unix_ms,
-                uptime_seconds: now.saturating_sub(st.started_at_unix_ms) as f64 / 1000.0,
+                started_at_unix_ms: info.started_at_unix_ms,
+                uptime_seconds: now.saturating_sub(info.started_at_unix_ms) as f64 / 1000.0,
                 http_addr: c.http_addr.to_string(),
                 home: c.home.root().display().to_string(),
             },
@@ -156,7 +156,7 @@ impl StatusDoc {
                 listen_ip: Some(c.temporal_ip.to_string()),
                 ui_url: c.ui_url(),
                 metrics_url: c.temporal_metrics_url(),
-                binary: st.binary.clone(),
+                binary: info.binary.display().to_string(),
                 exe: t.and_then(|t| t.exe.clone()),
                 db_file: c.db_file.display().to_string(),
             },
@@ -169,8 +169,8 @@ impl StatusDoc {
                 failure_threshold: c.failure_threshold,
                 stop_grace_seconds: c.stop_grace.as_secs_f64(),
                 start_timeout_seconds: c.start_timeout.as_secs_f64(),
-                backoff_base_seconds: st.backoff_base,
-                backoff_cap_seconds: st.backoff_cap,
+                backoff_base_seconds: info.policy.base.as_secs_f64(),
+                backoff_cap_seconds: info.policy.cap.as_secs_f64(),
             },
             last_error: snap.last_error.clone(),
         }

@@ -9,6 +9,8 @@ pub mod start;
 pub mod status;
 pub mod stop;
 
+use crate::cli::StartArgs;
+use crate::config::Config;
 use crate::exit::Failure;
 use crate::lock::InstanceLock;
 use crate::paths::StateDir;
@@ -25,6 +27,16 @@ pub enum Found {
     NotRunning,
     /// A daemon holds the lock; its PID file, if usable.
     Running(Option<Box<PidRecord>>),
+}
+
+/// The configuration a start-like command runs with: the one a launching
+/// CLI handed over (`--config-fd`), else flags and environment, checked.
+pub fn load_config(args: &StartArgs) -> Result<Config, Failure> {
+    if let Some(fd) = args.config_fd {
+        // SAFETY: the launching CLI passed us this fd; nothing else owns it.
+        return unsafe { crate::daemon::handover::read_config(fd) };
+    }
+    Ok(Config::new(home(&args.home.home), &args.options)?)
 }
 
 /// Resolve `--home`.
@@ -45,12 +57,12 @@ pub fn discover(home: &StateDir) -> Result<Found, Failure> {
 
 /// Fetch the daemon's status document.
 pub fn fetch_status(record: &PidRecord) -> Result<StatusDoc, String> {
-    let (code, body) = crate::http::get_local(record.http_addr, "/status", Duration::from_secs(2))
+    let answer = crate::http::client::get_from(record.http_addr, "/status", Duration::from_secs(2))
         .map_err(|e| format!("status endpoint {} does not answer: {e}", record.http_addr))?;
-    if code != 200 {
-        return Err(format!("status endpoint answered HTTP {code}"));
+    if answer.status != 200 {
+        return Err(format!("status endpoint answered HTTP {}", answer.status));
     }
-    serde_json::from_str(&body)
+    serde_json::from_str(&answer.body)
         .map_err(|e| format!("status endpoint sent an unreadable document: {e}"))
 }
 

@@ -13,16 +13,15 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::time::{Duration, Instant};
 
-/// Run `restart`.
-pub fn run(args: &RestartArgs) -> Result<Code, Failure> {
-    let cfg = Config::from_args(&args.start)?;
+/// Run `restart` with `cfg` (used when it has to start).
+pub fn run(args: &RestartArgs, cfg: Config) -> Result<Code, Failure> {
     let t0 = Instant::now();
     let deadline = t0 + cfg.timeout + cfg.stop_grace;
     // (daemon we signalled, Temporal pid it had) once SIGHUP is sent.
     let mut signalled: Option<(Identity, Option<i32>)> = None;
     loop {
         let record = match discover(&cfg.home)? {
-            Found::NotRunning => return super::start::run(&args.start),
+            Found::NotRunning => return super::start::run(&args.start, cfg),
             Found::Running(r) => r,
         };
         let daemon = daemon_identity(&cfg.home, record.as_deref());
@@ -51,7 +50,7 @@ pub fn run(args: &RestartArgs) -> Result<Code, Failure> {
             }
             // A different daemon took over (ours stopped and another
             // started): its Temporal is new by construction.
-            (Some(_), Some(_), Some(_)) => return super::start::run(&args.start),
+            (Some(_), Some(_), Some(_)) => return super::start::run(&args.start, cfg),
             // Mid-handoff or PID file being rewritten: look again shortly.
             _ => {}
         }

@@ -6,11 +6,12 @@
 use super::{Found, discover, fetch_status};
 use crate::cli::StartArgs;
 use crate::config::Config;
-use crate::daemon::{self, Notifier};
+use crate::daemon::{self, handover};
 use crate::exit::{Code, Failure};
 use crate::health::grpc_health;
 use crate::lock::{InstanceLock, TryLock};
 use crate::logfile;
+use crate::startup::{Notifier, Report};
 use crate::status::{StatusDoc, human_secs};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -21,9 +22,8 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-/// Run `start`.
-pub fn run(args: &StartArgs) -> Result<Code, Failure> {
-    let cfg = Config::from_args(args)?;
+/// Run `start` with `cfg` (see [`super::load_config`]).
+pub fn run(args: &StartArgs, cfg: Config) -> Result<Code, Failure> {
     if let Some(fd) = args.lock_fd {
         return run_handed_over(cfg, args, fd);
     }
@@ -98,7 +98,7 @@ fn daemon_elsewhere(cfg: &Config) -> bool {
         if r.daemon.verify() == crate::process::Verdict::Match)
 }
 
-/// The daemon side of a launch: adopt the lock and report pipe.
+/// The daemon side of a launch: adopt the lock and the report pipe.
 fn run_handed_over(cfg: Config, args: &StartArgs, lock_fd: i32) -> Result<Code, Failure> {
     // SAFETY: the launching CLI passed us these fds and nothing else owns them.
     let lock = unsafe { InstanceLock::from_inherited(lock_fd, &cfg.home.lock_file())? };
@@ -164,23 +164,22 @@ fn launch(
     drop(report_tx);
     drop(lock);
     let mut spinner = Spinner::new("starting Temporal");
-    let report = read_report(report_rx, deadline, &mut spinner);
+    let heard = read_report(report_rx, deadline, &mut spinner);
     spinner.clear();
-    match report {
-        Report::Ready => {
-            let doc = cfg_status(cfg);
-            match doc {
+    match heard {
+        Heard::Report(Report::Ready { .. }) => {
+            match cfg_status(cfg) {
                 Some(doc) => print_ready(&doc, false),
                 None => println!("Temporal is running at {}.", cfg.frontend()),
             }
             Ok(Some(Code::Ok))
         }
-        Report::Failed(code, message) => {
+        Heard::Report(Report::Failed { code, message }) => {
             show_log_tail(cfg);
             stop_child(&mut child, cfg.stop_grace);
             Err(relay(code, message))
         }
-        Report::Eof => {
+        Heard::Report(Report::Note(_)) | Heard::Eof => {
             let status = child.wait().ok();
             // Stopped on request (clean exit, or SIGTERM before its handler
             // was installed): not a failure of this start.
@@ -198,7 +197,7 @@ fn launch(
                 cfg.home.daemon_log().display()
             )))
         }
-        Report::Timeout => {
+        Heard::Timeout => {
             show_log_tail(cfg);
             let reason = cfg_status_reason(cfg);
             stop_child(&mut child, cfg.stop_grace);
@@ -210,6 +209,9 @@ fn launch(
     }
 }
 
+/// Launch `stigmer local start --foreground` detached (own session), with
+/// the held lock, the report pipe's write end and the checked
+/// configuration (its Temporal binary resolved) as inherited fds.
 fn spawn_daemon(
     cfg: &Config,
     bin: &Path,
@@ -222,18 +224,26 @@ fn spawn_daemon(
             cfg.home.daemon_log().display()
         ))
     })?;
-    let exe = std::env::current_exe()?;
-    let (lock_fd, tx_fd) = (lock.raw_fd(), report_tx.as_raw_fd());
-    let mut cmd = std::process::Command::new(exe);
-    cmd.args(cfg.daemon_args(bin))
+    let handed = Config {
+        temporal_bin: Some(bin.to_path_buf()),
+        ..cfg.clone()
+    };
+    let config = handover::write_config(&handed)?;
+    let fds = [lock.raw_fd(), report_tx.as_raw_fd(), config.as_raw_fd()];
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args(["local", "start", "--foreground", "--home"])
+        .arg(cfg.home.root())
         .arg("--lock-fd")
-        .arg(lock_fd.to_string())
+        .arg(fds[0].to_string())
         .arg("--ready-fd")
-        .arg(tx_fd.to_string())
+        .arg(fds[1].to_string())
+        .arg("--config-fd")
+        .arg(fds[2].to_string())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // Flags carry the whole configuration; env could contradict them.
+    // The handed-over configuration is the whole configuration; env could
+    // only contradict it.
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("STIGMER_") {
             cmd.env_remove(k);
@@ -246,7 +256,7 @@ fn spawn_daemon(
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            for fd in [lock_fd, tx_fd] {
+            for fd in fds {
                 if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -257,14 +267,19 @@ fn spawn_daemon(
     Ok(cmd.spawn()?)
 }
 
-enum Report {
-    Ready,
-    Failed(u8, String),
+/// What the launching CLI hears from its daemon.
+enum Heard {
+    /// A `Ready` or `Failed` line.
+    Report(Report),
+    /// The pipe closed without one: the daemon exited.
     Eof,
+    /// Nothing decisive before the deadline.
     Timeout,
 }
 
-fn read_report(rx: OwnedFd, deadline: Instant, spinner: &mut Spinner) -> Report {
+/// Read report lines until `Ready`/`Failed`, EOF or `deadline`, printing
+/// notes as they come.
+fn read_report(rx: OwnedFd, deadline: Instant, spinner: &mut Spinner) -> Heard {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use std::io::Read;
     use std::os::fd::AsFd;
@@ -274,18 +289,18 @@ fn read_report(rx: OwnedFd, deadline: Instant, spinner: &mut Spinner) -> Report 
         // Handle every complete line already received.
         while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=nl).collect();
-            let line = String::from_utf8_lossy(&line).trim_end().to_string();
-            match line.strip_prefix("note ") {
-                Some(note) => {
+            match Report::decode(String::from_utf8_lossy(&line).trim_end()) {
+                Some(Report::Note(note)) => {
                     spinner.clear();
                     eprintln!("note: {note}");
                 }
-                None => return parse_report(&line),
+                Some(report) => return Heard::Report(report),
+                None => return Heard::Eof,
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Report::Timeout;
+            return Heard::Timeout;
         }
         let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
         let ms =
@@ -296,35 +311,21 @@ fn read_report(rx: OwnedFd, deadline: Instant, spinner: &mut Spinner) -> Report 
                 continue;
             }
             Ok(_) => {}
-            Err(_) => return Report::Eof,
+            Err(_) => return Heard::Eof,
         }
         let mut chunk = [0u8; 4096];
         match file.read(&mut chunk) {
-            Ok(0) | Err(_) => return Report::Eof,
+            Ok(0) | Err(_) => return Heard::Eof,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
 }
 
-fn parse_report(line: &str) -> Report {
-    if line.starts_with("ready") {
-        return Report::Ready;
-    }
-    if let Some(rest) = line.strip_prefix("failed ") {
-        let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
-        return Report::Failed(
-            code.parse().unwrap_or(Code::StartFailed as u8),
-            msg.to_string(),
-        );
-    }
-    Report::Eof
-}
-
-fn relay(code: u8, message: String) -> Failure {
+/// The failure a launch reports: the daemon's own class for a port, state
+/// directory or binary problem; any other failure is a failed start.
+fn relay(code: Code, message: String) -> Failure {
     match code {
-        c if c == Code::PortInUse as u8 => Failure::Relayed(Code::PortInUse, message),
-        c if c == Code::StateDir as u8 => Failure::Relayed(Code::StateDir, message),
-        c if c == Code::Binary as u8 => Failure::Relayed(Code::Binary, message),
+        Code::PortInUse | Code::StateDir | Code::Binary => Failure::Relayed(code, message),
         _ => Failure::StartFailed(message),
     }
 }

@@ -7,7 +7,7 @@
 
 use super::{Found, daemon_identity, discover, home};
 use crate::cli::StopArgs;
-use crate::daemon::reclaim_orphans;
+use crate::daemon::preflight::reclaim_orphans;
 use crate::exit::{Code, Failure};
 use crate::lock::{InstanceLock, TryLock};
 use crate::paths::StateDir;

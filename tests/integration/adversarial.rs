@@ -403,11 +403,10 @@ fn disk_full_while_writing_the_pid_file_leaves_nothing_half_written() {
         .collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
     wait_until("nothing left running", || {
-        std::fs::read_dir("/proc").unwrap().flatten().all(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .map(|c| !String::from_utf8_lossy(&c).contains(&mnt.to_string_lossy().to_string()))
-                .unwrap_or(true)
-        })
+        let mnt = mnt.to_string_lossy().to_string();
+        stigmer::process::proc::pids()
+            .into_iter()
+            .all(|p| !stigmer::process::proc::cmdline(p).join(" ").contains(&mnt))
     });
 }
 
@@ -618,17 +617,6 @@ fn http_is_loopback_read_only_and_sheds_abuse_without_disturbing_supervision() {
 }
 
 fn code_of(port: u16, path: &str) -> u16 {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    stigmer::http::client::get_from(addr, path, Duration::from_secs(5)).map_or(0, |a| a.status)
 }

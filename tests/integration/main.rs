@@ -7,6 +7,7 @@ mod common;
 mod lifecycle;
 mod monitoring;
 mod observability;
+mod options;
 mod otlp;
 mod reliability;
 mod soak;

@@ -13,8 +13,7 @@ use crate::common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -59,25 +58,10 @@ fn prometheus_bin() -> PathBuf {
     PathBuf::from(p)
 }
 
-/// A minimal HTTP/1.0 GET on loopback (HTTP/1.0: never chunked).
-fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+/// GET http://127.0.0.1:port/path → (status, body).
+fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    s.set_write_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut buf = Vec::new();
-    s.take(64 << 20).read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("malformed HTTP response"))?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other("malformed status line"))?;
-    Ok((code, body.to_string()))
+    stigmer::http::client::get_from(addr, path, Duration::from_secs(30)).map(|a| (a.status, a.body))
 }
 
 /// Percent-encode a query parameter value.

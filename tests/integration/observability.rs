@@ -12,7 +12,9 @@ use std::time::Duration;
 /// GET http://127.0.0.1:port/path → (status, body); None if nothing listens.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    stigmer::http::get_local(addr, path, Duration::from_secs(5)).ok()
+    stigmer::http::client::get_from(addr, path, Duration::from_secs(5))
+        .ok()
+        .map(|a| (a.status, a.body))
 }
 
 fn json_state(body: &str) -> String {

@@ -6,14 +6,17 @@
 
 use super::state::{Action, Event, Rules, State, StateName, step};
 use super::{Backoff, Command, Handle, NoObserver, Observer, Snapshot, TemporalInfo};
+use crate::config::Config;
+use crate::exit::Code;
 use crate::health::Round;
 use crate::lock::InstanceLock;
 use crate::logfile::{self, RotatingLog};
 use crate::pidfile::{self, PidRecord};
 use crate::process::{self, Identity, SpawnSpec, Spawned, Spawner, ports};
+use crate::startup::Report;
 use nix::sys::signal::Signal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,24 +24,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 
 mod probing;
-
-/// How the first start ended, for whoever launched the daemon.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartupOutcome {
-    /// Temporal answers its health check.
-    Ready {
-        /// Its pid.
-        pid: i32,
-    },
-    /// It failed before ever becoming ready (the daemon keeps retrying;
-    /// the launcher decides whether to give up).
-    Failed {
-        /// What happened.
-        reason: String,
-        /// A port Temporal needs is held by another process.
-        port_in_use: bool,
-    },
-}
 
 /// Everything the actor needs to run Temporal.
 #[derive(Debug, Clone)]
@@ -70,6 +55,34 @@ pub struct SupervisorConfig {
     pub log_max_bytes: u64,
 }
 
+impl SupervisorConfig {
+    /// How to supervise the Temporal of `cfg`, run from `bin` under
+    /// `rules`, recording its identity in `record`.
+    pub fn temporal(cfg: &Config, bin: &Path, rules: Rules, record: PidRecord) -> Self {
+        SupervisorConfig {
+            spec: SpawnSpec {
+                program: bin.to_path_buf(),
+                args: cfg.temporal_args(),
+            },
+            frontend: cfg.frontend(),
+            binds: cfg.temporal_binds().into_iter().map(|(a, ..)| a).collect(),
+            health_interval: cfg.health_interval,
+            startup_interval: STARTUP_PROBE_INTERVAL,
+            health_timeout: cfg.health_timeout,
+            stop_grace: cfg.stop_grace,
+            rules,
+            pid_file: cfg.home.pid_file(),
+            record,
+            log_path: cfg.home.temporal_log(),
+            log_max_bytes: logfile::DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// Probe period from spawn until first ready: short, so a restart is seen
+/// serving within milliseconds of Temporal being able to answer.
+pub const STARTUP_PROBE_INTERVAL: Duration = Duration::from_millis(10);
+
 /// The running child and what we know of it.
 struct Live {
     child: Spawned,
@@ -87,9 +100,9 @@ pub struct Actor {
     log: Option<Arc<Mutex<RotatingLog>>>,
     status: watch::Sender<Snapshot>,
     commands: mpsc::Receiver<Command>,
-    startup: Option<oneshot::Sender<StartupOutcome>>,
+    startup: Option<oneshot::Sender<Report>>,
     /// The startup outcome, sent by `publish` once the snapshot agrees.
-    startup_outcome: Option<StartupOutcome>,
+    startup_outcome: Option<Report>,
     // Runtime state.
     state: State,
     live: Option<Live>,
@@ -148,8 +161,8 @@ impl Actor {
         self
     }
 
-    /// Tell `tx` how the first start went.
-    pub fn notify_startup(&mut self) -> oneshot::Receiver<StartupOutcome> {
+    /// How the first start went: the first `Ready` or `Failed` report.
+    pub fn notify_startup(&mut self) -> oneshot::Receiver<Report> {
         let (tx, rx) = oneshot::channel();
         self.startup = Some(tx);
         rx
@@ -252,9 +265,9 @@ impl Actor {
                 .last_exit_description
                 .clone()
                 .unwrap_or_default();
-            self.report_startup(StartupOutcome::Failed {
-                reason: format!("Temporal exited during startup ({why})"),
-                port_in_use: false,
+            self.report_startup(Report::Failed {
+                code: Code::StartFailed,
+                message: format!("Temporal exited during startup ({why})"),
             });
         }
         for action in actions {
@@ -369,16 +382,16 @@ impl Actor {
         self.write_pid_file();
         tracing::info!(pid, start_ms = ms(start), recovery_ms = ?recovery.map(ms), "Temporal is serving");
         self.observer.serving(pid, start, recovery);
-        self.report_startup(StartupOutcome::Ready { pid });
+        self.report_startup(Report::Ready { pid });
     }
 
     async fn spawn(&mut self) -> Event {
         for &addr in &self.cfg.binds {
             if let Err(who) = ports::wait_free(addr, &[], Instant::now()) {
                 let error = format!("port {} is in use by {who}", addr.port());
-                self.report_startup(StartupOutcome::Failed {
-                    reason: error.clone(),
-                    port_in_use: true,
+                self.report_startup(Report::Failed {
+                    code: Code::PortInUse,
+                    message: error.clone(),
                 });
                 return Event::SpawnFailed { error };
             }
@@ -427,9 +440,9 @@ impl Actor {
             }
             Err(e) => {
                 let error = format!("cannot run {}: {e}", self.cfg.spec.program.display());
-                self.report_startup(StartupOutcome::Failed {
-                    reason: error.clone(),
-                    port_in_use: false,
+                self.report_startup(Report::Failed {
+                    code: Code::StartFailed,
+                    message: error.clone(),
                 });
                 Event::SpawnFailed { error }
             }
@@ -487,7 +500,7 @@ impl Actor {
     /// Settle the startup outcome (the first one counts). It is sent from
     /// `publish`, after the snapshot says the same: a `start` that returns
     /// "ready" must find `/status` and `status` saying so too.
-    fn report_startup(&mut self, outcome: StartupOutcome) {
+    fn report_startup(&mut self, outcome: Report) {
         if self.startup.is_some() && self.startup_outcome.is_none() {
             self.startup_outcome = Some(outcome);
         }

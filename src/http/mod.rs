@@ -6,9 +6,17 @@
 //! - `/readyz`, `/healthz`: 200 only while Temporal serves; else 503.
 //! - `/status`: the [`StatusDoc`](crate::status::StatusDoc).
 //! - `/metrics`: Prometheus text format.
+//!
+//! [`server`] is the bounded accept loop under the router; [`client`] is
+//! the one HTTP client (CLI, tests, benchmark).
+
+pub mod client;
+pub mod server;
+
+pub use server::serve;
 
 use crate::metrics::Metrics;
-use crate::status::{Static, StatusDoc};
+use crate::status::{DaemonInfo, StatusDoc};
 use crate::supervisor::Handle;
 use axum::Router;
 use axum::extract::{Request, State};
@@ -28,8 +36,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct AppState {
     /// The supervisor's handle (snapshot reader).
     pub handle: Handle,
-    /// Static facts for the status document.
-    pub st: Arc<Static>,
+    /// What the daemon is and runs with.
+    pub info: Arc<DaemonInfo>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
 }
@@ -45,58 +53,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(middleware::from_fn(deadline))
         .with_state(state)
-}
-
-/// Most connections served at once; more are closed at accept, so a flood
-/// costs the daemon a bounded amount of memory and CPU.
-const MAX_CONNECTIONS: usize = 128;
-/// A client must send its request headers within this time (slowloris).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest life of one connection.
-const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
-/// Largest request head accepted (bigger ones get 431 and are closed).
-const MAX_REQUEST_HEAD: usize = 16 * 1024;
-
-/// Serve `router` on `listener` until `shutdown` resolves. HTTP/1.1 only,
-/// with a header read timeout, a bounded request head, a capped
-/// connection lifetime and a cap on concurrent connections.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::service::TowerToHyperService;
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                // EMFILE and friends: back off briefly instead of spinning.
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            drop(stream); // shed load
-            continue;
-        };
-        let svc = TowerToHyperService::new(router.clone());
-        tokio::spawn(async move {
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_REQUEST_HEAD);
-            let conn = http.serve_connection(TokioIo::new(stream), svc);
-            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
-            drop(slot);
-        });
-    }
 }
 
 async fn deadline(req: Request, next: Next) -> Response {
@@ -145,7 +101,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
 
 async fn status(State(s): State<AppState>) -> Response {
     let snap = s.handle.status.borrow().clone();
-    axum::Json(StatusDoc::build(&snap, &s.st)).into_response()
+    axum::Json(StatusDoc::build(&snap, &s.info)).into_response()
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
@@ -163,33 +119,4 @@ async fn metrics(State(s): State<AppState>) -> Response {
             (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n").into_response()
         }
     }
-}
-
-/// A minimal HTTP/1.1 GET for the CLI (status, readiness) on loopback:
-/// returns (status code, body). Bounded by `timeout` and 4 MiB.
-pub fn get_local(
-    addr: std::net::SocketAddr,
-    path: &str,
-    timeout: Duration,
-) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = Vec::new();
-    s.take(4 << 20).read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("malformed HTTP response"))?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other("malformed HTTP status line"))?;
-    Ok((code, body.to_string()))
 }

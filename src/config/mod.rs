@@ -1,9 +1,16 @@
-//! Validated configuration: flags and env turned into typed values, every
-//! bad value reported at once, and the Temporal binary resolved (through a
-//! pyenv shim to the real executable, so identity checks see what runs).
+//! The configuration of one instance: [`options`] declares every start
+//! option once (flag, environment variable, file key); [`Config`] is the
+//! checked form, every bad value reported at once, that flows unchanged
+//! from the CLI to the daemon (handed over as JSON, not rebuilt as flags),
+//! its PID file and `/status`. The Temporal binary is resolved here
+//! (through a pyenv shim to the real executable, so identity checks see
+//! what runs).
 
-use crate::cli::StartArgs;
+pub mod options;
+
 use crate::paths::StateDir;
+use options::{Options, TemporalFlags};
+use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -11,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A fully checked configuration of one instance.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     /// State directory.
     pub home: StateDir,
@@ -25,7 +32,7 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// Whether a non-loopback HTTP address was explicitly allowed.
     pub allow_remote_http: bool,
-    /// Temporal binary as given or found on PATH (unresolved).
+    /// Temporal binary as given, or as resolved once by the CLI.
     pub temporal_bin: Option<PathBuf>,
     /// Temporal database.
     pub db_file: PathBuf,
@@ -45,6 +52,8 @@ pub struct Config {
     pub start_timeout: Duration,
     /// OTLP endpoint.
     pub otlp_endpoint: Option<String>,
+    /// Temporal's own options, passed through on every spawn.
+    pub temporal: TemporalFlags,
 }
 
 /// Flag values out of range; one line per problem.
@@ -70,105 +79,129 @@ pub enum BinaryError {
     NotExecutable(PathBuf, String),
 }
 
-fn secs(name: &str, v: f64, errs: &mut Vec<String>) -> Duration {
-    if !v.is_finite() || v <= 0.0 || v > 86_400.0 {
-        errs.push(format!(
-            "--{name} must be between 0 and 86400 seconds (exclusive of 0), got {v}"
-        ));
-        return Duration::from_secs(1);
-    }
-    Duration::from_secs_f64(v)
-}
+/// Collects every problem while values are checked one by one.
+#[derive(Default)]
+struct Problems(Vec<String>);
 
-impl Config {
-    /// Check every value; collect all problems.
-    pub fn from_args(a: &StartArgs) -> Result<Config, ConfigError> {
-        let mut errs = Vec::new();
-        let home = StateDir::new(a.home.home.clone().unwrap_or_else(StateDir::default_root));
-        if a.port == 0 {
-            errs.push("--port must be a fixed port (1-65535), not 0".into());
+impl Problems {
+    /// A duration in seconds, in (0, 86400].
+    fn secs(&mut self, name: &str, v: f64) -> Duration {
+        if !v.is_finite() || v <= 0.0 || v > 86_400.0 {
+            self.0.push(format!(
+                "--{name} must be between 0 and 86400 seconds (exclusive of 0), got {v}"
+            ));
+            return Duration::from_secs(1);
         }
-        let ui_port = if a.headless {
-            None
-        } else {
-            let p = a.ui_port.unwrap_or_else(|| a.port.saturating_add(1000));
-            if p == 0 || p == a.port {
-                errs.push(format!(
-                    "--ui-port {p} must be non-zero and differ from --port"
-                ));
-            }
-            Some(p)
-        };
-        let temporal_ip = a.temporal_ip.parse::<IpAddr>().unwrap_or_else(|_| {
-            errs.push(format!(
+        Duration::from_secs_f64(v)
+    }
+
+    /// Temporal's ports: a fixed frontend port and, unless headless, a UI
+    /// port that differs from it.
+    fn ports(&mut self, a: &Options) -> Option<u16> {
+        if a.port == 0 {
+            self.0
+                .push("--port must be a fixed port (1-65535), not 0".into());
+        }
+        if a.headless {
+            return None;
+        }
+        let p = a.ui_port.unwrap_or_else(|| a.port.saturating_add(1000));
+        if p == 0 || p == a.port {
+            self.0.push(format!(
+                "--ui-port {p} must be non-zero and differ from --port"
+            ));
+        }
+        Some(p)
+    }
+
+    fn temporal_ip(&mut self, a: &Options) -> IpAddr {
+        a.temporal_ip.parse().unwrap_or_else(|_| {
+            self.0.push(format!(
                 "--temporal-ip {:?} is not an IP address (e.g. 127.0.0.1 or 0.0.0.0)",
                 a.temporal_ip
             ));
             IpAddr::V4(Ipv4Addr::LOCALHOST)
-        });
-        let http_addr = match a.http_addr.parse::<SocketAddr>() {
-            Ok(addr) => {
-                if !addr.ip().is_loopback() && !a.allow_remote_http {
-                    errs.push(format!(
-                        "--http-addr {addr} is not a loopback address; pass --allow-remote-http to expose status and metrics beyond this machine"
-                    ));
-                }
-                if addr.port() == 0 || Some(addr.port()) == ui_port || addr.port() == a.port {
-                    errs.push(format!(
-                        "--http-addr port {} must be fixed and differ from Temporal's ports",
-                        addr.port()
-                    ));
-                }
-                addr
-            }
-            Err(_) => {
-                errs.push(format!(
-                    "--http-addr {:?} is not an IP:PORT address",
-                    a.http_addr
-                ));
-                SocketAddr::from(([127, 0, 0, 1], 0))
-            }
+        })
+    }
+
+    /// The daemon's HTTP address: loopback unless explicitly allowed, on a
+    /// fixed port none of Temporal's.
+    fn http_addr(&mut self, a: &Options, ui_port: Option<u16>) -> SocketAddr {
+        let Ok(addr) = a.http_addr.parse::<SocketAddr>() else {
+            self.0.push(format!(
+                "--http-addr {:?} is not an IP:PORT address",
+                a.http_addr
+            ));
+            return SocketAddr::from(([127, 0, 0, 1], 0));
         };
-        let timeout = secs("timeout", a.timeout, &mut errs);
-        let health_interval = secs("health-interval", a.health_interval, &mut errs);
-        let health_timeout = secs("health-timeout", a.health_timeout, &mut errs);
-        let stop_grace = secs("stop-grace", a.stop_grace, &mut errs);
-        let start_timeout = secs("start-timeout", a.start_timeout, &mut errs);
-        if !(1..=1000).contains(&a.failure_threshold) {
-            errs.push(format!(
-                "--failure-threshold must be 1-1000, got {}",
-                a.failure_threshold
+        if !addr.ip().is_loopback() && !a.allow_remote_http {
+            self.0.push(format!(
+                "--http-addr {addr} is not a loopback address; pass --allow-remote-http to expose status and metrics beyond this machine"
             ));
         }
+        if addr.port() == 0 || Some(addr.port()) == ui_port || addr.port() == a.port {
+            self.0.push(format!(
+                "--http-addr port {} must be fixed and differ from Temporal's ports",
+                addr.port()
+            ));
+        }
+        addr
+    }
+
+    fn failure_threshold(&mut self, a: &Options) -> u32 {
+        match u32::try_from(a.failure_threshold) {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                self.0.push(format!(
+                    "--failure-threshold must be 1-1000, got {}",
+                    a.failure_threshold
+                ));
+                1
+            }
+        }
+    }
+
+    fn otlp_endpoint(&mut self, a: &Options) {
         if let Some(ep) = &a.otlp_endpoint
             && !(ep.starts_with("http://") || ep.starts_with("https://"))
         {
-            errs.push(format!(
+            self.0.push(format!(
                 "--otlp-endpoint {ep:?} must be an http:// or https:// URL"
             ));
         }
-        if !errs.is_empty() {
-            return Err(ConfigError(errs));
-        }
-        let db_file = a.db_file.clone().unwrap_or_else(|| home.db_file());
-        Ok(Config {
-            home,
-            temporal_ip,
+    }
+}
+
+impl Config {
+    /// Check every value of `a`; collect all problems.
+    pub fn new(home: StateDir, a: &Options) -> Result<Config, ConfigError> {
+        let mut p = Problems::default();
+        let ui_port = p.ports(a);
+        let cfg = Config {
+            temporal_ip: p.temporal_ip(a),
             port: a.port,
             ui_port,
-            http_addr,
+            http_addr: p.http_addr(a, ui_port),
             allow_remote_http: a.allow_remote_http,
             temporal_bin: a.temporal_bin.clone(),
-            db_file,
+            db_file: a.db_file.clone().unwrap_or_else(|| home.db_file()),
             temporal_metrics_port: a.temporal_metrics_port,
-            timeout,
-            health_interval,
-            health_timeout,
-            failure_threshold: a.failure_threshold as u32,
-            stop_grace,
-            start_timeout,
+            timeout: p.secs("timeout", a.timeout),
+            health_interval: p.secs("health-interval", a.health_interval),
+            health_timeout: p.secs("health-timeout", a.health_timeout),
+            failure_threshold: p.failure_threshold(a),
+            stop_grace: p.secs("stop-grace", a.stop_grace),
+            start_timeout: p.secs("start-timeout", a.start_timeout),
             otlp_endpoint: a.otlp_endpoint.clone(),
-        })
+            temporal: a.temporal.clone(),
+            home,
+        };
+        p.otlp_endpoint(a);
+        if p.0.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError(p.0))
+        }
     }
 
     /// Where a local client reaches Temporal: its IP, or loopback when it
@@ -238,59 +271,7 @@ impl Config {
             v.push("--metrics-port".into());
             v.push(p.to_string().into());
         }
-        v
-    }
-
-    /// Arguments that make a spawned `stigmer` daemon use this same
-    /// configuration (explicit, so `ps` shows what it runs with).
-    pub fn daemon_args(&self, bin: &Path) -> Vec<OsString> {
-        let mut v: Vec<OsString> = vec!["local".into(), "start".into(), "--foreground".into()];
-        let mut flag = |k: &str, val: OsString| {
-            v.push(format!("--{k}").into());
-            v.push(val);
-        };
-        flag("home", self.home.root().into());
-        flag("temporal-ip", self.temporal_ip.to_string().into());
-        flag("port", self.port.to_string().into());
-        flag("http-addr", self.http_addr.to_string().into());
-        flag("temporal-bin", bin.into());
-        flag("db-file", self.db_file.clone().into());
-        flag("timeout", self.timeout.as_secs_f64().to_string().into());
-        flag(
-            "health-interval",
-            self.health_interval.as_secs_f64().to_string().into(),
-        );
-        flag(
-            "health-timeout",
-            self.health_timeout.as_secs_f64().to_string().into(),
-        );
-        flag(
-            "failure-threshold",
-            self.failure_threshold.to_string().into(),
-        );
-        flag(
-            "stop-grace",
-            self.stop_grace.as_secs_f64().to_string().into(),
-        );
-        flag(
-            "start-timeout",
-            self.start_timeout.as_secs_f64().to_string().into(),
-        );
-        if let Some(p) = self.ui_port {
-            flag("ui-port", p.to_string().into());
-        }
-        if let Some(p) = self.temporal_metrics_port {
-            flag("temporal-metrics-port", p.to_string().into());
-        }
-        if let Some(ep) = &self.otlp_endpoint {
-            flag("otlp-endpoint", ep.into());
-        }
-        if self.ui_port.is_none() {
-            v.push("--headless".into());
-        }
-        if self.allow_remote_http {
-            v.push("--allow-remote-http".into());
-        }
+        v.extend(self.temporal.args());
         v
     }
 
@@ -303,6 +284,13 @@ impl Config {
         check_executable(&path)?;
         Ok(resolve_shim(&path).unwrap_or(path))
     }
+}
+
+/// The real executable behind `name`: the first on PATH, resolved through
+/// a pyenv shim when it is one.
+pub fn resolve_executable(name: &str) -> Option<PathBuf> {
+    let found = find_on_path(name)?;
+    Some(resolve_shim(&found).unwrap_or(found))
 }
 
 /// First executable `name` on PATH.
@@ -366,19 +354,19 @@ mod tests {
     use crate::cli::Cli;
     use clap::Parser;
 
-    fn args(extra: &[&str]) -> StartArgs {
+    fn parse(extra: &[&str]) -> Result<Config, ConfigError> {
         let mut v = vec!["stigmer", "local", "start", "--home", "/tmp/x"];
         v.extend_from_slice(extra);
         let crate::cli::Top::Local(l) = Cli::try_parse_from(v).unwrap().command;
-        match l.command {
-            Some(crate::cli::LocalCommand::Start(s)) => s,
-            _ => unreachable!(),
-        }
+        let Some(crate::cli::LocalCommand::Start(s)) = l.command else {
+            unreachable!()
+        };
+        Config::new(StateDir::new("/tmp/x"), &s.options)
     }
 
     #[test]
     fn defaults_are_valid() {
-        let c = Config::from_args(&args(&[])).unwrap();
+        let c = parse(&[]).unwrap();
         assert_eq!(c.port, 7233);
         assert_eq!(c.ui_port, Some(8233));
         assert_eq!(c.failure_threshold, 3);
@@ -387,9 +375,9 @@ mod tests {
 
     #[test]
     fn temporal_ip_moves_binds_but_clients_dial_loopback() {
-        let c = Config::from_args(&args(&[])).unwrap();
+        let c = parse(&[]).unwrap();
         assert_eq!(c.frontend().to_string(), "127.0.0.1:7233");
-        let c = Config::from_args(&args(&["--temporal-ip", "0.0.0.0"])).unwrap();
+        let c = parse(&["--temporal-ip", "0.0.0.0"]).unwrap();
         let binds: Vec<String> = c
             .temporal_binds()
             .iter()
@@ -401,16 +389,13 @@ mod tests {
         let a = c.temporal_args();
         let ip = a.iter().position(|x| x == "--ip").unwrap();
         assert_eq!(a[ip + 1], "0.0.0.0");
-        let c = Config::from_args(&args(&["--temporal-ip", "::"])).unwrap();
+        let c = parse(&["--temporal-ip", "::"]).unwrap();
         assert_eq!(c.frontend().to_string(), "[::1]:7233");
-        let d = c.daemon_args(Path::new("/bin/temporal"));
-        let i = d.iter().position(|x| x == "--temporal-ip").unwrap();
-        assert_eq!(d[i + 1], "::");
     }
 
     #[test]
     fn reports_every_bad_value_at_once() {
-        let e = Config::from_args(&args(&[
+        let e = parse(&[
             "--health-interval",
             "0",
             "--timeout",
@@ -421,54 +406,52 @@ mod tests {
             "nonsense",
             "--temporal-ip",
             "localhost",
-        ]))
+        ])
         .unwrap_err();
         assert_eq!(e.0.len(), 5, "{e}");
     }
 
     #[test]
     fn non_loopback_http_needs_explicit_flag() {
-        assert!(Config::from_args(&args(&["--http-addr", "0.0.0.0:9999"])).is_err());
-        assert!(
-            Config::from_args(&args(&[
-                "--http-addr",
-                "0.0.0.0:9999",
-                "--allow-remote-http"
-            ]))
-            .is_ok()
-        );
+        assert!(parse(&["--http-addr", "0.0.0.0:9999"]).is_err());
+        assert!(parse(&["--http-addr", "0.0.0.0:9999", "--allow-remote-http"]).is_ok());
     }
 
     #[test]
-    fn daemon_args_round_trip() {
-        let c = Config::from_args(&args(&[
+    fn hands_over_unchanged_and_passes_temporal_options_through() {
+        let c = parse(&[
             "--headless",
             "--port",
             "7500",
-            "--http-addr",
-            "127.0.0.1:7600",
-        ]))
+            "--namespace",
+            "orders,billing",
+            "--search-attribute",
+            "CustomerId=Keyword",
+            "--temporal-log-level",
+            "error",
+        ])
         .unwrap();
-        let mut v: Vec<String> = vec!["stigmer".into()];
-        v.extend(
-            c.daemon_args(Path::new("/bin/t"))
-                .into_iter()
-                .map(|s| s.into_string().unwrap()),
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<Config>(&json).unwrap(), c);
+        let args: Vec<String> = c
+            .temporal_args()
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let joined = args.join(" ");
+        assert!(
+            joined.contains("--port 7500")
+                && joined.contains("--headless")
+                && joined.contains("--namespace orders --namespace billing")
+                && joined.contains("--search-attribute CustomerId=Keyword")
+                && joined.contains("--log-level error"),
+            "{joined}"
         );
-        let crate::cli::Top::Local(l) = Cli::try_parse_from(v).unwrap().command;
-        let Some(crate::cli::LocalCommand::Start(s)) = l.command else {
-            panic!()
-        };
-        let c2 = Config::from_args(&s).unwrap();
-        assert_eq!(c2.port, 7500);
-        assert_eq!(c2.ui_port, None);
-        assert_eq!(c2.http_addr, c.http_addr);
-        assert!(s.foreground);
     }
 
     #[test]
     fn binary_errors_are_specific() {
-        let mut c = Config::from_args(&args(&[])).unwrap();
+        let mut c = parse(&[]).unwrap();
         c.temporal_bin = Some("/nonexistent/temporal".into());
         assert!(matches!(
             c.resolve_temporal_bin(),

@@ -1,0 +1,494 @@
+//! The start options as the user gives them: each is declared once, here,
+//! and is at the same time a flag, a `STIGMER_*` environment variable and
+//! a key of the configuration file. [`super::Config`] turns them into
+//! checked values; [`TemporalFlags`] are Temporal's own `start-dev`
+//! options, passed through unchanged (and kept on every respawn).
+//!
+//! Adding a Temporal option is one field of [`TemporalFlags`] and one line
+//! of [`TemporalFlags::args`]; its type's `FromStr` refuses bad values
+//! before anything starts, whether they come from a flag, the environment
+//! or the file.
+
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// Every start option, with its default.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Temporal frontend gRPC port.
+    #[arg(long, default_value_t = 7233, env = "STIGMER_PORT")]
+    pub port: u16,
+    /// IP Temporal listens on (frontend and UI); 0.0.0.0 in a container
+    /// whose ports are published. The dev server has no authentication.
+    #[arg(
+        long,
+        default_value = "127.0.0.1",
+        env = "STIGMER_TEMPORAL_IP",
+        value_name = "IP"
+    )]
+    pub temporal_ip: String,
+    /// Temporal web UI port [default: --port + 1000].
+    #[arg(long, env = "STIGMER_UI_PORT", conflicts_with = "headless")]
+    pub ui_port: Option<u16>,
+    /// No web UI.
+    #[arg(long, env = "STIGMER_HEADLESS")]
+    pub headless: bool,
+    /// Address of the daemon's HTTP server (/healthz, /status, /metrics).
+    #[arg(long, default_value = "127.0.0.1:9233", env = "STIGMER_HTTP_ADDR")]
+    pub http_addr: String,
+    /// Allow --http-addr on a non-loopback address (exposes status and metrics).
+    #[arg(long, env = "STIGMER_ALLOW_REMOTE_HTTP")]
+    pub allow_remote_http: bool,
+    /// Temporal CLI binary [default: `temporal` on PATH].
+    #[arg(long, env = "STIGMER_TEMPORAL_BIN", value_name = "PATH")]
+    pub temporal_bin: Option<PathBuf>,
+    /// Temporal's SQLite database [default: HOME/temporal-data/temporal.db].
+    #[arg(long, env = "STIGMER_DB_FILE", value_name = "PATH")]
+    pub db_file: Option<PathBuf>,
+    /// Port for Temporal's own /metrics [default: Temporal picks one].
+    #[arg(long, env = "STIGMER_TEMPORAL_METRICS_PORT")]
+    pub temporal_metrics_port: Option<u16>,
+    /// Seconds to wait for Temporal to become ready.
+    #[arg(
+        long,
+        default_value_t = 60.0,
+        env = "STIGMER_TIMEOUT",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub timeout: f64,
+    /// Seconds between health checks while serving.
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        env = "STIGMER_HEALTH_INTERVAL",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub health_interval: f64,
+    /// Seconds the port and gRPC checks may take.
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        env = "STIGMER_HEALTH_TIMEOUT",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub health_timeout: f64,
+    /// Consecutive failed health checks before a restart.
+    #[arg(
+        long,
+        default_value_t = 3,
+        env = "STIGMER_FAILURE_THRESHOLD",
+        allow_negative_numbers = true
+    )]
+    pub failure_threshold: i64,
+    /// Seconds between SIGTERM and SIGKILL when stopping Temporal.
+    #[arg(
+        long,
+        default_value_t = 10.0,
+        env = "STIGMER_STOP_GRACE",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub stop_grace: f64,
+    /// Seconds a new Temporal may take to serve before it is restarted.
+    #[arg(
+        long,
+        default_value_t = 60.0,
+        env = "STIGMER_START_TIMEOUT",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub start_timeout: f64,
+    /// OTLP endpoint for traces (also OTEL_EXPORTER_OTLP_ENDPOINT).
+    #[arg(long, env = "STIGMER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// Temporal's own `start-dev` options.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub temporal: TemporalFlags,
+}
+
+/// Temporal's own `start-dev` options, passed through on every spawn.
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+pub struct TemporalFlags {
+    /// Extra namespace created at start ("default" always exists); repeatable.
+    #[arg(
+        long = "namespace",
+        env = "STIGMER_NAMESPACE",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub namespaces: Vec<Namespace>,
+    /// Search attribute registered at start, KEY=TYPE (Text, Keyword, Int,
+    /// Double, Bool, Datetime, KeywordList); repeatable.
+    #[arg(
+        long = "search-attribute",
+        env = "STIGMER_SEARCH_ATTRIBUTE",
+        value_name = "KEY=TYPE",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub search_attributes: Vec<SearchAttribute>,
+    /// Dynamic configuration value, KEY=JSON; repeatable.
+    #[arg(
+        long = "dynamic-config-value",
+        env = "STIGMER_DYNAMIC_CONFIG_VALUE",
+        value_name = "KEY=JSON"
+    )]
+    #[serde(default)]
+    pub dynamic_config_values: Vec<DynamicConfigValue>,
+    /// SQLite pragma, NAME=VALUE (e.g. journal_mode=wal); repeatable.
+    #[arg(
+        long = "sqlite-pragma",
+        env = "STIGMER_SQLITE_PRAGMA",
+        value_name = "NAME=VALUE",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub sqlite_pragmas: Vec<SqlitePragma>,
+    /// Temporal's own log level [default: Temporal's, warn].
+    #[arg(long, env = "STIGMER_TEMPORAL_LOG_LEVEL", value_name = "LEVEL")]
+    #[serde(default)]
+    pub temporal_log_level: Option<TemporalLogLevel>,
+}
+
+impl TemporalFlags {
+    /// The `temporal server start-dev` arguments for these options.
+    pub fn args(&self) -> Vec<OsString> {
+        let mut v: Vec<OsString> = Vec::new();
+        let mut pass = |flag: &str, value: String| {
+            v.push(flag.into());
+            v.push(value.into());
+        };
+        self.namespaces
+            .iter()
+            .for_each(|n| pass("--namespace", n.to_string()));
+        self.search_attributes
+            .iter()
+            .for_each(|a| pass("--search-attribute", a.to_string()));
+        self.dynamic_config_values
+            .iter()
+            .for_each(|d| pass("--dynamic-config-value", d.to_string()));
+        self.sqlite_pragmas
+            .iter()
+            .for_each(|p| pass("--sqlite-pragma", p.to_string()));
+        if let Some(level) = self.temporal_log_level {
+            pass("--log-level", level.as_str().into());
+        }
+        v
+    }
+}
+
+/// A value that is written as text (flag, environment, file) and checked
+/// by its `FromStr`: serde goes through the same parser, so a bad value
+/// in the file is refused with the same message as on the command line.
+macro_rules! text_value {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// Is `s` an identifier: a letter or `_`, then letters, digits, `_` or
+/// the `extra` characters?
+fn identifier(s: &str, extra: &[char]) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(&c))
+}
+
+/// `KEY=VALUE` split at the first `=`, both sides non-empty.
+fn pair<'a>(s: &'a str, form: &str) -> Result<(&'a str, &'a str), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => Ok((k.trim(), v.trim())),
+        _ => Err(format!("{s:?} is not of the form {form}")),
+    }
+}
+
+/// A Temporal namespace name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace(String);
+text_value!(Namespace);
+
+impl FromStr for Namespace {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = (1..=255).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if ok {
+            Ok(Namespace(s.to_string()))
+        } else {
+            Err(format!(
+                "namespace {s:?} must be 1-255 letters, digits, '-', '_' or '.', starting with a letter or digit"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The types Temporal accepts for a search attribute, as it spells them.
+const SEARCH_ATTRIBUTE_TYPES: [&str; 7] = [
+    "Text",
+    "Keyword",
+    "Int",
+    "Double",
+    "Bool",
+    "Datetime",
+    "KeywordList",
+];
+
+/// A search attribute to register: `KEY=TYPE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchAttribute {
+    /// Its name.
+    pub key: String,
+    /// One of [`SEARCH_ATTRIBUTE_TYPES`], canonical spelling.
+    pub kind: &'static str,
+}
+text_value!(SearchAttribute);
+
+impl FromStr for SearchAttribute {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (key, kind) = pair(s, "KEY=TYPE")?;
+        if !identifier(key, &[]) {
+            return Err(format!(
+                "search attribute name {key:?} is not an identifier"
+            ));
+        }
+        let kind = SEARCH_ATTRIBUTE_TYPES
+            .into_iter()
+            .find(|t| t.eq_ignore_ascii_case(kind))
+            .ok_or_else(|| {
+                format!(
+                    "search attribute type {kind:?} is not one of {}",
+                    SEARCH_ATTRIBUTE_TYPES.join(", ")
+                )
+            })?;
+        Ok(SearchAttribute {
+            key: key.to_string(),
+            kind,
+        })
+    }
+}
+
+impl fmt::Display for SearchAttribute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.key, self.kind)
+    }
+}
+
+/// A dynamic configuration value: `KEY=JSON`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynamicConfigValue {
+    /// The setting, e.g. `frontend.enableUpdateWorkflowExecution`.
+    pub key: String,
+    /// Its value.
+    pub value: serde_json::Value,
+}
+text_value!(DynamicConfigValue);
+
+impl FromStr for DynamicConfigValue {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (key, json) = pair(s, "KEY=JSON")?;
+        if !identifier(key, &['.']) {
+            return Err(format!(
+                "dynamic config key {key:?} is not an identifier (letters, digits, '_', '.')"
+            ));
+        }
+        let value = serde_json::from_str(json).map_err(|e| {
+            format!(
+                "dynamic config value of {key} is not JSON ({e}); quote strings: {key}=\"text\""
+            )
+        })?;
+        Ok(DynamicConfigValue {
+            key: key.to_string(),
+            value,
+        })
+    }
+}
+
+impl fmt::Display for DynamicConfigValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.key, self.value)
+    }
+}
+
+/// SQLite pragmas that take a value and make sense on a connection.
+/// Temporal accepts any name and silently ignores unknown ones, so a typo
+/// is refused here instead.
+const SQLITE_PRAGMAS: [&str; 14] = [
+    "auto_vacuum",
+    "automatic_index",
+    "busy_timeout",
+    "cache_size",
+    "cache_spill",
+    "foreign_keys",
+    "journal_mode",
+    "journal_size_limit",
+    "locking_mode",
+    "mmap_size",
+    "secure_delete",
+    "synchronous",
+    "temp_store",
+    "wal_autocheckpoint",
+];
+
+/// A SQLite pragma: `NAME=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlitePragma {
+    /// One of [`SQLITE_PRAGMAS`].
+    pub name: String,
+    /// Its value (a word or a number).
+    pub value: String,
+}
+text_value!(SqlitePragma);
+
+impl FromStr for SqlitePragma {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, value) = pair(s, "NAME=VALUE")?;
+        let name = name.to_ascii_lowercase();
+        if !SQLITE_PRAGMAS.contains(&name.as_str()) {
+            return Err(format!(
+                "SQLite pragma {name:?} is not one of {}",
+                SQLITE_PRAGMAS.join(", ")
+            ));
+        }
+        if !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "SQLite pragma value {value:?} must be a word or a number"
+            ));
+        }
+        Ok(SqlitePragma {
+            name,
+            value: value.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for SqlitePragma {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name, self.value)
+    }
+}
+
+/// Temporal's own log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemporalLogLevel {
+    #[allow(missing_docs)]
+    Debug,
+    #[allow(missing_docs)]
+    Info,
+    #[allow(missing_docs)]
+    Warn,
+    #[allow(missing_docs)]
+    Error,
+    /// No log output at all.
+    Never,
+}
+
+impl TemporalLogLevel {
+    /// As Temporal spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemporalLogLevel::Debug => "debug",
+            TemporalLogLevel::Info => "info",
+            TemporalLogLevel::Warn => "warn",
+            TemporalLogLevel::Error => "error",
+            TemporalLogLevel::Never => "never",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_parse_print_and_refuse() {
+        let a: SearchAttribute = "CustomerId=keyword".parse().unwrap();
+        assert_eq!(a.to_string(), "CustomerId=Keyword");
+        assert!("Bad Key=Text".parse::<SearchAttribute>().is_err());
+        assert!("Key=Float".parse::<SearchAttribute>().is_err());
+        assert!("Key".parse::<SearchAttribute>().is_err());
+        let d: DynamicConfigValue = "frontend.enableUpdateWorkflowExecution=true"
+            .parse()
+            .unwrap();
+        assert_eq!(d.value, serde_json::Value::Bool(true));
+        assert_eq!(d.to_string(), "frontend.enableUpdateWorkflowExecution=true");
+        let e = "k=not json".parse::<DynamicConfigValue>().unwrap_err();
+        assert!(e.contains("not JSON"), "{e}");
+        let p: SqlitePragma = "Journal_Mode=wal".parse().unwrap();
+        assert_eq!(p.to_string(), "journal_mode=wal");
+        assert!("jounral_mode=wal".parse::<SqlitePragma>().is_err());
+        assert!("synchronous=0; drop".parse::<SqlitePragma>().is_err());
+        assert!("orders".parse::<Namespace>().is_ok());
+        assert!("".parse::<Namespace>().is_err());
+        assert!("a b".parse::<Namespace>().is_err());
+    }
+
+    #[test]
+    fn args_pass_every_option_through() {
+        let f = TemporalFlags {
+            namespaces: vec!["a".parse().unwrap(), "b".parse().unwrap()],
+            search_attributes: vec!["K=Int".parse().unwrap()],
+            dynamic_config_values: vec!["x.y=\"s\"".parse().unwrap()],
+            sqlite_pragmas: vec!["synchronous=normal".parse().unwrap()],
+            temporal_log_level: Some(TemporalLogLevel::Error),
+        };
+        let args: Vec<String> = f
+            .args()
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "--namespace",
+                "a",
+                "--namespace",
+                "b",
+                "--search-attribute",
+                "K=Int",
+                "--dynamic-config-value",
+                "x.y=\"s\"",
+                "--sqlite-pragma",
+                "synchronous=normal",
+                "--log-level",
+                "error"
+            ]
+        );
+    }
+}

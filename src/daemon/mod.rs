@@ -1,0 +1,284 @@
+//! The long-lived daemon: holds the lock for its whole life, serves HTTP,
+//! runs the supervisor on a thread of its own (so an HTTP flood cannot
+//! delay it), turns SIGTERM/SIGINT into a clean shutdown and SIGHUP into a
+//! graceful Temporal restart, and removes its PID file on the way out.
+//!
+//! [`run`] is a list of named setup steps; [`preflight`] is what happens
+//! before anything is started, [`handover`] how a launching CLI passes the
+//! checked configuration. Startup is reported to that CLI as
+//! [`Report`](crate::startup::Report) lines on an inherited pipe.
+
+pub mod handover;
+pub mod preflight;
+
+use crate::config::Config;
+use crate::exit::Failure;
+use crate::http::{self, AppState};
+use crate::lock::InstanceLock;
+use crate::metrics::Metrics;
+use crate::pidfile::{self, PidRecord};
+use crate::process::{Identity, ports};
+use crate::startup::{Notifier, Report};
+use crate::status::DaemonInfo;
+use crate::supervisor::actor::unix_now_ms;
+use crate::supervisor::policy::Policy;
+use crate::supervisor::state::Rules;
+use crate::supervisor::{Actor, Command, Handle, Observer, Observers, SupervisorConfig};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::{oneshot, watch};
+
+/// The startup pipe, shared by the steps that may report on it; the first
+/// `Ready` or `Failed` closes it.
+#[derive(Clone, Default)]
+struct Reporter(Arc<Mutex<Option<Notifier>>>);
+
+impl Reporter {
+    fn new(n: Option<Notifier>) -> Self {
+        Reporter(Arc::new(Mutex::new(n)))
+    }
+
+    fn send(&self, report: Report) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = slot.as_mut() {
+            n.send(&report);
+        }
+        if !matches!(report, Report::Note(_)) {
+            *slot = None;
+        }
+    }
+}
+
+/// Run the daemon in this process until SIGTERM/SIGINT. `lock` must be held.
+pub fn run(
+    cfg: Config,
+    bin: PathBuf,
+    lock: InstanceLock,
+    notifier: Option<Notifier>,
+) -> Result<(), Failure> {
+    let reporter = Reporter::new(notifier);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("stigmer-http")
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(serve(cfg, bin, lock, reporter.clone()));
+    if let Err(f) = &result {
+        reporter.send(Report::Failed {
+            code: f.code(),
+            message: f.to_string(),
+        });
+    }
+    result
+}
+
+async fn serve(
+    cfg: Config,
+    bin: PathBuf,
+    lock: InstanceLock,
+    reporter: Reporter,
+) -> Result<(), Failure> {
+    // First of all, so a stop that arrives during startup is handled
+    // (SIGTERM's default action would skip every cleanup).
+    let mut signals = Signals::install()?;
+    for note in preflight::run(&cfg).await? {
+        tracing::warn!("{note}");
+        reporter.send(Report::Note(note));
+    }
+    let listener = bind_http(&cfg).await?;
+    let (record, _remove_pid_file) = write_pid_file(&cfg, &bin)?;
+    let info = Arc::new(DaemonInfo {
+        config: cfg,
+        binary: bin,
+        started_at_unix_ms: unix_now_ms(),
+        policy: Policy {
+            seed: u64::from(std::process::id()) ^ unix_now_ms(),
+            ..Policy::default()
+        },
+    });
+    let metrics = Arc::new(Metrics::new().map_err(|e| Failure::Internal(e.to_string()))?);
+    let mut supervisor = Supervisor::start(&info, record, lock, metrics.clone(), &reporter)?;
+    let http = Http::start(
+        listener,
+        AppState {
+            handle: supervisor.handle.clone(),
+            info: info.clone(),
+            metrics,
+        },
+    );
+    tracing::info!(http = %info.config.http_addr, home = %info.config.home.root().display(), "daemon running");
+    let early = signals.wait_for_stop(&mut supervisor).await;
+    tracing::info!("shutting down");
+    let outcome = supervisor.stop(early).await;
+    http.stop().await;
+    outcome
+}
+
+/// The signals the daemon acts on.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, Failure> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Until SIGTERM/SIGINT (`None`) or the supervisor ends on its own
+    /// (its outcome); SIGHUP asks for a graceful Temporal restart.
+    async fn wait_for_stop(&mut self, sup: &mut Supervisor) -> Option<SupervisorOutcome> {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return None,
+                _ = self.int.recv() => return None,
+                _ = self.hup.recv() => {
+                    tracing::info!("SIGHUP: restarting Temporal");
+                    let _ = sup.handle.commands.send(Command::Restart).await;
+                }
+                r = &mut sup.done => return Some(r),
+            }
+        }
+    }
+}
+
+/// Bind the HTTP port; a port taken since preflight names its holder.
+async fn bind_http(cfg: &Config) -> Result<tokio::net::TcpListener, Failure> {
+    tokio::net::TcpListener::bind(cfg.http_addr)
+        .await
+        .map_err(|_| {
+            preflight::port_in_use(
+                cfg.http_addr,
+                "daemon HTTP",
+                "http-addr",
+                ports::describe_owner(cfg.http_addr.port()),
+            )
+        })
+}
+
+/// Removes the PID file when dropped. Declared after the lock in `serve`,
+/// so it runs first: the PID file is gone before the lock is released, and
+/// a start that wins the lock next never reads our stale record.
+struct RemovePidFile(PathBuf);
+
+impl Drop for RemovePidFile {
+    fn drop(&mut self) {
+        pidfile::remove(&self.0);
+    }
+}
+
+/// Record who we are (and, later, our Temporal) for discovery.
+fn write_pid_file(
+    cfg: &Config,
+    bin: &std::path::Path,
+) -> Result<(PidRecord, RemovePidFile), Failure> {
+    let me = Identity::of(std::process::id() as i32)
+        .ok_or_else(|| Failure::Internal("cannot read own /proc entry".into()))?;
+    let record = PidRecord::new(cfg, me, bin);
+    pidfile::write(&cfg.home.pid_file(), &record)?;
+    Ok((record, RemovePidFile(cfg.home.pid_file())))
+}
+
+type SupervisorOutcome = Result<Result<(), String>, oneshot::error::RecvError>;
+
+/// The supervisor on its own thread and current-thread runtime.
+struct Supervisor {
+    handle: Handle,
+    stop: watch::Sender<bool>,
+    done: oneshot::Receiver<Result<(), String>>,
+}
+
+impl Supervisor {
+    fn start(
+        info: &DaemonInfo,
+        record: PidRecord,
+        lock: InstanceLock,
+        metrics: Arc<Metrics>,
+        reporter: &Reporter,
+    ) -> Result<Self, Failure> {
+        let cfg = &info.config;
+        let rules = Rules {
+            policy: info.policy.clone(),
+            failure_threshold: cfg.failure_threshold,
+            start_timeout: cfg.start_timeout,
+        };
+        let sup_cfg = SupervisorConfig::temporal(cfg, &info.binary, rules, record);
+        let (actor, handle) = Actor::new(sup_cfg, Arc::new(Mutex::new(lock)));
+        let mut observers: Vec<Arc<dyn Observer>> = vec![metrics];
+        if crate::telemetry::traces_on() {
+            observers.push(Arc::new(crate::telemetry::spans::SpanObserver::default()));
+        }
+        let mut actor = actor.with_observer(Arc::new(Observers(observers)));
+        let startup = actor.notify_startup();
+        let reporter = reporter.clone();
+        tokio::spawn(async move {
+            if let Ok(report) = startup.await {
+                reporter.send(report);
+            }
+        });
+        let (stop, mut stop_rx) = watch::channel(false);
+        let (done_tx, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("stigmer-supervisor".into())
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())
+                    .and_then(|rt| {
+                        rt.block_on(actor.run(async move {
+                            let _ = stop_rx.wait_for(|stop| *stop).await;
+                        }))
+                        .map_err(|e| e.to_string())
+                    });
+                let _ = done_tx.send(result);
+            })?;
+        Ok(Supervisor { handle, stop, done })
+    }
+
+    /// Stop supervising (Temporal's whole group goes) and report how the
+    /// supervisor ended; `early` when it had already ended on its own.
+    async fn stop(self, early: Option<SupervisorOutcome>) -> Result<(), Failure> {
+        let _ = self.stop.send(true);
+        let outcome = match early {
+            Some(r) => r,
+            None => self.done.await,
+        };
+        match outcome {
+            Ok(Ok(())) => {
+                tracing::info!("stopped");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(Failure::Internal(format!("supervisor failed: {e}"))),
+            Err(_) => Err(Failure::Internal("supervisor thread died".into())),
+        }
+    }
+}
+
+/// The HTTP server task; it outlives supervision, so monitors see
+/// "stopping" until the end.
+struct Http {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Http {
+    fn start(listener: tokio::net::TcpListener, state: AppState) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(http::serve(listener, http::router(state), async move {
+            let _ = stopped.await;
+        }));
+        Http { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
