@@ -1,21 +1,19 @@
 //! Layered health checks, cheap to expensive. Each layer is one [`Probe`]
 //! that answers ok/fail with a reason; [`timed`] adds the latency. A round
 //! runs the layers in order and stops at the first failing layer that
-//! counts (process..gRPC); the lock and PID file layers repair what they
-//! own and never cause a restart.
+//! counts (process..gRPC). Probes only look: a failed lock or PID file
+//! layer never causes a restart; the state machine decides a repair, which
+//! the files' one writer ([`SharedRegistry`]) carries out.
 //!
 //! Why six layers: a crashed process is seen by its exit event long before
 //! any probe; a hung one (SIGSTOP, deadlock) still has a live pid, the
 //! right identity, and even an open port (the kernel completes TCP
 //! handshakes into the backlog), so only the gRPC health call catches it.
 
-use crate::lock::InstanceLock;
-use crate::pidfile::{self, PidFile, PidRecord};
 use crate::process::{Identity, Verdict, proc};
+use crate::supervisor::registry::SharedRegistry;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -113,49 +111,23 @@ pub async fn timed<P: Probe>(probe: &P) -> Check {
     }
 }
 
-/// Layer 1: we still hold the lock and its path names the locked file;
-/// repaired (re-created and locked) when someone deleted or replaced it.
-pub struct LockProbe(pub Arc<Mutex<InstanceLock>>);
+/// Layer 1: we still hold the lock and its path names the locked file.
+pub struct LockProbe(pub SharedRegistry);
 
 impl Probe for LockProbe {
     const LAYER: Layer = Layer::Lock;
     async fn check(&self) -> Result<String, String> {
-        let mut lock = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if lock.names_locked_file() {
-            return Ok("held".into());
-        }
-        match lock.repair() {
-            Ok(()) => Err("lock file was deleted or replaced; re-created and locked".into()),
-            Err(e) => Err(format!(
-                "lock file was deleted or replaced; repair failed: {e}"
-            )),
-        }
+        self.0.check_lock()
     }
 }
 
-/// Layer 2: the PID file names our current child; rewritten when missing,
-/// corrupt or stale.
-pub struct PidFileProbe {
-    /// Its path.
-    pub path: PathBuf,
-    /// What it should say.
-    pub expected: PidRecord,
-}
+/// Layer 2: the PID file names our current processes.
+pub struct PidFileProbe(pub SharedRegistry);
 
 impl Probe for PidFileProbe {
     const LAYER: Layer = Layer::PidFile;
     async fn check(&self) -> Result<String, String> {
-        let problem = match pidfile::read(&self.path) {
-            PidFile::Record(r) if *r == self.expected => return Ok("matches".into()),
-            PidFile::Record(_) => "stale".to_string(),
-            PidFile::Absent => "missing".to_string(),
-            PidFile::BarePid(_) => "not ours (bare pid)".to_string(),
-            PidFile::Corrupt(why) => format!("corrupt ({why})"),
-        };
-        match pidfile::write(&self.path, &self.expected) {
-            Ok(()) => Err(format!("{problem}; rewritten")),
-            Err(e) => Err(format!("{problem}; rewrite failed: {e}")),
-        }
+        self.0.check_pid_file()
     }
 }
 
@@ -249,12 +221,8 @@ pub async fn grpc_health(addr: SocketAddr, timeout: Duration) -> Result<String, 
 
 /// What one round needs to know about the target.
 pub struct Target {
-    /// The held lock.
-    pub lock: Arc<Mutex<InstanceLock>>,
-    /// PID file path and expected contents.
-    pub pid_file: PathBuf,
-    /// What the PID file should say.
-    pub record: PidRecord,
+    /// The lock and PID file's writer, asked whether both are right.
+    pub registry: SharedRegistry,
     /// The child's identity.
     pub identity: Identity,
     /// Frontend gRPC address.
@@ -280,17 +248,22 @@ impl Round {
             .find(|c| !c.ok && c.layer.counts())
             .map(|c| c.layer)
     }
+
+    /// The lock or PID file layers that failed: files to repair, not
+    /// reasons to restart.
+    pub fn tampered(&self) -> impl Iterator<Item = Layer> + '_ {
+        self.checks
+            .iter()
+            .filter(|c| !c.ok && !c.layer.counts())
+            .map(|c| c.layer)
+    }
 }
 
 /// Run every layer in order; stop at the first counting failure.
 pub async fn round(t: Target) -> Round {
     let mut checks = vec![
-        timed(&LockProbe(t.lock.clone())).await,
-        timed(&PidFileProbe {
-            path: t.pid_file.clone(),
-            expected: t.record.clone(),
-        })
-        .await,
+        timed(&LockProbe(t.registry.clone())).await,
+        timed(&PidFileProbe(t.registry.clone())).await,
     ];
     let pid = t.identity.pid;
     let port = PortProbe {

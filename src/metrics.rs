@@ -49,6 +49,15 @@ struct CpuSeen {
     supervisor: f64,
 }
 
+/// Register `metric` and hand it back: each metric is written once.
+fn reg<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> prometheus::Result<M> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
 fn histogram(name: &str, help: &str) -> HistogramOpts {
     HistogramOpts::new(name, help).buckets(BUCKETS.to_vec())
 }
@@ -58,85 +67,133 @@ impl Metrics {
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
         let m = Metrics {
-            up: IntGauge::new(
-                "stigmer_temporal_up",
-                "1 when Temporal answers its gRPC health check",
+            up: reg(
+                &registry,
+                IntGauge::new(
+                    "stigmer_temporal_up",
+                    "1 when Temporal answers its gRPC health check",
+                )?,
             )?,
-            state: prometheus::IntGaugeVec::new(
-                Opts::new(
-                    "stigmer_temporal_state",
-                    "1 for the supervisor's current state, 0 for the others",
-                ),
-                &["state"],
+            state: reg(
+                &registry,
+                prometheus::IntGaugeVec::new(
+                    Opts::new(
+                        "stigmer_temporal_state",
+                        "1 for the supervisor's current state, 0 for the others",
+                    ),
+                    &["state"],
+                )?,
             )?,
-            restarts: IntCounterVec::new(
-                Opts::new(
-                    "stigmer_temporal_restarts_total",
-                    "Restarts of Temporal by reason",
-                ),
-                &["reason"],
+            restarts: reg(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "stigmer_temporal_restarts_total",
+                        "Restarts of Temporal by reason",
+                    ),
+                    &["reason"],
+                )?,
             )?,
-            exits: IntCounterVec::new(
-                Opts::new(
-                    "stigmer_temporal_exits_total",
-                    "Exits of Temporal processes by how they ended (code or signal)",
-                ),
-                &["how"],
+            exits: reg(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "stigmer_temporal_exits_total",
+                        "Exits of Temporal processes by how they ended (code or signal)",
+                    ),
+                    &["how"],
+                )?,
             )?,
-            detection: HistogramVec::new(
-                histogram(
-                    "stigmer_temporal_failure_detection_seconds",
-                    "exit: kernel exit notification to restart decision; hang: first failed health check to restart decision",
-                ),
-                &["kind"],
+            detection: reg(
+                &registry,
+                HistogramVec::new(
+                    histogram(
+                        "stigmer_temporal_failure_detection_seconds",
+                        "exit: kernel exit notification to restart decision; hang: first failed health check to restart decision",
+                    ),
+                    &["kind"],
+                )?,
             )?,
-            recovery: Histogram::with_opts(histogram(
-                "stigmer_temporal_recovery_seconds",
-                "Failure detected to Temporal serving again",
-            ))?,
-            start: Histogram::with_opts(histogram(
-                "stigmer_temporal_start_duration_seconds",
-                "Spawn of a Temporal process to its first SERVING health answer",
-            ))?,
-            probe_failures: IntCounterVec::new(
-                Opts::new(
-                    "stigmer_temporal_health_check_failures_total",
-                    "Failed health checks by layer",
-                ),
-                &["layer"],
+            recovery: reg(
+                &registry,
+                Histogram::with_opts(histogram(
+                    "stigmer_temporal_recovery_seconds",
+                    "Failure detected to Temporal serving again",
+                ))?,
             )?,
-            probe_duration: HistogramVec::new(
-                histogram(
-                    "stigmer_temporal_health_check_duration_seconds",
-                    "Duration of health checks by layer",
-                ),
-                &["layer"],
+            start: reg(
+                &registry,
+                Histogram::with_opts(histogram(
+                    "stigmer_temporal_start_duration_seconds",
+                    "Spawn of a Temporal process to its first SERVING health answer",
+                ))?,
             )?,
-            temporal_cpu: prometheus::Counter::new(
-                "stigmer_temporal_cpu_seconds_total",
-                "CPU time used by supervised Temporal processes",
+            probe_failures: reg(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "stigmer_temporal_health_check_failures_total",
+                        "Failed health checks by layer",
+                    ),
+                    &["layer"],
+                )?,
             )?,
-            temporal_rss: IntGauge::new(
-                "stigmer_temporal_resident_memory_bytes",
-                "Resident memory of Temporal",
+            probe_duration: reg(
+                &registry,
+                HistogramVec::new(
+                    histogram(
+                        "stigmer_temporal_health_check_duration_seconds",
+                        "Duration of health checks by layer",
+                    ),
+                    &["layer"],
+                )?,
             )?,
-            temporal_pid: IntGauge::new(
-                "stigmer_temporal_pid",
-                "Pid of the current Temporal process (0 when none)",
+            temporal_cpu: reg(
+                &registry,
+                prometheus::Counter::new(
+                    "stigmer_temporal_cpu_seconds_total",
+                    "CPU time used by supervised Temporal processes",
+                )?,
             )?,
-            sup_cpu: prometheus::Counter::new(
-                "stigmer_supervisor_cpu_seconds_total",
-                "CPU time used by the supervisor",
+            temporal_rss: reg(
+                &registry,
+                IntGauge::new(
+                    "stigmer_temporal_resident_memory_bytes",
+                    "Resident memory of Temporal",
+                )?,
             )?,
-            sup_rss: IntGauge::new(
-                "stigmer_supervisor_resident_memory_bytes",
-                "Resident memory of the supervisor",
+            temporal_pid: reg(
+                &registry,
+                IntGauge::new(
+                    "stigmer_temporal_pid",
+                    "Pid of the current Temporal process (0 when none)",
+                )?,
             )?,
-            sup_fds: IntGauge::new(
-                "stigmer_supervisor_open_fds",
-                "Open file descriptors of the supervisor",
+            sup_cpu: reg(
+                &registry,
+                prometheus::Counter::new(
+                    "stigmer_supervisor_cpu_seconds_total",
+                    "CPU time used by the supervisor",
+                )?,
             )?,
-            sup_threads: IntGauge::new("stigmer_supervisor_threads", "Threads of the supervisor")?,
+            sup_rss: reg(
+                &registry,
+                IntGauge::new(
+                    "stigmer_supervisor_resident_memory_bytes",
+                    "Resident memory of the supervisor",
+                )?,
+            )?,
+            sup_fds: reg(
+                &registry,
+                IntGauge::new(
+                    "stigmer_supervisor_open_fds",
+                    "Open file descriptors of the supervisor",
+                )?,
+            )?,
+            sup_threads: reg(
+                &registry,
+                IntGauge::new("stigmer_supervisor_threads", "Threads of the supervisor")?,
+            )?,
             cpu_seen: Mutex::new(CpuSeen::default()),
             registry,
         };
@@ -157,22 +214,6 @@ impl Metrics {
         let r = &m.registry;
         r.register(Box::new(build))?;
         r.register(Box::new(started))?;
-        r.register(Box::new(m.up.clone()))?;
-        r.register(Box::new(m.state.clone()))?;
-        r.register(Box::new(m.restarts.clone()))?;
-        r.register(Box::new(m.exits.clone()))?;
-        r.register(Box::new(m.detection.clone()))?;
-        r.register(Box::new(m.recovery.clone()))?;
-        r.register(Box::new(m.start.clone()))?;
-        r.register(Box::new(m.probe_failures.clone()))?;
-        r.register(Box::new(m.probe_duration.clone()))?;
-        r.register(Box::new(m.temporal_cpu.clone()))?;
-        r.register(Box::new(m.temporal_rss.clone()))?;
-        r.register(Box::new(m.temporal_pid.clone()))?;
-        r.register(Box::new(m.sup_cpu.clone()))?;
-        r.register(Box::new(m.sup_rss.clone()))?;
-        r.register(Box::new(m.sup_fds.clone()))?;
-        r.register(Box::new(m.sup_threads.clone()))?;
         // Export every label value from the start, so rates and alerts work
         // before the first event.
         for s in StateName::ALL {

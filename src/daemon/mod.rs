@@ -22,7 +22,8 @@ use crate::startup::{Notifier, Report};
 use crate::status::DaemonInfo;
 use crate::supervisor::actor::unix_now_ms;
 use crate::supervisor::policy::Policy;
-use crate::supervisor::state::Rules;
+use crate::supervisor::registry::SharedRegistry;
+use crate::supervisor::state::{RestartPolicy, Rules};
 use crate::supervisor::{Actor, Command, Handle, Observer, Observers, SupervisorConfig};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -207,9 +208,11 @@ impl Supervisor {
             policy: info.policy.clone(),
             failure_threshold: cfg.failure_threshold,
             start_timeout: cfg.start_timeout,
+            restart: RestartPolicy::Always,
         };
-        let sup_cfg = SupervisorConfig::temporal(cfg, &info.binary, rules, record);
-        let (actor, handle) = Actor::new(sup_cfg, Arc::new(Mutex::new(lock)));
+        let sup_cfg = SupervisorConfig::temporal(cfg, &info.binary, rules);
+        let registry = SharedRegistry::new(lock, cfg.home.pid_file(), record);
+        let (actor, handle) = Actor::new(sup_cfg, registry);
         let mut observers: Vec<Arc<dyn Observer>> = vec![metrics];
         if crate::telemetry::traces_on() {
             observers.push(Arc::new(crate::telemetry::spans::SpanObserver::default()));

@@ -11,6 +11,7 @@
 
 pub mod actor;
 pub mod policy;
+pub mod registry;
 pub mod state;
 
 use crate::health::{Check, Layer};

@@ -60,11 +60,39 @@ impl RestartReason {
     }
 }
 
+/// When an ended process is started again (`restart` of a service;
+/// Temporal's is always `Always`). A kill for failed health checks or a
+/// start timeout is a failure; a manual restart always starts again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Whatever the exit.
+    #[default]
+    Always,
+    /// Unless it exited with code 0.
+    OnFailure,
+    /// Never; the state stays `exited`.
+    Never,
+}
+
+impl RestartPolicy {
+    /// Does a process that ended for `reason` start again?
+    pub fn restarts(self, reason: &RestartReason) -> bool {
+        match self {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => !matches!(reason, RestartReason::Exited { code: 0 }),
+            RestartPolicy::Never => false,
+        }
+    }
+}
+
 /// Every state the supervisor can be in. Variants carry only what is valid
 /// there; `attempt` counts consecutive failures (0 after a stable run).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
-    /// Not started, or shut down. Initial and final.
+    /// Declared, waiting for its dependencies to be ready.
+    Waiting,
+    /// Not started, or shut down. Final after a shutdown.
     Stopped,
     /// A spawn is being executed (the actor answers with Spawned/SpawnFailed
     /// before handling any other event).
@@ -72,29 +100,29 @@ pub enum State {
         /// Consecutive failures so far.
         attempt: u32,
     },
-    /// Spawned, not yet answering its gRPC health check.
+    /// Spawned, not yet ready.
     Starting {
-        /// Temporal's pid.
+        /// The process's pid.
         pid: i32,
         /// When it was spawned.
         since: Instant,
         /// Consecutive failures so far.
         attempt: u32,
     },
-    /// Serving: the last health check passed.
+    /// Ready: the last health check passed.
     Running {
-        /// Temporal's pid.
+        /// The process's pid.
         pid: i32,
-        /// Serving since.
+        /// Ready since.
         since: Instant,
         /// Consecutive failures so far (reset once stable).
         attempt: u32,
     },
-    /// Was serving; recent health checks failed, below the threshold.
+    /// Was ready; recent health checks failed, below the threshold.
     Unhealthy {
-        /// Temporal's pid.
+        /// The process's pid.
         pid: i32,
-        /// Serving since (kept, so recovery does not reset uptime).
+        /// Ready since (kept, so recovery does not reset uptime).
         since: Instant,
         /// Consecutive failures so far.
         attempt: u32,
@@ -105,7 +133,7 @@ pub enum State {
     },
     /// We asked the process to die and await its exit.
     Killing {
-        /// Temporal's pid.
+        /// The process's pid.
         pid: i32,
         /// Why.
         reason: RestartReason,
@@ -129,9 +157,12 @@ pub enum State {
         /// Consecutive failures so far.
         attempt: u32,
     },
-    /// Shutting down: Temporal was told to stop; nothing restarts.
+    /// Ended, and its restart policy says not to start it again; a manual
+    /// restart does.
+    Exited,
+    /// Shutting down: the process was told to stop; nothing restarts.
     Stopping {
-        /// Temporal's pid.
+        /// The process's pid.
         pid: i32,
     },
 }
@@ -141,6 +172,8 @@ pub enum State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StateName {
+    #[allow(missing_docs)]
+    Waiting,
     #[allow(missing_docs)]
     Stopped,
     #[allow(missing_docs)]
@@ -158,12 +191,15 @@ pub enum StateName {
     #[allow(missing_docs)]
     CrashLoop,
     #[allow(missing_docs)]
+    Exited,
+    #[allow(missing_docs)]
     Stopping,
 }
 
 impl StateName {
     /// Every state, for exporting one gauge per state.
-    pub const ALL: [StateName; 9] = [
+    pub const ALL: [StateName; 11] = [
+        StateName::Waiting,
         StateName::Stopped,
         StateName::Spawning,
         StateName::Starting,
@@ -172,12 +208,14 @@ impl StateName {
         StateName::Killing,
         StateName::Backoff,
         StateName::CrashLoop,
+        StateName::Exited,
         StateName::Stopping,
     ];
 
     /// snake_case name.
     pub fn as_str(&self) -> &'static str {
         match self {
+            StateName::Waiting => "waiting",
             StateName::Stopped => "stopped",
             StateName::Spawning => "spawning",
             StateName::Starting => "starting",
@@ -186,8 +224,17 @@ impl StateName {
             StateName::Killing => "killing",
             StateName::Backoff => "backoff",
             StateName::CrashLoop => "crash_loop",
+            StateName::Exited => "exited",
             StateName::Stopping => "stopping",
         }
+    }
+
+    /// A process of ours is alive in this state.
+    pub fn is_live(&self) -> bool {
+        matches!(
+            self,
+            StateName::Starting | StateName::Running | StateName::Unhealthy | StateName::Killing
+        )
     }
 }
 
@@ -195,6 +242,7 @@ impl State {
     /// This state's name.
     pub fn name(&self) -> StateName {
         match self {
+            State::Waiting => StateName::Waiting,
             State::Stopped => StateName::Stopped,
             State::Spawning { .. } => StateName::Spawning,
             State::Starting { .. } => StateName::Starting,
@@ -203,11 +251,12 @@ impl State {
             State::Killing { .. } => StateName::Killing,
             State::Backoff { .. } => StateName::Backoff,
             State::CrashLoop { .. } => StateName::CrashLoop,
+            State::Exited => StateName::Exited,
             State::Stopping { .. } => StateName::Stopping,
         }
     }
 
-    /// The live Temporal pid in this state, if any.
+    /// The live pid in this state, if any.
     pub fn pid(&self) -> Option<i32> {
         match *self {
             State::Starting { pid, .. }
@@ -219,16 +268,30 @@ impl State {
         }
     }
 
-    /// Is Temporal serving (readiness): did its last health check pass?
+    /// Is the process ready (readiness): did its last health check pass?
     pub fn is_serving(&self) -> bool {
         matches!(self, State::Running { .. })
+    }
+
+    /// Consecutive failures counted in this state (0 after a stable run).
+    pub fn attempt(&self) -> u32 {
+        match *self {
+            State::Spawning { attempt }
+            | State::Starting { attempt, .. }
+            | State::Running { attempt, .. }
+            | State::Unhealthy { attempt, .. }
+            | State::Killing { attempt, .. }
+            | State::Backoff { attempt, .. }
+            | State::CrashLoop { attempt, .. } => attempt,
+            State::Waiting | State::Stopped | State::Exited | State::Stopping { .. } => 0,
+        }
     }
 }
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// Begin supervising.
+    /// Begin supervising (dependencies, if any, are ready).
     Start,
     /// The spawn action succeeded.
     Spawned {
@@ -245,11 +308,17 @@ pub enum Event {
         /// How.
         status: ExitStatus,
     },
-    /// A health round passed every layer.
+    /// The process is ready: a health round passed every layer (or its
+    /// readiness line was logged).
     ProbeOk,
-    /// A health round failed at a layer that counts (process..gRPC).
+    /// A health round failed at a layer that counts (process onwards).
     ProbeFailed {
         /// First failing layer.
+        layer: Layer,
+    },
+    /// The lock or PID file was found deleted, replaced or wrong.
+    Tampered {
+        /// Which of the two.
         layer: Layer,
     },
     /// The backoff timer fired.
@@ -269,6 +338,7 @@ fn event_name(e: &Event) -> &'static str {
         Event::Exited { .. } => "exited",
         Event::ProbeOk => "probe_ok",
         Event::ProbeFailed { .. } => "probe_failed",
+        Event::Tampered { .. } => "tampered",
         Event::Wake => "wake",
         Event::RestartRequested => "restart_requested",
         Event::Shutdown => "shutdown",
@@ -278,17 +348,17 @@ fn event_name(e: &Event) -> &'static str {
 /// What the actor must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Spawn Temporal; answer with Spawned or SpawnFailed at once.
+    /// Spawn the process; answer with Spawned or SpawnFailed at once.
     Spawn,
     /// SIGKILL the group now (hangs: a stopped process ignores SIGTERM).
     Kill,
-    /// SIGCONT + SIGTERM the group; SIGKILL after the grace period.
+    /// The stop signal (SIGCONT too) to the group; SIGKILL after the grace.
     Terminate,
     /// After the leader's exit, kill and wait out anything left in its group.
     ReapGroup,
     /// Arm the wake timer.
     WakeAt(Instant),
-    /// Temporal answered its health check (first time after a spawn).
+    /// The process became ready (first time after a spawn).
     Ready,
     /// A restart was decided: record it (metrics, status, trace).
     RecordRestart {
@@ -297,6 +367,8 @@ pub enum Action {
         /// When the failure was detected.
         detected_at: Instant,
     },
+    /// Put the lock or PID file right again (done by their one writer).
+    Repair(Layer),
     /// Supervision is over; the actor returns.
     Finish,
 }
@@ -308,8 +380,10 @@ pub struct Rules {
     pub policy: Policy,
     /// Consecutive failed health rounds before a restart.
     pub failure_threshold: u32,
-    /// Longest wait from spawn to first healthy answer.
+    /// Longest wait from spawn to ready.
     pub start_timeout: Duration,
+    /// Whether an ended process starts again.
+    pub restart: RestartPolicy,
 }
 
 /// An event that the current state does not allow.
@@ -325,19 +399,18 @@ pub struct Illegal {
 /// Allowed (state, event) pairs. Anything else is a bug in the actor.
 pub fn allowed(state: StateName, event: &'static str) -> bool {
     use StateName::*;
-    let live = matches!(state, Starting | Running | Unhealthy | Killing);
+    let live = state.is_live();
     match event {
-        "start" => state == Stopped,
+        "start" => matches!(state, Stopped | Waiting),
         "spawned" | "spawn_failed" => state == Spawning,
-        "exited" => live || state == Stopping,
-        "probe_ok" | "probe_failed" => live || state == Stopping,
+        "exited" | "probe_ok" | "probe_failed" => live || state == Stopping,
         "wake" => matches!(state, Backoff | CrashLoop),
-        "restart_requested" | "shutdown" => state != Spawning,
+        "tampered" | "restart_requested" | "shutdown" => state != Spawning,
         _ => false,
     }
 }
 
-/// One transition.
+/// One transition: the table is checked, then the source state decides.
 pub fn step(
     state: &State,
     event: Event,
@@ -351,24 +424,53 @@ pub fn step(
             event: name,
         });
     }
-    let same = || Ok((state.clone(), vec![]));
+    let same = (state.clone(), vec![]);
     Ok(match (state, event) {
-        (State::Stopped, Event::Start) => (State::Spawning { attempt: 0 }, vec![Action::Spawn]),
-        (State::Stopped, _) => return same(),
+        // A tampered lock or PID file is repaired, whatever the state.
+        (s, Event::Tampered { layer }) => (s.clone(), vec![Action::Repair(layer)]),
+        // Nothing restarts during a shutdown; shutdown wins over the rest.
+        (State::Stopping { .. }, Event::Exited { .. }) => {
+            (State::Stopped, vec![Action::ReapGroup, Action::Finish])
+        }
+        (State::Stopping { .. }, _) => same,
+        (s, Event::Shutdown) => match s.pid() {
+            Some(pid) => (State::Stopping { pid }, vec![Action::Terminate]),
+            None => (State::Stopped, vec![Action::Finish]),
+        },
+        (State::Stopped | State::Waiting, Event::Start) => {
+            (State::Spawning { attempt: 0 }, vec![Action::Spawn])
+        }
+        (State::Stopped | State::Waiting, _) => same,
+        (State::Spawning { attempt }, e) => from_spawning(*attempt, e, now, rules),
+        (State::Starting { .. }, e) => from_starting(state, e, now, rules),
+        (State::Running { .. } | State::Unhealthy { .. }, e) => from_ready(state, e, now, rules),
+        (State::Killing { .. }, e) => from_killing(state, e, now, rules),
+        (State::Backoff { attempt, .. } | State::CrashLoop { attempt, .. }, _) => {
+            // Wake or a manual restart: spawn now.
+            (State::Spawning { attempt: *attempt }, vec![Action::Spawn])
+        }
+        (State::Exited, Event::RestartRequested) => {
+            (State::Spawning { attempt: 0 }, vec![Action::Spawn])
+        }
+        (State::Exited, _) => same,
+    })
+}
 
-        (State::Spawning { attempt }, Event::Spawned { pid }) => (
+fn from_spawning(attempt: u32, event: Event, now: Instant, rules: &Rules) -> (State, Vec<Action>) {
+    match event {
+        Event::Spawned { pid } => (
             State::Starting {
                 pid,
                 since: now,
-                attempt: *attempt,
+                attempt,
             },
             vec![],
         ),
-        (State::Spawning { attempt }, Event::SpawnFailed { error }) => {
-            // A spawn that fails (port held, binary gone) is not retried in a
-            // storm: go straight to crash-loop pacing.
-            let attempt = (*attempt + 1).max(rules.policy.crash_loop_after);
-            backoff(
+        // A spawn that fails (port held, binary gone) is not retried in a
+        // storm: go straight to crash-loop pacing.
+        Event::SpawnFailed { error } => {
+            let attempt = (attempt + 1).max(rules.policy.crash_loop_after);
+            after_failure(
                 attempt,
                 RestartReason::SpawnFailed { error },
                 now,
@@ -377,218 +479,157 @@ pub fn step(
                 vec![],
             )
         }
+        _ => unreachable!("the table allows only spawned/spawn_failed in spawning"),
+    }
+}
 
-        // Shutdown wins over everything.
-        (State::Stopping { .. }, Event::Exited { .. }) => {
-            (State::Stopped, vec![Action::ReapGroup, Action::Finish])
-        }
-        (State::Stopping { .. }, _) => return same(),
-        (s, Event::Shutdown) => match s.pid() {
-            Some(pid) => (State::Stopping { pid }, vec![Action::Terminate]),
-            None => (State::Stopped, vec![Action::Finish]),
-        },
-
-        // A manual restart is not a failure: the attempt count stays.
-        (
-            State::Killing {
-                reason: RestartReason::Manual,
-                attempt,
-                ..
+fn from_starting(state: &State, event: Event, now: Instant, rules: &Rules) -> (State, Vec<Action>) {
+    let State::Starting {
+        pid,
+        since,
+        attempt,
+    } = *state
+    else {
+        unreachable!("from_starting is called in starting")
+    };
+    match event {
+        // Serving proves the command works: a failure from here on is at
+        // most a second attempt (short delay), never a crash-loop step.
+        Event::ProbeOk => (
+            State::Running {
+                pid,
+                since: now,
+                attempt: attempt.min(1),
             },
-            Event::Exited { .. },
-        ) => (
+            vec![Action::Ready],
+        ),
+        Event::ProbeFailed { .. } if now.duration_since(since) >= rules.start_timeout => {
+            kill(pid, RestartReason::StartTimeout, now, attempt)
+        }
+        Event::Exited { status } => exited(attempt, status, now, rules),
+        Event::RestartRequested => manual_restart(pid, now, attempt),
+        _ => (state.clone(), vec![]),
+    }
+}
+
+fn from_ready(state: &State, event: Event, now: Instant, rules: &Rules) -> (State, Vec<Action>) {
+    let (pid, since, attempt, failures) = match *state {
+        State::Running {
+            pid,
+            since,
+            attempt,
+        } => (pid, since, attempt, 0),
+        State::Unhealthy {
+            pid,
+            since,
+            attempt,
+            failures,
+            ..
+        } => (pid, since, attempt, failures),
+        _ => unreachable!("from_ready is called in running or unhealthy"),
+    };
+    match event {
+        // Serving stably (`stable_after`) resets the count to zero.
+        Event::ProbeOk => {
+            let stable = now.duration_since(since) >= rules.policy.stable_after;
+            let attempt = if stable { 0 } else { attempt };
+            (
+                State::Running {
+                    pid,
+                    since,
+                    attempt,
+                },
+                vec![],
+            )
+        }
+        Event::ProbeFailed { layer } if failures + 1 >= rules.failure_threshold => {
+            kill(pid, RestartReason::Unhealthy { layer }, now, attempt)
+        }
+        Event::ProbeFailed { layer } => (
+            State::Unhealthy {
+                pid,
+                since,
+                attempt,
+                failures: failures + 1,
+                layer,
+            },
+            vec![],
+        ),
+        Event::Exited { status } => exited(attempt, status, now, rules),
+        Event::RestartRequested => manual_restart(pid, now, attempt),
+        _ => (state.clone(), vec![]),
+    }
+}
+
+fn from_killing(state: &State, event: Event, now: Instant, rules: &Rules) -> (State, Vec<Action>) {
+    let State::Killing {
+        reason,
+        detected_at,
+        attempt,
+        ..
+    } = state
+    else {
+        unreachable!("from_killing is called in killing")
+    };
+    match (reason, event) {
+        // A manual restart is not a failure: the attempt count stays.
+        (RestartReason::Manual, Event::Exited { .. }) => (
             State::Spawning { attempt: *attempt },
             vec![Action::ReapGroup, Action::Spawn],
         ),
-        (
-            State::Killing {
-                reason,
-                detected_at,
-                attempt,
-                ..
-            },
-            Event::Exited { .. },
-        ) => backoff(
-            *attempt + 1,
+        (_, Event::Exited { .. }) => after_failure(
+            attempt + 1,
             reason.clone(),
             *detected_at,
             now,
             rules,
             vec![Action::ReapGroup],
         ),
-        (State::Killing { .. }, _) => return same(),
-
-        (
-            State::Starting { attempt, .. }
-            | State::Running { attempt, .. }
-            | State::Unhealthy { attempt, .. },
-            Event::Exited { status },
-        ) => backoff(
-            *attempt + 1,
-            RestartReason::from_exit(status),
-            now,
-            now,
-            rules,
-            vec![Action::ReapGroup],
-        ),
-
-        (
-            s @ (State::Starting { .. } | State::Running { .. } | State::Unhealthy { .. }),
-            Event::RestartRequested,
-        ) => (
-            State::Killing {
-                pid: s.pid().expect("live state has a pid"),
-                reason: RestartReason::Manual,
-                detected_at: now,
-                attempt: attempt_of(s),
-            },
-            vec![Action::Terminate],
-        ),
-        (
-            State::Backoff { attempt, .. } | State::CrashLoop { attempt, .. },
-            Event::RestartRequested | Event::Wake,
-        ) => (State::Spawning { attempt: *attempt }, vec![Action::Spawn]),
-
-        // Serving proves the command works: a failure from here on is at
-        // most a second attempt (short delay), never a crash-loop step.
-        // Serving stably (`stable_after`) resets the count to zero.
-        (State::Starting { pid, attempt, .. }, Event::ProbeOk) => (
-            State::Running {
-                pid: *pid,
-                since: now,
-                attempt: (*attempt).min(1),
-            },
-            vec![Action::Ready],
-        ),
-        (
-            State::Starting {
-                pid,
-                since,
-                attempt,
-            },
-            Event::ProbeFailed { .. },
-        ) => {
-            if now.duration_since(*since) >= rules.start_timeout {
-                (
-                    State::Killing {
-                        pid: *pid,
-                        reason: RestartReason::StartTimeout,
-                        detected_at: now,
-                        attempt: *attempt,
-                    },
-                    vec![Action::Kill],
-                )
-            } else {
-                return same();
-            }
-        }
-
-        (
-            State::Running {
-                pid,
-                since,
-                attempt,
-            }
-            | State::Unhealthy {
-                pid,
-                since,
-                attempt,
-                ..
-            },
-            Event::ProbeOk,
-        ) => {
-            let stable = now.duration_since(*since) >= rules.policy.stable_after;
-            (
-                State::Running {
-                    pid: *pid,
-                    since: *since,
-                    attempt: if stable { 0 } else { *attempt },
-                },
-                vec![],
-            )
-        }
-        (
-            State::Running {
-                pid,
-                since,
-                attempt,
-            },
-            Event::ProbeFailed { layer },
-        ) => unhealthy(*pid, *since, *attempt, 1, layer, now, rules),
-        (
-            State::Unhealthy {
-                pid,
-                since,
-                attempt,
-                failures,
-                ..
-            },
-            Event::ProbeFailed { layer },
-        ) => unhealthy(*pid, *since, *attempt, failures + 1, layer, now, rules),
-
-        (s, e) => {
-            return Err(Illegal {
-                state: s.name(),
-                event: event_name(&e),
-            });
-        }
-    })
-}
-
-fn attempt_of(s: &State) -> u32 {
-    s.attempt()
-}
-
-impl State {
-    /// Consecutive failures counted in this state (0 after a stable run).
-    pub fn attempt(&self) -> u32 {
-        match *self {
-            State::Spawning { attempt }
-            | State::Starting { attempt, .. }
-            | State::Running { attempt, .. }
-            | State::Unhealthy { attempt, .. }
-            | State::Killing { attempt, .. }
-            | State::Backoff { attempt, .. }
-            | State::CrashLoop { attempt, .. } => attempt,
-            State::Stopped | State::Stopping { .. } => 0,
-        }
+        _ => (state.clone(), vec![]),
     }
 }
 
-fn unhealthy(
-    pid: i32,
-    since: Instant,
-    attempt: u32,
-    failures: u32,
-    layer: Layer,
-    now: Instant,
-    rules: &Rules,
-) -> (State, Vec<Action>) {
-    if failures >= rules.failure_threshold {
-        (
-            State::Killing {
-                pid,
-                reason: RestartReason::Unhealthy { layer },
-                detected_at: now,
-                attempt,
-            },
-            vec![Action::Kill],
-        )
-    } else {
-        (
-            State::Unhealthy {
-                pid,
-                since,
-                attempt,
-                failures,
-                layer,
-            },
-            vec![],
-        )
-    }
+/// SIGKILL the group for `reason` (a hang or a start timeout).
+fn kill(pid: i32, reason: RestartReason, now: Instant, attempt: u32) -> (State, Vec<Action>) {
+    (
+        State::Killing {
+            pid,
+            reason,
+            detected_at: now,
+            attempt,
+        },
+        vec![Action::Kill],
+    )
 }
 
-fn backoff(
+/// A graceful stop, then a spawn.
+fn manual_restart(pid: i32, now: Instant, attempt: u32) -> (State, Vec<Action>) {
+    (
+        State::Killing {
+            pid,
+            reason: RestartReason::Manual,
+            detected_at: now,
+            attempt,
+        },
+        vec![Action::Terminate],
+    )
+}
+
+/// The process exited on its own.
+fn exited(attempt: u32, status: ExitStatus, now: Instant, rules: &Rules) -> (State, Vec<Action>) {
+    after_failure(
+        attempt + 1,
+        RestartReason::from_exit(status),
+        now,
+        now,
+        rules,
+        vec![Action::ReapGroup],
+    )
+}
+
+/// After a process ended for `reason`: wait and start again, or, when the
+/// restart policy says not to, stay `exited`.
+fn after_failure(
     attempt: u32,
     reason: RestartReason,
     detected_at: Instant,
@@ -596,6 +637,9 @@ fn backoff(
     rules: &Rules,
     mut actions: Vec<Action>,
 ) -> (State, Vec<Action>) {
+    if !rules.restart.restarts(&reason) {
+        return (State::Exited, actions);
+    }
     let until = now + rules.policy.delay(attempt);
     actions.push(Action::WakeAt(until));
     actions.push(Action::RecordRestart {

@@ -4,14 +4,13 @@
 //! poll), the grace-period and backoff timers, manual commands, and the
 //! in-flight probe round. Nothing here decides *what* to do next.
 
+use super::registry::SharedRegistry;
 use super::state::{Action, Event, Rules, State, StateName, step};
 use super::{Backoff, Command, Handle, NoObserver, Observer, Snapshot, TemporalInfo};
 use crate::config::Config;
 use crate::exit::Code;
 use crate::health::Round;
-use crate::lock::InstanceLock;
 use crate::logfile::{self, RotatingLog};
-use crate::pidfile::{self, PidRecord};
 use crate::process::{self, Identity, SpawnSpec, Spawned, Spawner, ports};
 use crate::startup::Report;
 use nix::sys::signal::Signal;
@@ -45,10 +44,6 @@ pub struct SupervisorConfig {
     pub stop_grace: Duration,
     /// State-machine rules.
     pub rules: Rules,
-    /// PID file path.
-    pub pid_file: PathBuf,
-    /// PID file contents without the Temporal identity.
-    pub record: PidRecord,
     /// Temporal log path.
     pub log_path: PathBuf,
     /// Rotate the log past this size.
@@ -56,9 +51,8 @@ pub struct SupervisorConfig {
 }
 
 impl SupervisorConfig {
-    /// How to supervise the Temporal of `cfg`, run from `bin` under
-    /// `rules`, recording its identity in `record`.
-    pub fn temporal(cfg: &Config, bin: &Path, rules: Rules, record: PidRecord) -> Self {
+    /// How to supervise the Temporal of `cfg`, run from `bin` under `rules`.
+    pub fn temporal(cfg: &Config, bin: &Path, rules: Rules) -> Self {
         SupervisorConfig {
             spec: SpawnSpec {
                 program: bin.to_path_buf(),
@@ -71,8 +65,6 @@ impl SupervisorConfig {
             health_timeout: cfg.health_timeout,
             stop_grace: cfg.stop_grace,
             rules,
-            pid_file: cfg.home.pid_file(),
-            record,
             log_path: cfg.home.temporal_log(),
             log_max_bytes: logfile::DEFAULT_MAX_BYTES,
         }
@@ -94,7 +86,7 @@ type ProbeFuture = Pin<Box<dyn Future<Output = Round> + Send>>;
 /// The supervisor task. Create with [`Actor::new`], run with [`Actor::run`].
 pub struct Actor {
     cfg: SupervisorConfig,
-    lock: Arc<Mutex<InstanceLock>>,
+    registry: SharedRegistry,
     observer: Arc<dyn Observer>,
     spawner: Spawner,
     log: Option<Arc<Mutex<RotatingLog>>>,
@@ -121,12 +113,12 @@ pub struct Actor {
 
 impl Actor {
     /// A new actor (not yet running) and the handle to talk to it.
-    pub fn new(cfg: SupervisorConfig, lock: Arc<Mutex<InstanceLock>>) -> (Self, Handle) {
+    pub fn new(cfg: SupervisorConfig, registry: SharedRegistry) -> (Self, Handle) {
         let (status, status_rx) = watch::channel(Snapshot::default());
         let (cmd_tx, commands) = mpsc::channel(8);
         let actor = Actor {
             cfg,
-            lock,
+            registry,
             observer: Arc::new(NoObserver),
             spawner: Spawner::new(),
             log: None,
@@ -228,9 +220,7 @@ impl Actor {
                     // Rounds start on a fixed cadence: a slow (timing-out)
                     // round does not push the next one back.
                     self.next_probe = (self.probe_started + self.probe_interval()).max(Instant::now());
-                    if let Some(ev) = self.absorb(round) {
-                        pending.push(ev);
-                    }
+                    pending.extend(self.absorb(round));
                 }
                 () = sleep_until(self.next_probe.into()), if probing_due => {
                     self.probe_started = Instant::now();
@@ -336,6 +326,10 @@ impl Actor {
                     self.snap.last_error = Some(error.clone());
                 }
             }
+            Action::Repair(layer) => match self.registry.repair(layer) {
+                Ok(done) => tracing::warn!(layer = layer.as_str(), "{done}"),
+                Err(e) => tracing::error!(layer = layer.as_str(), error = %e, "repair failed"),
+            },
             Action::Finish => {
                 self.observer.stopped();
                 self.finished = true;
@@ -484,17 +478,10 @@ impl Actor {
         }
     }
 
-    fn record(&self) -> PidRecord {
-        PidRecord {
-            temporal: self.live.as_ref().map(|l| l.identity.clone()),
-            ..self.cfg.record.clone()
-        }
-    }
-
+    /// Tell the PID file's writer who runs now.
     fn write_pid_file(&self) {
-        if let Err(e) = pidfile::write(&self.cfg.pid_file, &self.record()) {
-            tracing::error!(error = %e, "cannot write PID file");
-        }
+        self.registry
+            .set_temporal(self.live.as_ref().map(|l| l.identity.clone()));
     }
 
     /// Settle the startup outcome (the first one counts). It is sent from

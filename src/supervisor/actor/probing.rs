@@ -28,9 +28,7 @@ impl Actor {
     pub(super) fn start_round(&self) -> Option<ProbeFuture> {
         let live = self.live.as_ref()?;
         let target = Target {
-            lock: self.lock.clone(),
-            pid_file: self.cfg.pid_file.clone(),
-            record: self.record(),
+            registry: self.registry.clone(),
             identity: live.identity.clone(),
             frontend: self.cfg.frontend,
             timeout: self.cfg.health_timeout,
@@ -39,8 +37,9 @@ impl Actor {
     }
 
     /// Fold a finished round into the snapshot; turn it into an event if it
-    /// is about the current child.
-    pub(super) fn absorb(&mut self, round: Round) -> Option<Event> {
+    /// is about the current child; a tampered lock or PID file is an event
+    /// of its own.
+    pub(super) fn absorb(&mut self, round: Round) -> Vec<Event> {
         let now_ms = unix_now_ms();
         let quiet_startup = self.state.name() == StateName::Starting;
         for c in &round.checks {
@@ -69,22 +68,27 @@ impl Actor {
                 tracing::warn!(layer = c.layer.as_str(), reason = %c.reason, "health check failed");
             }
         }
+        let mut events: Vec<Event> = round
+            .tampered()
+            .map(|layer| Event::Tampered { layer })
+            .collect();
         if self.live.as_ref().map(|l| l.child.pid) != Some(round.pid) {
-            return None;
+            return events;
         }
-        match round.failed() {
-            None => Some(Event::ProbeOk),
+        events.push(match round.failed() {
+            None => {
+                if !quiet_startup {
+                    self.first_failed_probe = None;
+                }
+                Event::ProbeOk
+            }
             Some(layer) => {
                 if !quiet_startup && self.first_failed_probe.is_none() {
                     self.first_failed_probe = Some(Instant::now());
                 }
-                Some(Event::ProbeFailed { layer })
+                Event::ProbeFailed { layer }
             }
-        }
-        .inspect(|e| {
-            if matches!(e, Event::ProbeOk) && !quiet_startup {
-                self.first_failed_probe = None;
-            }
-        })
+        });
+        events
     }
 }

@@ -10,6 +10,7 @@ fn rules() -> Rules {
         },
         failure_threshold: 3,
         start_timeout: Duration::from_secs(30),
+        restart: RestartPolicy::Always,
     }
 }
 
@@ -202,7 +203,9 @@ fn shutdown_wins_in_every_state() {
     let t = Instant::now();
     let r = rules();
     let cases = [
-        (State::Stopped, State::Stopped, vec![]),
+        (State::Stopped, State::Stopped, vec![Action::Finish]),
+        (State::Waiting, State::Stopped, vec![Action::Finish]),
+        (State::Exited, State::Stopped, vec![Action::Finish]),
         (
             State::Starting {
                 pid: 5,
@@ -359,6 +362,8 @@ fn illegal_transitions_are_errors_and_match_the_table() {
     let t = Instant::now();
     let r = rules();
     let samples = [
+        State::Waiting,
+        State::Exited,
         State::Stopped,
         State::Spawning { attempt: 0 },
         State::Starting {
@@ -403,6 +408,7 @@ fn illegal_transitions_are_errors_and_match_the_table() {
         },
         Event::ProbeOk,
         Event::ProbeFailed { layer: Layer::Grpc },
+        Event::Tampered { layer: Layer::Lock },
         Event::Wake,
         Event::RestartRequested,
         Event::Shutdown,
@@ -476,4 +482,101 @@ fn serving_caps_the_failure_count_so_kill_cycles_never_crash_loop() {
         delays.iter().all(|d| *d <= Duration::from_millis(100)),
         "{delays:?}"
     );
+}
+
+#[test]
+fn restart_policy_decides_whether_an_exit_is_restarted() {
+    let t = Instant::now();
+    let running = State::Running {
+        pid: 5,
+        since: t,
+        attempt: 0,
+    };
+    let exit = |code| Event::Exited {
+        status: ExitStatus::Code(code),
+    };
+    let with = |restart| Rules { restart, ..rules() };
+    let cases = [
+        (RestartPolicy::Always, 0, N::Backoff),
+        (RestartPolicy::Always, 1, N::Backoff),
+        (RestartPolicy::OnFailure, 0, N::Exited),
+        (RestartPolicy::OnFailure, 1, N::Backoff),
+        (RestartPolicy::Never, 1, N::Exited),
+    ];
+    for (policy, code, want) in cases {
+        let (s, a) = step(&running, exit(code), t, &with(policy)).unwrap();
+        assert_eq!(s.name(), want, "{policy:?} exit {code}");
+        assert_eq!(a[0], Action::ReapGroup, "the group is reaped either way");
+    }
+    // A hang kill is a failure: on-failure restarts it, never does not.
+    let killing = State::Killing {
+        pid: 5,
+        reason: RestartReason::Unhealthy { layer: Layer::Grpc },
+        detected_at: t,
+        attempt: 0,
+    };
+    let (s, _) = step(&killing, exit(0), t, &with(RestartPolicy::OnFailure)).unwrap();
+    assert_eq!(s.name(), N::Backoff);
+    let (s, _) = step(&killing, exit(0), t, &with(RestartPolicy::Never)).unwrap();
+    assert_eq!(s.name(), N::Exited);
+    // A manual restart brings an exited service back; a shutdown ends it.
+    let r = with(RestartPolicy::Never);
+    assert_eq!(
+        step(&State::Exited, Event::RestartRequested, t, &r).unwrap(),
+        (State::Spawning { attempt: 0 }, vec![Action::Spawn])
+    );
+    assert_eq!(
+        step(&State::Exited, Event::Shutdown, t, &r).unwrap(),
+        (State::Stopped, vec![Action::Finish])
+    );
+}
+
+#[test]
+fn a_dependent_waits_until_started() {
+    let t = Instant::now();
+    let r = rules();
+    assert_eq!(
+        step(&State::Waiting, Event::RestartRequested, t, &r).unwrap(),
+        (State::Waiting, vec![])
+    );
+    assert_eq!(
+        step(&State::Waiting, Event::Start, t, &r).unwrap(),
+        (State::Spawning { attempt: 0 }, vec![Action::Spawn])
+    );
+    assert_eq!(
+        step(&State::Waiting, Event::Shutdown, t, &r).unwrap(),
+        (State::Stopped, vec![Action::Finish])
+    );
+}
+
+#[test]
+fn tampered_files_are_repaired_and_never_restart_anything() {
+    let t = Instant::now();
+    let r = rules();
+    let states = [
+        State::Starting {
+            pid: 1,
+            since: t,
+            attempt: 0,
+        },
+        State::Running {
+            pid: 1,
+            since: t,
+            attempt: 0,
+        },
+        State::Backoff {
+            until: t,
+            attempt: 1,
+        },
+        State::Stopping { pid: 1 },
+    ];
+    for s in states {
+        for layer in [Layer::Lock, Layer::PidFile] {
+            assert_eq!(
+                step(&s, Event::Tampered { layer }, t, &r).unwrap(),
+                (s.clone(), vec![Action::Repair(layer)]),
+                "{s:?}"
+            );
+        }
+    }
 }
