@@ -11,8 +11,8 @@ use crate::daemon::preflight::reclaim_orphans;
 use crate::exit::{Code, Failure};
 use crate::lock::{InstanceLock, TryLock};
 use crate::paths::StateDir;
-use crate::pidfile;
-use crate::process::{self, Verdict, ports};
+use crate::pidfile::{self, PidRecord};
+use crate::process::{self, Identity, Verdict, ports};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::time::{Duration, Instant};
@@ -66,48 +66,10 @@ fn stop_without_daemon(home: &StateDir) -> Result<Code, Failure> {
 }
 
 fn stop_daemon(home: &StateDir, deadline: Instant) -> Result<(), Failure> {
-    // The lock may be mid-handoff from a launching CLI to its daemon: retry
-    // discovery until the daemon can be verified or the lock is released.
-    let (daemon, record) = loop {
-        let record = match discover(home)? {
-            Found::NotRunning => return Ok(()),
-            Found::Running(r) => r,
-        };
-        if let Some(d) = daemon_identity(home, record.as_deref()) {
-            break (d, record);
-        }
-        if Instant::now() >= deadline {
-            return Err(Failure::StopFailed(format!(
-                "the lock {} is held by a process that cannot be verified as this instance's daemon; nothing was signalled",
-                home.lock_file().display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some((daemon, record)) = verified_daemon(home, deadline)? else {
+        return Ok(());
     };
-    let pid = daemon.pid;
-    tracing::debug!(pid, "sending SIGTERM to the daemon");
-    kill(Pid::from_raw(pid), Signal::SIGTERM)
-        .map_err(|e| Failure::StopFailed(format!("cannot signal daemon pid {pid}: {e}")))?;
-    // Wait for the daemon's exit itself, not for the lock: in a storm a
-    // concurrent start may take the lock the instant the daemon lets go,
-    // and that new instance is not ours to wait for.
-    if !daemon.wait_exit(deadline) {
-        // The daemon is stuck: kill it (its Temporal dies with it through the
-        // parent-death signal), then make sure.
-        if daemon.verify() == Verdict::Match {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        if let Some(t) = record.as_ref().and_then(|r| r.temporal.as_ref())
-            && t.verify() == Verdict::Match
-        {
-            let _ = process::signal_group(t.pgid, Signal::SIGKILL);
-        }
-        if !daemon.wait_exit(Instant::now() + AFTER_KILL) {
-            return Err(Failure::StopFailed(format!(
-                "daemon pid {pid} did not exit"
-            )));
-        }
-    }
+    terminate_daemon(&daemon, record.as_deref(), deadline)?;
     // The daemon waited for Temporal's group; check anyway, and the port.
     if let Some(r) = record.as_deref() {
         if let Some(t) = &r.temporal
@@ -118,21 +80,85 @@ fn stop_daemon(home: &StateDir, deadline: Instant) -> Result<(), Failure> {
                 t.pid
             )));
         }
-        let port_deadline = Instant::now() + AFTER_KILL;
-        while !ports::is_free(r.frontend) {
-            // A start that came after this stop may already serve there.
-            if matches!(InstanceLock::is_held(&home.lock_file()), Ok(true)) {
-                break;
-            }
-            if Instant::now() >= port_deadline {
-                let who = ports::describe_owner(r.frontend.port());
-                return Err(Failure::StopFailed(format!(
-                    "stopped, but port {} is still held by {who}",
-                    r.frontend.port()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        wait_port_released(home, r.frontend)?;
+    }
+    Ok(())
+}
+
+/// A daemon that verified, and its PID record when readable.
+type Verified = (Identity, Option<Box<PidRecord>>);
+
+/// The daemon holding the lock, verified, with its PID record; `None` when
+/// nothing runs any more. The lock may be mid-handoff from a launching CLI
+/// to its daemon: look again until the daemon verifies or the lock is free.
+fn verified_daemon(home: &StateDir, deadline: Instant) -> Result<Option<Verified>, Failure> {
+    loop {
+        let record = match discover(home)? {
+            Found::NotRunning => return Ok(None),
+            Found::Running(r) => r,
+        };
+        if let Some(d) = daemon_identity(home, record.as_deref()) {
+            return Ok(Some((d, record)));
         }
+        if Instant::now() >= deadline {
+            return Err(Failure::StopFailed(format!(
+                "the lock {} is held by a process that cannot be verified as this instance's daemon; nothing was signalled",
+                home.lock_file().display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGTERM the daemon and wait for its own exit (a pidfd), not for the
+/// lock: in a storm a concurrent start may take the lock the instant the
+/// daemon lets go, and that new instance is not ours to wait for. A stuck
+/// daemon is killed (its Temporal dies with it: parent-death signal).
+fn terminate_daemon(
+    daemon: &Identity,
+    record: Option<&PidRecord>,
+    deadline: Instant,
+) -> Result<(), Failure> {
+    let pid = daemon.pid;
+    tracing::debug!(pid, "sending SIGTERM to the daemon");
+    kill(Pid::from_raw(pid), Signal::SIGTERM)
+        .map_err(|e| Failure::StopFailed(format!("cannot signal daemon pid {pid}: {e}")))?;
+    if daemon.wait_exit(deadline) {
+        return Ok(());
+    }
+    if daemon.verify() == Verdict::Match {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    if let Some(t) = record.and_then(|r| r.temporal.as_ref())
+        && t.verify() == Verdict::Match
+    {
+        let _ = process::signal_group(t.pgid, Signal::SIGKILL);
+    }
+    if daemon.wait_exit(Instant::now() + AFTER_KILL) {
+        Ok(())
+    } else {
+        Err(Failure::StopFailed(format!(
+            "daemon pid {pid} did not exit"
+        )))
+    }
+}
+
+/// Wait until Temporal's port is free, or taken by an instance a start
+/// that came after this stop launched (it holds the lock again).
+fn wait_port_released(home: &StateDir, frontend: std::net::SocketAddr) -> Result<(), Failure> {
+    let deadline = Instant::now() + AFTER_KILL;
+    while !ports::is_free(frontend) {
+        if matches!(InstanceLock::is_held(&home.lock_file()), Ok(true)) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(Failure::StopFailed(format!(
+                "stopped, but port {} is still held by {}",
+                frontend.port(),
+                ports::describe_owner(frontend.port())
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
 }

@@ -31,6 +31,8 @@ pub fn get(url: &str, timeout: Duration) -> Result<Answer, String> {
         .timeout_recv_body(Some(timeout))
         .http_status_as_error(false)
         .max_redirects(0)
+        // One request per agent: nothing to keep alive.
+        .max_idle_connections(0)
         .build()
         .into();
     let mut response = agent.get(url).call().map_err(|e| e.to_string())?;

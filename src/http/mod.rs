@@ -120,3 +120,129 @@ async fn metrics(State(s): State<AppState>) -> Response {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::config::options::Options;
+    use crate::paths::StateDir;
+    use crate::supervisor::Snapshot;
+    use crate::supervisor::policy::Policy;
+    use crate::supervisor::state::StateName;
+    use axum::body::Body;
+    use clap::Parser;
+    use tokio::sync::{mpsc, watch};
+    use tower::ServiceExt;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        options: Options,
+    }
+
+    /// A router over a snapshot channel the test controls.
+    fn app() -> (Router, watch::Sender<Snapshot>) {
+        let (tx, rx) = watch::channel(Snapshot::default());
+        let (commands, _) = mpsc::channel(1);
+        let options = Flags::parse_from(["x", "--headless"]).options;
+        let info = DaemonInfo {
+            config: Config::new(StateDir::new("/tmp/h"), &options).unwrap(),
+            binary: "/bin/temporal".into(),
+            started_at_unix_ms: 1,
+            policy: Policy::default(),
+        };
+        let state = AppState {
+            handle: Handle {
+                status: rx,
+                commands,
+            },
+            info: Arc::new(info),
+            metrics: Arc::new(Metrics::new().unwrap()),
+        };
+        (router(state), tx)
+    }
+
+    async fn call(app: &Router, method: &str, path: &str) -> (StatusCode, String) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn every_endpoint_answers_from_the_snapshot() {
+        let (app, tx) = app();
+        assert_eq!(call(&app, "GET", "/livez").await.0, StatusCode::OK);
+        for path in ["/readyz", "/healthz"] {
+            let (code, body) = call(&app, "GET", path).await;
+            assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+            assert!(body.contains("not_ready"), "{body}");
+        }
+        tx.send_modify(|s| {
+            s.state = StateName::Running;
+            s.ready = true;
+        });
+        for path in ["/readyz", "/healthz"] {
+            let (code, body) = call(&app, "GET", path).await;
+            assert_eq!(code, StatusCode::OK, "{path}");
+            assert!(body.contains("\"running\""), "{body}");
+        }
+        let (code, body) = call(&app, "GET", "/status").await;
+        assert_eq!(code, StatusCode::OK);
+        let doc: StatusDoc = serde_json::from_str(&body).unwrap();
+        assert!(doc.is_ready());
+        assert_eq!(doc.temporal.ui_url, None);
+        let (code, body) = call(&app, "GET", "/metrics").await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(body.contains("stigmer_temporal_up"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_dead_supervisor_is_not_alive_and_not_ready() {
+        let (app, tx) = app();
+        tx.send_modify(|s| {
+            s.state = StateName::Running;
+            s.ready = true;
+        });
+        drop(tx);
+        assert_eq!(
+            call(&app, "GET", "/livez").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            call(&app, "GET", "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_writes_are_refused() {
+        let (app, _tx) = app();
+        assert_eq!(call(&app, "GET", "/admin").await.0, StatusCode::NOT_FOUND);
+        for method in ["POST", "PUT", "DELETE"] {
+            assert_eq!(
+                call(&app, method, "/status").await.0,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_past_the_deadline_is_answered_503() {
+        let slow = Router::new()
+            .route("/slow", get(std::future::pending::<&'static str>))
+            .layer(middleware::from_fn(deadline));
+        let (code, body) = call(&slow, "GET", "/slow").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("timed out"));
+    }
+}
