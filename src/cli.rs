@@ -4,6 +4,7 @@
 
 use crate::config::options::Options;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 /// Lifecycle manager and supervisor for the local Temporal dev server.
@@ -25,6 +26,42 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Top,
+}
+
+impl Cli {
+    /// Parse the process arguments (exiting on a usage error, as clap
+    /// does), and record which start options a flag or a variable set:
+    /// those beat the configuration file.
+    pub fn parse_args() -> Cli {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let Some(local) = matches.subcommand_matches("local") else {
+            return cli;
+        };
+        let Top::Local(l) = &mut cli.command;
+        match (&mut l.command, local.subcommand()) {
+            (None, _) => l.start.explicit = explicit(local),
+            (Some(LocalCommand::Start(a)), Some((_, m))) => a.explicit = explicit(m),
+            (Some(LocalCommand::Restart(a)), Some((_, m))) => a.start.explicit = explicit(m),
+            _ => {}
+        }
+        cli
+    }
+}
+
+/// The start options whose value came from a flag or a variable.
+fn explicit(m: &clap::ArgMatches) -> BTreeSet<String> {
+    use clap::parser::ValueSource;
+    Options::keys()
+        .into_iter()
+        .filter(|k| {
+            matches!(
+                m.value_source(k),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        })
+        .collect()
 }
 
 /// Log output format.
@@ -84,9 +121,16 @@ pub struct StartArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub home: HomeArg,
-    /// Every start option (also a `STIGMER_*` variable).
+    /// Configuration file [default: HOME/stigmer.toml when it exists].
+    #[arg(long, env = "STIGMER_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Every start option (also a `STIGMER_*` variable and a key of the
+    /// file's `[temporal]` table).
     #[command(flatten)]
     pub options: Options,
+    /// The options a flag or a variable set (they beat the file).
+    #[arg(skip)]
+    pub explicit: BTreeSet<String>,
     /// Run the daemon in this process (containers, systemd); logs to stderr.
     #[arg(long, env = "STIGMER_FOREGROUND")]
     pub foreground: bool,
@@ -171,6 +215,16 @@ mod tests {
         assert!(l.command.is_none());
         assert_eq!(l.start.options.port, 7000);
         assert!(l.start.options.headless);
+    }
+
+    #[test]
+    fn flags_and_variables_are_told_apart_from_defaults() {
+        let m = Cli::command()
+            .try_get_matches_from(["stigmer", "local", "start", "--port", "7000"])
+            .unwrap();
+        let (_, start) = m.subcommand_matches("local").unwrap().subcommand().unwrap();
+        let e = explicit(start);
+        assert!(e.contains("port") && !e.contains("headless"), "{e:?}");
     }
 
     #[test]

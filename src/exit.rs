@@ -1,6 +1,7 @@
 //! Exit codes: one per failure class, documented in the README. `main`
 //! maps every [`Failure`] to its code; nothing deeper calls `exit`.
 
+use crate::config::file::FileError;
 use crate::config::{BinaryError, ConfigError};
 use crate::lock::LockError;
 use crate::paths::StateDirError;
@@ -32,13 +33,16 @@ pub enum Code {
     StopFailed = 9,
     /// Flag or environment values out of range.
     Config = 10,
+    /// The configuration file is invalid (syntax, unknown key, bad value,
+    /// unknown dependency, dependency cycle, port clash).
+    ConfigFile = 11,
     /// Unexpected internal error.
     Internal = 70,
 }
 
 impl Code {
     /// Every code, in order.
-    pub const ALL: [Code; 12] = [
+    pub const ALL: [Code; 13] = [
         Code::Ok,
         Code::NotReady,
         Code::Usage,
@@ -50,6 +54,7 @@ impl Code {
         Code::StartFailed,
         Code::StopFailed,
         Code::Config,
+        Code::ConfigFile,
         Code::Internal,
     ];
 }
@@ -68,6 +73,9 @@ pub enum Failure {
     /// See [`ConfigError`].
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// See [`FileError`].
+    #[error(transparent)]
+    File(#[from] FileError),
     /// See [`BinaryError`].
     #[error(transparent)]
     Binary(#[from] BinaryError),
@@ -120,7 +128,9 @@ impl Failure {
     /// The exit code for this failure.
     pub fn code(&self) -> Code {
         match self {
+            Failure::Config(e) if e.1 => Code::ConfigFile,
             Failure::Config(_) => Code::Config,
+            Failure::File(_) => Code::ConfigFile,
             Failure::Binary(_) => Code::Binary,
             Failure::StateDir(_) => Code::StateDir,
             Failure::Lock(_) | Failure::PidWrite(_) => Code::StateDir,
@@ -149,7 +159,7 @@ mod tests {
         for c in Code::ALL {
             assert_eq!(Code::try_from(c as u8), Ok(c));
         }
-        assert_eq!(Code::try_from(11), Err(11));
+        assert_eq!(Code::try_from(12), Err(12));
         assert_eq!(Code::try_from(255), Err(255));
     }
 }

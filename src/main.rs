@@ -1,14 +1,13 @@
 //! `stigmer`: parse the command line, set up logging, dispatch, and map
 //! failures to exit codes. All logic lives in the library.
 
-use clap::Parser;
 use stigmer::cli::{Cli, LocalCommand, StartArgs, Top};
 use stigmer::commands;
 use stigmer::exit::{Code, Failure};
 use stigmer::telemetry::{self, Otlp};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     let Top::Local(local) = &cli.command;
     let code = match run(&cli, local) {
         Ok(code) => code,

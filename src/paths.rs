@@ -84,6 +84,10 @@ impl StateDir {
     pub fn root(&self) -> &Path {
         &self.root
     }
+    /// The configuration file read when `--config` is not given.
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("stigmer.toml")
+    }
     /// The flock file.
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("stigmer.lock")

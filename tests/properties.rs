@@ -89,7 +89,7 @@ proptest! {
         let Ok(cli) = Cli::try_parse_from(args) else { return Ok(()) };
         let Top::Local(l) = cli.command;
         let Some(LocalCommand::Start(a)) = l.command else { panic!("start expected") };
-        match Config::new(stigmer::paths::StateDir::new("/tmp/prop"), &a.options) {
+        match Config::new(stigmer::paths::StateDir::new("/tmp/prop"), &a.options, &Default::default()) {
             Ok(c) => {
                 prop_assert!(c.health_interval.as_secs_f64() > 0.0 && c.health_interval.as_secs_f64() <= 86_400.0);
                 prop_assert!(c.timeout.as_secs_f64() > 0.0);

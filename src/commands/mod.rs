@@ -36,7 +36,12 @@ pub fn load_config(args: &StartArgs) -> Result<Config, Failure> {
         // SAFETY: the launching CLI passed us this fd; nothing else owns it.
         return unsafe { crate::daemon::handover::read_config(fd) };
     }
-    Ok(Config::new(home(&args.home.home), &args.options)?)
+    Config::load(
+        home(&args.home.home),
+        &args.options,
+        &args.explicit,
+        args.config.as_deref(),
+    )
 }
 
 /// Resolve `--home`.

@@ -27,10 +27,10 @@ pub fn run(args: &StopArgs) -> Result<Code, Failure> {
     let home = home(&args.home.home);
     let t0 = Instant::now();
     if args.timeout.is_nan() || args.timeout <= 0.0 {
-        return Err(Failure::Config(crate::config::ConfigError(vec![format!(
-            "--timeout must be positive, got {}",
-            args.timeout
-        )])));
+        return Err(Failure::Config(crate::config::ConfigError(
+            vec![format!("--timeout must be positive, got {}", args.timeout)],
+            false,
+        )));
     }
     let timeout = Duration::from_secs_f64(args.timeout.min(86_400.0));
     match discover(&home)? {

@@ -6,11 +6,16 @@
 //! (through a pyenv shim to the real executable, so identity checks see
 //! what runs).
 
+pub mod file;
 pub mod options;
+pub mod services;
 
 use crate::paths::StateDir;
+use file::{ConfigFile, FileError, Sources};
 use options::{Options, TemporalFlags};
 use serde::{Deserialize, Serialize};
+use services::ServiceSpec;
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -54,12 +59,19 @@ pub struct Config {
     pub otlp_endpoint: Option<String>,
     /// Temporal's own options, passed through on every spawn.
     pub temporal: TemporalFlags,
+    /// An external Temporal to attach to instead of running one.
+    pub attach: Option<SocketAddr>,
+    /// The declared services, each after what it depends on.
+    pub services: Vec<ServiceSpec>,
+    /// The configuration file read, if any.
+    pub file: Option<PathBuf>,
 }
 
-/// Flag values out of range; one line per problem.
+/// Values out of range; one line per problem. `in_file` when at least one
+/// of them came from the configuration file.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  {}", .0.join("\n  "))]
-pub struct ConfigError(pub Vec<String>);
+pub struct ConfigError(pub Vec<String>, pub bool);
 
 /// The Temporal binary cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -79,17 +91,29 @@ pub enum BinaryError {
     NotExecutable(PathBuf, String),
 }
 
-/// Collects every problem while values are checked one by one.
-#[derive(Default)]
-struct Problems(Vec<String>);
+/// Collects every problem while values are checked one by one, naming
+/// each value where it came from (its flag, or the file's line and key).
+struct Problems<'a> {
+    found: Vec<String>,
+    in_file: bool,
+    sources: &'a Sources,
+}
 
-impl Problems {
+impl Problems<'_> {
+    /// Report `problem` with option `key`.
+    fn push(&mut self, key: &str, problem: String) {
+        self.in_file |= self.sources.in_file(key);
+        self.found
+            .push(format!("{} {problem}", self.sources.name(key)));
+    }
+
     /// A duration in seconds, in (0, 86400].
-    fn secs(&mut self, name: &str, v: f64) -> Duration {
+    fn secs(&mut self, key: &str, v: f64) -> Duration {
         if !v.is_finite() || v <= 0.0 || v > 86_400.0 {
-            self.0.push(format!(
-                "--{name} must be between 0 and 86400 seconds (exclusive of 0), got {v}"
-            ));
+            self.push(
+                key,
+                format!("must be between 0 and 86400 seconds (exclusive of 0), got {v}"),
+            );
             return Duration::from_secs(1);
         }
         Duration::from_secs_f64(v)
@@ -99,27 +123,30 @@ impl Problems {
     /// port that differs from it.
     fn ports(&mut self, a: &Options) -> Option<u16> {
         if a.port == 0 {
-            self.0
-                .push("--port must be a fixed port (1-65535), not 0".into());
+            self.push("port", "must be a fixed port (1-65535), not 0".into());
         }
         if a.headless {
             return None;
         }
         let p = a.ui_port.unwrap_or_else(|| a.port.saturating_add(1000));
         if p == 0 || p == a.port {
-            self.0.push(format!(
-                "--ui-port {p} must be non-zero and differ from --port"
-            ));
+            self.push(
+                "ui_port",
+                format!("{p} must be non-zero and differ from --port"),
+            );
         }
         Some(p)
     }
 
     fn temporal_ip(&mut self, a: &Options) -> IpAddr {
         a.temporal_ip.parse().unwrap_or_else(|_| {
-            self.0.push(format!(
-                "--temporal-ip {:?} is not an IP address (e.g. 127.0.0.1 or 0.0.0.0)",
-                a.temporal_ip
-            ));
+            self.push(
+                "temporal_ip",
+                format!(
+                    "{:?} is not an IP address (e.g. 127.0.0.1 or 0.0.0.0)",
+                    a.temporal_ip
+                ),
+            );
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         })
     }
@@ -128,22 +155,28 @@ impl Problems {
     /// fixed port none of Temporal's.
     fn http_addr(&mut self, a: &Options, ui_port: Option<u16>) -> SocketAddr {
         let Ok(addr) = a.http_addr.parse::<SocketAddr>() else {
-            self.0.push(format!(
-                "--http-addr {:?} is not an IP:PORT address",
-                a.http_addr
-            ));
+            self.push(
+                "http_addr",
+                format!("{:?} is not an IP:PORT address", a.http_addr),
+            );
             return SocketAddr::from(([127, 0, 0, 1], 0));
         };
         if !addr.ip().is_loopback() && !a.allow_remote_http {
-            self.0.push(format!(
-                "--http-addr {addr} is not a loopback address; pass --allow-remote-http to expose status and metrics beyond this machine"
-            ));
+            self.push(
+                "http_addr",
+                format!(
+                    "{addr} is not a loopback address; pass --allow-remote-http to expose status and metrics beyond this machine"
+                ),
+            );
         }
         if addr.port() == 0 || Some(addr.port()) == ui_port || addr.port() == a.port {
-            self.0.push(format!(
-                "--http-addr port {} must be fixed and differ from Temporal's ports",
-                addr.port()
-            ));
+            self.push(
+                "http_addr",
+                format!(
+                    "port {} must be fixed and differ from Temporal's ports",
+                    addr.port()
+                ),
+            );
         }
         addr
     }
@@ -152,10 +185,10 @@ impl Problems {
         match u32::try_from(a.failure_threshold) {
             Ok(n) if (1..=1000).contains(&n) => n,
             _ => {
-                self.0.push(format!(
-                    "--failure-threshold must be 1-1000, got {}",
-                    a.failure_threshold
-                ));
+                self.push(
+                    "failure_threshold",
+                    format!("must be 1-1000, got {}", a.failure_threshold),
+                );
                 1
             }
         }
@@ -165,17 +198,64 @@ impl Problems {
         if let Some(ep) = &a.otlp_endpoint
             && !(ep.starts_with("http://") || ep.starts_with("https://"))
         {
-            self.0.push(format!(
-                "--otlp-endpoint {ep:?} must be an http:// or https:// URL"
-            ));
+            self.push(
+                "otlp_endpoint",
+                format!("{ep:?} must be an http:// or https:// URL"),
+            );
+        }
+    }
+
+    /// Attach to an external Temporal: an address implies it; `managed =
+    /// false` needs one.
+    fn attach(&mut self, a: &Options) -> Option<SocketAddr> {
+        match &a.address {
+            Some(text) => services::socket_addr(text)
+                .map_err(|e| self.push("address", e))
+                .ok(),
+            None if !a.managed => {
+                self.push(
+                    "managed",
+                    "false needs the external Temporal's address (--temporal-address, TEMPORAL_SERVICE_ADDRESS or [temporal] address)".into(),
+                );
+                None
+            }
+            None => None,
         }
     }
 }
 
 impl Config {
-    /// Check every value of `a`; collect all problems.
-    pub fn new(home: StateDir, a: &Options) -> Result<Config, ConfigError> {
-        let mut p = Problems::default();
+    /// The configuration of `home`: `options` (flags, environment,
+    /// defaults; `explicit` names those a flag or variable set) merged
+    /// with the configuration file — `file` when given, else
+    /// `HOME/stigmer.toml` when it exists — and checked.
+    pub fn load(
+        home: StateDir,
+        options: &Options,
+        explicit: &BTreeSet<String>,
+        file: Option<&Path>,
+    ) -> Result<Config, crate::exit::Failure> {
+        let default = home.config_file();
+        let path = file.or_else(|| default.is_file().then_some(default.as_path()));
+        let Some(path) = path else {
+            return Ok(Config::new(home, options, &Sources::default())?);
+        };
+        let file = ConfigFile::read(path)?;
+        let (merged, sources) = file.merge(options, explicit)?;
+        let mut cfg = Config::new(home, &merged, &sources)?;
+        cfg.services = cfg.check_services(&file)?;
+        cfg.file = Some(path.to_path_buf());
+        Ok(cfg)
+    }
+
+    /// Check every value of `a`; collect all problems, naming each value
+    /// as `sources` says it was given.
+    pub fn new(home: StateDir, a: &Options, sources: &Sources) -> Result<Config, ConfigError> {
+        let mut p = Problems {
+            found: Vec::new(),
+            in_file: false,
+            sources,
+        };
         let ui_port = p.ports(a);
         let cfg = Config {
             temporal_ip: p.temporal_ip(a),
@@ -187,21 +267,57 @@ impl Config {
             db_file: a.db_file.clone().unwrap_or_else(|| home.db_file()),
             temporal_metrics_port: a.temporal_metrics_port,
             timeout: p.secs("timeout", a.timeout),
-            health_interval: p.secs("health-interval", a.health_interval),
-            health_timeout: p.secs("health-timeout", a.health_timeout),
+            health_interval: p.secs("health_interval", a.health_interval),
+            health_timeout: p.secs("health_timeout", a.health_timeout),
             failure_threshold: p.failure_threshold(a),
-            stop_grace: p.secs("stop-grace", a.stop_grace),
-            start_timeout: p.secs("start-timeout", a.start_timeout),
+            stop_grace: p.secs("stop_grace", a.stop_grace),
+            start_timeout: p.secs("start_timeout", a.start_timeout),
             otlp_endpoint: a.otlp_endpoint.clone(),
             temporal: a.temporal.clone(),
+            attach: p.attach(a),
+            services: Vec::new(),
+            file: None,
             home,
         };
         p.otlp_endpoint(a);
-        if p.0.is_empty() {
+        if p.found.is_empty() {
             Ok(cfg)
         } else {
-            Err(ConfigError(p.0))
+            Err(ConfigError(p.found, p.in_file))
         }
+    }
+
+    /// Check the file's services: each on its own, then their order and
+    /// that no two claim the same port (Temporal's and the daemon's
+    /// included).
+    fn check_services(&self, file: &ConfigFile) -> Result<Vec<ServiceSpec>, FileError> {
+        let mut specs = Vec::new();
+        for (name, decl) in &file.services {
+            specs.push(
+                decl.check(name, &file.dir())
+                    .map_err(|e| file.service_error(name, &e))?,
+            );
+        }
+        let specs = services::order(specs).map_err(|(name, e)| file.service_error(&name, &e))?;
+        let mut taken: Vec<(u16, String)> = self
+            .temporal_binds()
+            .into_iter()
+            .map(|(a, what, _)| (a.port(), what.to_string()))
+            .collect();
+        taken.push((self.http_addr.port(), "the daemon's HTTP server".into()));
+        for s in &specs {
+            let ports: BTreeSet<u16> = s.ports().collect();
+            for port in ports {
+                if let Some((_, owner)) = taken.iter().find(|(p, _)| *p == port) {
+                    return Err(file.service_error(
+                        &s.name,
+                        &format!("port {port} is already used by {owner}"),
+                    ));
+                }
+                taken.push((port, format!("service {}", s.name)));
+            }
+        }
+        Ok(specs)
     }
 
     /// Where a local client reaches Temporal: its IP, or loopback when it
@@ -361,7 +477,7 @@ mod tests {
         let Some(crate::cli::LocalCommand::Start(s)) = l.command else {
             unreachable!()
         };
-        Config::new(StateDir::new("/tmp/x"), &s.options)
+        Config::new(StateDir::new("/tmp/x"), &s.options, &Sources::default())
     }
 
     #[test]

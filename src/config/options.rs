@@ -16,9 +16,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-/// Every start option, with its default.
+/// Every start option, with its default. The field name is at once the
+/// clap id and the key in the file's `[temporal]` table.
 #[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Options {
     /// Temporal frontend gRPC port.
     #[arg(long, default_value_t = 7233, env = "STIGMER_PORT")]
@@ -109,6 +109,23 @@ pub struct Options {
     /// OTLP endpoint for traces (also OTEL_EXPORTER_OTLP_ENDPOINT).
     #[arg(long, env = "STIGMER_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// Run Temporal (true), or attach to one running elsewhere (false,
+    /// with --temporal-address): nothing is spawned or ever signalled.
+    #[arg(
+        long,
+        env = "STIGMER_TEMPORAL_MANAGED",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub managed: bool,
+    /// Address of an external Temporal to attach to (implies managed false).
+    #[arg(
+        long = "temporal-address",
+        env = "TEMPORAL_SERVICE_ADDRESS",
+        value_name = "HOST:PORT"
+    )]
+    pub address: Option<String>,
     /// Temporal's own `start-dev` options.
     #[command(flatten)]
     #[serde(flatten)]
@@ -158,6 +175,28 @@ pub struct TemporalFlags {
     #[arg(long, env = "STIGMER_TEMPORAL_LOG_LEVEL", value_name = "LEVEL")]
     #[serde(default)]
     pub temporal_log_level: Option<TemporalLogLevel>,
+}
+
+impl Options {
+    /// Every option at its default, whatever the environment says.
+    pub fn defaults() -> Options {
+        use clap::FromArgMatches;
+        let cmd = Options::augment_args(clap::Command::new("defaults"))
+            .mut_args(|a| a.env(None))
+            .no_binary_name(true);
+        let matches = cmd
+            .try_get_matches_from(std::iter::empty::<String>())
+            .expect("every option has a default or is optional");
+        Options::from_arg_matches(&matches).expect("defaults are valid")
+    }
+
+    /// The names of every option: clap ids and file keys alike.
+    pub fn keys() -> Vec<String> {
+        Options::augment_args(clap::Command::new("keys"))
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect()
+    }
 }
 
 impl TemporalFlags {

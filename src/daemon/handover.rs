@@ -54,7 +54,7 @@ mod tests {
     #[test]
     fn the_daemon_reads_exactly_what_the_cli_wrote() {
         let options = Cli::parse_from(["x", "--port", "7301", "--namespace", "a"]).options;
-        let cfg = Config::new(StateDir::new("/tmp/h"), &options).unwrap();
+        let cfg = Config::new(StateDir::new("/tmp/h"), &options, &Default::default()).unwrap();
         let fd = write_config(&cfg).unwrap();
         // SAFETY: we own the fd and give it away.
         let back = unsafe { read_config(fd.into_raw_fd()) }.unwrap();

@@ -147,7 +147,7 @@ mod tests {
         let (commands, _) = mpsc::channel(1);
         let options = Flags::parse_from(["x", "--headless"]).options;
         let info = DaemonInfo {
-            config: Config::new(StateDir::new("/tmp/h"), &options).unwrap(),
+            config: Config::new(StateDir::new("/tmp/h"), &options, &Default::default()).unwrap(),
             binary: "/bin/temporal".into(),
             started_at_unix_ms: 1,
             policy: Policy::default(),

@@ -1,0 +1,530 @@
+//! The services of the stack, as `[services.NAME]` tables of the
+//! configuration file declare them ([`ServiceDecl`]), and checked
+//! ([`ServiceSpec`]): one command (no shell), when it is ready, how its
+//! health is checked, when it restarts, how it stops, and what it waits
+//! for. [`order`] sorts them so every service comes after what it depends
+//! on, and names a dependency cycle when there is one.
+
+use crate::supervisor::state::RestartPolicy;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The built-in service: Temporal. No declared service may take its name.
+pub const TEMPORAL: &str = "temporal";
+
+/// A `[services.NAME]` table as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceDecl {
+    /// The program and its arguments (no shell).
+    pub command: Vec<String>,
+    /// Working directory, relative to the configuration file's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    /// Extra environment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Services (or `temporal`) that must be ready before this one starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// When the service counts as ready (default: once spawned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<ProbeDecl>,
+    /// How its health is checked while it runs (default: the `ready`
+    /// probe again, unless that is a log line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<ProbeDecl>,
+    /// `always` (default), `on-failure` or `never`.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// Signal that asks it to stop (default SIGTERM).
+    #[serde(default = "default_stop_signal")]
+    pub stop_signal: String,
+    /// Seconds between the stop signal and SIGKILL (default 10).
+    #[serde(default = "default_stop_grace")]
+    pub stop_grace: f64,
+}
+
+fn default_stop_signal() -> String {
+    "SIGTERM".into()
+}
+
+fn default_stop_grace() -> f64 {
+    10.0
+}
+
+/// A `ready` or `health` table: exactly one probe kind, and its timing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeDecl {
+    /// A regular expression matched against each line the service logs
+    /// (`ready` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    /// An `http://` URL that must answer 2xx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    /// A `HOST:PORT` that must accept a TCP connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<String>,
+    /// A `HOST:PORT` whose `grpc.health.v1` service must answer SERVING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<String>,
+    /// The gRPC service name to ask about (default: the server as a whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// A command that must exit 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<Vec<String>>,
+    /// Seconds: for `ready`, how long the service may take to become ready
+    /// (default 60); for `health`, how long one check may take (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<f64>,
+    /// Seconds between health checks (`health` only; default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<f64>,
+    /// Failed checks in a row before a restart (`health` only; default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<u32>,
+}
+
+/// A check of a running process, other than its own liveness.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeKind {
+    /// GET the URL; 2xx passes.
+    Http {
+        /// The URL.
+        url: String,
+    },
+    /// A TCP connection is accepted.
+    Tcp {
+        /// Where.
+        addr: SocketAddr,
+    },
+    /// `grpc.health.v1.Health/Check` answers SERVING.
+    Grpc {
+        /// Where.
+        addr: SocketAddr,
+        /// The service asked about ("" = the server).
+        service: String,
+    },
+    /// The command exits 0.
+    Exec {
+        /// The command (no shell).
+        argv: Vec<String>,
+    },
+}
+
+impl ProbeKind {
+    /// Its name as a health layer label: http, tcp, grpc, exec.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProbeKind::Http { .. } => "http",
+            ProbeKind::Tcp { .. } => "tcp",
+            ProbeKind::Grpc { .. } => "grpc",
+            ProbeKind::Exec { .. } => "exec",
+        }
+    }
+
+    /// The port it checks, when it checks a port of ours.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            ProbeKind::Http { url } => url_port(url),
+            ProbeKind::Tcp { addr } | ProbeKind::Grpc { addr, .. } => Some(addr.port()),
+            ProbeKind::Exec { .. } => None,
+        }
+    }
+}
+
+/// When a service counts as ready.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Readiness {
+    /// As soon as it is spawned.
+    Spawned,
+    /// When a line it logs matches this regular expression.
+    Log {
+        /// The expression (checked when the configuration is loaded).
+        pattern: String,
+        /// How long it may take.
+        timeout: Duration,
+    },
+    /// When this probe first passes.
+    Probe {
+        /// The probe.
+        kind: ProbeKind,
+        /// How long it may take.
+        timeout: Duration,
+    },
+}
+
+/// How a running service's health is checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// The probe.
+    pub kind: ProbeKind,
+    /// Between checks.
+    pub interval: Duration,
+    /// Longest one check may take.
+    pub timeout: Duration,
+    /// Failed checks in a row before a restart.
+    pub failure_threshold: u32,
+}
+
+/// A checked service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    /// Its name (`[a-z0-9_-]+`).
+    pub name: String,
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Working directory (absolute), if any.
+    pub cwd: Option<PathBuf>,
+    /// Extra environment.
+    pub env: BTreeMap<String, String>,
+    /// What must be ready first (`temporal` and service names).
+    pub depends_on: Vec<String>,
+    /// When it is ready.
+    pub ready: Readiness,
+    /// How its health is checked, if at all beyond being alive.
+    pub health: Option<HealthCheck>,
+    /// When it starts again after it ended.
+    pub restart: RestartPolicy,
+    /// The signal that asks it to stop.
+    pub stop_signal: i32,
+    /// Stop signal → SIGKILL.
+    pub stop_grace: Duration,
+}
+
+impl ServiceSpec {
+    /// The ports its probes check: ports this service listens on.
+    pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        let ready = match &self.ready {
+            Readiness::Probe { kind, .. } => kind.port(),
+            _ => None,
+        };
+        ready
+            .into_iter()
+            .chain(self.health.as_ref().and_then(|h| h.kind.port()))
+    }
+}
+
+/// Is `name` a valid service name?
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn url_port(url: &str) -> Option<u16> {
+    let uri: ureq::http::Uri = url.parse().ok()?;
+    Some(uri.port_u16().unwrap_or(80))
+}
+
+fn secs(v: f64, what: &str) -> Result<Duration, String> {
+    if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(format!(
+            "{what} must be between 0 and 86400 seconds, got {v}"
+        ))
+    }
+}
+
+/// `HOST:PORT` to an address (names are looked up now).
+pub fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = text.parse() {
+        return Ok(a);
+    }
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut it| it.next())
+        .ok_or_else(|| format!("{text:?} is not a HOST:PORT address"))
+}
+
+impl ProbeDecl {
+    /// The probe kind; exactly one of log, http, tcp, grpc, exec is set.
+    /// `None` for a log probe (which is readiness only).
+    fn kind(&self) -> Result<Option<ProbeKind>, String> {
+        let set = [
+            self.log.is_some(),
+            self.http.is_some(),
+            self.tcp.is_some(),
+            self.grpc.is_some(),
+            self.exec.is_some(),
+        ];
+        if set.iter().filter(|s| **s).count() != 1 {
+            return Err("needs exactly one of log, http, tcp, grpc, exec".into());
+        }
+        if self.service.is_some() && self.grpc.is_none() {
+            return Err("service goes with grpc only".into());
+        }
+        if let Some(url) = &self.http {
+            check_url(url)?;
+            return Ok(Some(ProbeKind::Http { url: url.clone() }));
+        }
+        if let Some(a) = &self.tcp {
+            return Ok(Some(ProbeKind::Tcp {
+                addr: socket_addr(a).map_err(|e| format!("tcp: {e}"))?,
+            }));
+        }
+        if let Some(a) = &self.grpc {
+            return Ok(Some(ProbeKind::Grpc {
+                addr: socket_addr(a).map_err(|e| format!("grpc: {e}"))?,
+                service: self.service.clone().unwrap_or_default(),
+            }));
+        }
+        if let Some(argv) = &self.exec {
+            if argv.first().is_none_or(|p| p.is_empty()) {
+                return Err("exec needs a non-empty command".into());
+            }
+            return Ok(Some(ProbeKind::Exec { argv: argv.clone() }));
+        }
+        Ok(None)
+    }
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|e| format!("http: {url:?} is not a URL ({e})"))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        return Err(format!(
+            "http: {url:?} must be an http:// URL with a host (https is not supported)"
+        ));
+    }
+    Ok(())
+}
+
+impl ServiceDecl {
+    /// Check this declaration of service `name`, whose relative paths are
+    /// relative to `base` (the configuration file's directory). Errors
+    /// name the key.
+    pub fn check(&self, name: &str, base: &Path) -> Result<ServiceSpec, String> {
+        if name == TEMPORAL {
+            return Err("`temporal` is the built-in service; choose another name".into());
+        }
+        if !valid_name(name) {
+            return Err("the name must be lowercase letters, digits, '-' or '_'".into());
+        }
+        if self.command.first().is_none_or(|p| p.is_empty()) {
+            return Err("command: must name a program (a non-empty list, no shell)".into());
+        }
+        let ready = self.readiness().map_err(|e| format!("ready: {e}"))?;
+        let health = self
+            .health_check(&ready)
+            .map_err(|e| format!("health: {e}"))?;
+        Ok(ServiceSpec {
+            name: name.to_string(),
+            command: self.command.clone(),
+            cwd: self.cwd.as_ref().map(|c| base.join(c)),
+            env: self.env.clone(),
+            depends_on: self.depends_on.clone(),
+            ready,
+            health,
+            restart: self.restart,
+            stop_signal: signal_number(&self.stop_signal)
+                .ok_or_else(|| format!("stop_signal: {:?} is not a signal", self.stop_signal))?,
+            stop_grace: secs(self.stop_grace, "stop_grace")?,
+        })
+    }
+
+    fn readiness(&self) -> Result<Readiness, String> {
+        let Some(r) = &self.ready else {
+            return Ok(Readiness::Spawned);
+        };
+        if r.interval.is_some() || r.failure_threshold.is_some() {
+            return Err("interval and failure_threshold belong to health".into());
+        }
+        let timeout = secs(r.timeout.unwrap_or(60.0), "timeout")?;
+        match (r.kind()?, &r.log) {
+            (Some(kind), _) => Ok(Readiness::Probe { kind, timeout }),
+            (None, Some(pattern)) => {
+                regex::Regex::new(pattern).map_err(|e| format!("log: invalid regex: {e}"))?;
+                Ok(Readiness::Log {
+                    pattern: pattern.clone(),
+                    timeout,
+                })
+            }
+            (None, None) => unreachable!("kind() ensures one is set"),
+        }
+    }
+
+    fn health_check(&self, ready: &Readiness) -> Result<Option<HealthCheck>, String> {
+        let (kind, decl) = match (&self.health, ready) {
+            (Some(h), _) => match h.kind()? {
+                Some(kind) => (kind, h.clone()),
+                None => return Err("log is a readiness probe, not a health check".into()),
+            },
+            (None, Readiness::Probe { kind, .. }) => (kind.clone(), ProbeDecl::default()),
+            (None, _) => return Ok(None),
+        };
+        let threshold = decl.failure_threshold.unwrap_or(3);
+        if !(1..=1000).contains(&threshold) {
+            return Err(format!("failure_threshold must be 1-1000, got {threshold}"));
+        }
+        Ok(Some(HealthCheck {
+            kind,
+            interval: secs(decl.interval.unwrap_or(1.0), "interval")?,
+            timeout: secs(decl.timeout.unwrap_or(1.0), "timeout")?,
+            failure_threshold: threshold,
+        }))
+    }
+}
+
+/// `SIGTERM`, `TERM`, `15` → 15.
+fn signal_number(name: &str) -> Option<i32> {
+    if let Ok(n) = name.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).ok().map(|s| s as i32);
+    }
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    full.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
+}
+
+/// Sort `specs` so that each comes after everything it depends on.
+/// Errors name an unknown dependency or a cycle (`a -> b -> a`).
+pub fn order(specs: Vec<ServiceSpec>) -> Result<Vec<ServiceSpec>, (String, String)> {
+    let by_name: BTreeMap<&str, &ServiceSpec> =
+        specs.iter().map(|s| (s.name.as_str(), s)).collect();
+    for s in &specs {
+        if let Some(d) = s
+            .depends_on
+            .iter()
+            .find(|d| *d != TEMPORAL && !by_name.contains_key(d.as_str()))
+        {
+            return Err((
+                s.name.clone(),
+                format!("depends_on: no service named {d:?}"),
+            ));
+        }
+    }
+    let mut done: Vec<String> = Vec::new();
+    let mut path: Vec<String> = Vec::new();
+    fn visit(
+        name: &str,
+        by_name: &BTreeMap<&str, &ServiceSpec>,
+        done: &mut Vec<String>,
+        path: &mut Vec<String>,
+    ) -> Result<(), (String, String)> {
+        if name == TEMPORAL || done.iter().any(|d| d == name) {
+            return Ok(());
+        }
+        if let Some(at) = path.iter().position(|p| p == name) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(name.to_string());
+            return Err((
+                name.to_string(),
+                format!("depends_on: dependency cycle {}", cycle.join(" -> ")),
+            ));
+        }
+        path.push(name.to_string());
+        for d in &by_name[name].depends_on {
+            visit(d, by_name, done, path)?;
+        }
+        path.pop();
+        done.push(name.to_string());
+        Ok(())
+    }
+    for s in &specs {
+        visit(&s.name, &by_name, &mut done, &mut path)?;
+    }
+    let mut rest = specs;
+    Ok(done
+        .iter()
+        .map(|n| {
+            let i = rest.iter().position(|s| &s.name == n).expect("visited");
+            rest.swap_remove(i)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decl(toml_text: &str) -> ServiceDecl {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn probes_default_and_check() {
+        let s = decl("command = ['api']\nready = { http = 'http://127.0.0.1:8000/healthz' }")
+            .check("api", Path::new("/etc"))
+            .unwrap();
+        let h = s.health.unwrap();
+        assert_eq!(h.kind.port(), Some(8000));
+        assert_eq!(h.failure_threshold, 3);
+        let s = decl("command = ['w']\nready = { log = 'Worker ready' }\ncwd = 'w'")
+            .check("worker", Path::new("/etc"))
+            .unwrap();
+        assert!(s.health.is_none(), "a log line is not re-checked");
+        assert_eq!(s.cwd.as_deref(), Some(Path::new("/etc/w")));
+        assert_eq!(s.stop_signal, 15);
+        for (text, want) in [
+            ("command = []", "command"),
+            ("command = ['x']\nready = { log = '(' }", "invalid regex"),
+            ("command = ['x']\nready = { http = 'ftp://x' }", "http://"),
+            (
+                "command = ['x']\nready = { http = 'h', tcp = 'a:1' }",
+                "exactly one",
+            ),
+            ("command = ['x']\nhealth = { log = 'x' }", "readiness"),
+            ("command = ['x']\nstop_signal = 'SIGNOPE'", "stop_signal"),
+            ("command = ['x']\nready = { tcp = 'nowhere' }", "HOST:PORT"),
+        ] {
+            let e = decl(text).check("x", Path::new("/")).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        assert!(
+            decl("command = ['x']")
+                .check("temporal", Path::new("/"))
+                .is_err()
+        );
+        assert!(
+            decl("command = ['x']")
+                .check("Bad Name", Path::new("/"))
+                .is_err()
+        );
+    }
+
+    fn spec(name: &str, deps: &[&str]) -> ServiceSpec {
+        let mut s = decl("command = ['x']").check(name, Path::new("/")).unwrap();
+        s.depends_on = deps.iter().map(|d| d.to_string()).collect();
+        s
+    }
+
+    #[test]
+    fn orders_by_dependency_and_names_cycles() {
+        let sorted = order(vec![
+            spec("web", &["api"]),
+            spec("api", &["temporal", "db"]),
+            spec("db", &[]),
+        ])
+        .unwrap();
+        let names: Vec<&str> = sorted.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["db", "api", "web"]);
+        let (_, e) = order(vec![
+            spec("a", &["b"]),
+            spec("b", &["c"]),
+            spec("c", &["a"]),
+        ])
+        .unwrap_err();
+        assert!(e.contains("a -> b -> c -> a"), "{e}");
+        let (who, e) = order(vec![spec("a", &["ghost"])]).unwrap_err();
+        assert_eq!(who, "a");
+        assert!(e.contains("ghost"), "{e}");
+    }
+}
