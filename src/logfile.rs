@@ -1,6 +1,6 @@
-//! Temporal's log: the daemon pumps the child's stdout/stderr into a
-//! size-rotated file (`temporal.log`, `.1`, `.2`), and `stigmer local logs`
-//! reads its tail and follows it across rotation.
+//! Process logs: the daemon pumps each child's stdout/stderr into a
+//! size-rotated file (`temporal.log` or `NAME.log`, `.1`, `.2`), and
+//! `stigmer local logs` reads its tail and follows it across rotation.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
@@ -75,8 +75,16 @@ fn generation(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Copy lines from a child's pipe into the shared log until EOF.
-pub fn pump(fd: OwnedFd, log: Arc<Mutex<RotatingLog>>) -> io::Result<tokio::task::JoinHandle<()>> {
+/// Called with each line a child writes (e.g. to spot a readiness line).
+pub type OnLine = Box<dyn FnMut(&[u8]) + Send>;
+
+/// Copy lines from a child's pipe into the shared log until EOF, showing
+/// each to `on_line` first.
+pub fn pump(
+    fd: OwnedFd,
+    log: Arc<Mutex<RotatingLog>>,
+    mut on_line: Option<OnLine>,
+) -> io::Result<tokio::task::JoinHandle<()>> {
     let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
     Ok(tokio::spawn(async move {
         let mut lines = tokio::io::BufReader::new(rx);
@@ -86,6 +94,9 @@ pub fn pump(fd: OwnedFd, log: Arc<Mutex<RotatingLog>>) -> io::Result<tokio::task
             match lines.read_until(b'\n', &mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
+                    if let Some(f) = on_line.as_mut() {
+                        f(&buf);
+                    }
                     if !buf.ends_with(b"\n") {
                         buf.push(b'\n');
                     }

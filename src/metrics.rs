@@ -12,7 +12,7 @@ use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Buckets from 1 ms to 60 s: probe latencies, detection, start and recovery.
@@ -221,7 +221,7 @@ impl Metrics {
                 .with_label_values(&[s.as_str()])
                 .set(i64::from(s == StateName::Stopped));
         }
-        for l in Layer::ALL {
+        for l in Layer::TEMPORAL {
             m.probe_failures.with_label_values(&[l.as_str()]);
         }
         for reason in [
@@ -278,6 +278,17 @@ impl Metrics {
             self.sup_threads.set(u.threads as i64);
         }
         self.sup_fds.set(proc::open_fds(me).map_or(0, |n| n as i64));
+    }
+}
+
+impl Metrics {
+    /// The observer that moves unit `name`'s series.
+    pub fn observer(self: &Arc<Self>, name: &str) -> Arc<dyn Observer> {
+        if name == crate::config::services::TEMPORAL {
+            self.clone()
+        } else {
+            Arc::new(crate::supervisor::NoObserver)
+        }
     }
 }
 

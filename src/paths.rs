@@ -104,6 +104,10 @@ impl StateDir {
     pub fn temporal_log(&self) -> PathBuf {
         self.log_dir().join("temporal.log")
     }
+    /// A service's stdout/stderr.
+    pub fn service_log(&self, name: &str) -> PathBuf {
+        self.log_dir().join(format!("{name}.log"))
+    }
     /// The detached daemon's log.
     pub fn daemon_log(&self) -> PathBuf {
         self.log_dir().join("daemon.log")

@@ -32,6 +32,9 @@ pub struct PidRecord {
     pub daemon: Identity,
     /// The current Temporal process, when one runs.
     pub temporal: Option<Identity>,
+    /// The current process of each service that runs.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub services: std::collections::BTreeMap<String, Identity>,
     /// Temporal's frontend gRPC address.
     pub frontend: SocketAddr,
     /// Temporal's web UI, unless headless.
@@ -54,6 +57,7 @@ impl PidRecord {
             version: FORMAT_VERSION,
             daemon,
             temporal: None,
+            services: Default::default(),
             frontend: cfg.frontend(),
             ui_url: cfg.ui_url(),
             http_addr: cfg.http_addr,
@@ -183,6 +187,7 @@ mod tests {
                 exe: Some("/bin/stigmer".into()),
             },
             temporal: None,
+            services: Default::default(),
             frontend: "127.0.0.1:7233".parse().unwrap(),
             ui_url: Some("http://127.0.0.1:8233".into()),
             http_addr: "127.0.0.1:9233".parse().unwrap(),

@@ -27,7 +27,11 @@ impl Grpc {
     /// `grpc.health.v1.Health/Check` answered SERVING within `timeout`?
     pub fn serving(&self, timeout: Duration) -> bool {
         self.rt
-            .block_on(stigmer::health::grpc_health(self.addr, timeout))
+            .block_on(stigmer::health::grpc_health(
+                self.addr,
+                stigmer::health::TEMPORAL_SERVICE,
+                timeout,
+            ))
             .is_ok()
     }
 }

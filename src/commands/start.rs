@@ -126,7 +126,11 @@ fn ready_instance(cfg: &Config) -> Result<Option<StatusDoc>, Failure> {
     }
     let rt = super::runtime()?;
     let serving = rt
-        .block_on(grpc_health(record.frontend, Duration::from_secs(1)))
+        .block_on(grpc_health(
+            record.frontend,
+            crate::health::TEMPORAL_SERVICE,
+            Duration::from_secs(1),
+        ))
         .is_ok();
     Ok(serving.then_some(doc))
 }

@@ -12,19 +12,23 @@ pub mod handover;
 pub mod preflight;
 
 use crate::config::Config;
+use crate::config::services::TEMPORAL;
 use crate::exit::Failure;
 use crate::http::{self, AppState};
 use crate::lock::InstanceLock;
 use crate::metrics::Metrics;
 use crate::pidfile::{self, PidRecord};
+use crate::process::Spawner;
 use crate::process::{Identity, ports};
 use crate::startup::{Notifier, Report};
 use crate::status::DaemonInfo;
 use crate::supervisor::actor::unix_now_ms;
+use crate::supervisor::external::Watcher;
 use crate::supervisor::policy::Policy;
 use crate::supervisor::registry::SharedRegistry;
-use crate::supervisor::state::{RestartPolicy, Rules};
-use crate::supervisor::{Actor, Command, Handle, Observer, Observers, SupervisorConfig};
+use crate::supervisor::stack::{Runner, Stack};
+use crate::supervisor::unit::Unit;
+use crate::supervisor::{Actor, Command, Handle, Observer, Observers};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -141,7 +145,7 @@ impl Signals {
                 _ = self.int.recv() => return None,
                 _ = self.hup.recv() => {
                     tracing::info!("SIGHUP: restarting Temporal");
-                    let _ = sup.handle.commands.send(Command::Restart).await;
+                    let _ = sup.handle.temporal().commands.send(Command::Restart).await;
                 }
                 r = &mut sup.done => return Some(r),
             }
@@ -203,28 +207,10 @@ impl Supervisor {
         metrics: Arc<Metrics>,
         reporter: &Reporter,
     ) -> Result<Self, Failure> {
-        let cfg = &info.config;
-        let rules = Rules {
-            policy: info.policy.clone(),
-            failure_threshold: cfg.failure_threshold,
-            start_timeout: cfg.start_timeout,
-            restart: RestartPolicy::Always,
-        };
-        let sup_cfg = SupervisorConfig::temporal(cfg, &info.binary, rules);
-        let registry = SharedRegistry::new(lock, cfg.home.pid_file(), record);
-        let (actor, handle) = Actor::new(sup_cfg, registry);
-        let mut observers: Vec<Arc<dyn Observer>> = vec![metrics];
-        if crate::telemetry::traces_on() {
-            observers.push(Arc::new(crate::telemetry::spans::SpanObserver::default()));
-        }
-        let mut actor = actor.with_observer(Arc::new(Observers(observers)));
-        let startup = actor.notify_startup();
+        let registry = SharedRegistry::new(lock, info.config.home.pid_file(), record);
+        let mut stack = build_stack(info, &registry, &metrics);
+        let handle = stack.handle();
         let reporter = reporter.clone();
-        tokio::spawn(async move {
-            if let Ok(report) = startup.await {
-                reporter.send(report);
-            }
-        });
         let (stop, mut stop_rx) = watch::channel(false);
         let (done_tx, done) = oneshot::channel();
         std::thread::Builder::new()
@@ -235,10 +221,19 @@ impl Supervisor {
                     .build()
                     .map_err(|e| e.to_string())
                     .and_then(|rt| {
-                        rt.block_on(actor.run(async move {
-                            let _ = stop_rx.wait_for(|stop| *stop).await;
-                        }))
-                        .map_err(|e| e.to_string())
+                        rt.block_on(async move {
+                            let startup = stack.startup();
+                            tokio::spawn(async move {
+                                if let Ok(report) = startup.await {
+                                    reporter.send(report);
+                                }
+                            });
+                            stack
+                                .run(async move {
+                                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                                })
+                                .await
+                        })
                     });
                 let _ = done_tx.send(result);
             })?;
@@ -262,6 +257,52 @@ impl Supervisor {
             Err(_) => Err(Failure::Internal("supervisor thread died".into())),
         }
     }
+}
+
+/// Every unit of `info`'s configuration as a supervisor: Temporal (run,
+/// or watched when attached) and each service, all spawning through one
+/// thread and reporting to `metrics` (and traces, when on).
+fn build_stack(info: &DaemonInfo, registry: &SharedRegistry, metrics: &Arc<Metrics>) -> Stack {
+    let cfg = &info.config;
+    let spawner = Spawner::new();
+    let observe = |name: &str| -> Arc<dyn Observer> {
+        let mut observers: Vec<Arc<dyn Observer>> = vec![metrics.observer(name)];
+        if crate::telemetry::traces_on() {
+            observers.push(Arc::new(crate::telemetry::spans::SpanObserver::new(name)));
+        }
+        Arc::new(Observers(observers))
+    };
+    let mut members = Vec::new();
+    let mut startups = Vec::new();
+    let temporal = match cfg.attach {
+        Some(addr) => {
+            let (w, h) = Watcher::new(
+                addr,
+                cfg.health_interval,
+                cfg.health_timeout,
+                registry.clone(),
+            );
+            let mut w = w.with_observer(observe(TEMPORAL));
+            startups.push((TEMPORAL.to_string(), w.notify_startup()));
+            (Runner::Attached(w), h)
+        }
+        None => {
+            let unit = Unit::temporal(cfg, &info.binary, info.policy.clone());
+            let (a, h) = Actor::new(unit, registry.clone(), spawner.clone());
+            let mut a = a.with_observer(observe(TEMPORAL));
+            startups.push((TEMPORAL.to_string(), a.notify_startup()));
+            (Runner::Managed(Box::new(a)), h)
+        }
+    };
+    members.push(temporal);
+    for s in &cfg.services {
+        let unit = Unit::service(s, cfg, info.policy.clone(), &spawner);
+        let (a, h) = Actor::new(unit, registry.clone(), spawner.clone());
+        let mut a = a.with_observer(observe(&s.name));
+        startups.push((s.name.clone(), a.notify_startup()));
+        members.push((Runner::Managed(Box::new(a)), h));
+    }
+    Stack::new(members, startups)
 }
 
 /// The HTTP server task; it outlives supervision, so monitors see

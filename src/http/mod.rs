@@ -3,7 +3,8 @@
 //! published snapshot; no endpoint changes anything.
 //!
 //! - `/livez`: 200 while the supervisor loop is alive (even mid-restart).
-//! - `/readyz`, `/healthz`: 200 only while Temporal serves; else 503.
+//! - `/readyz`, `/healthz`: 200 only while every unit (Temporal, each
+//!   service) is ready; else 503. `/readyz/NAME`: one unit.
 //! - `/status`: the [`StatusDoc`](crate::status::StatusDoc).
 //! - `/metrics`: Prometheus text format.
 //!
@@ -17,9 +18,9 @@ pub use server::serve;
 
 use crate::metrics::Metrics;
 use crate::status::{DaemonInfo, StatusDoc};
-use crate::supervisor::Handle;
+use crate::supervisor::{Handle, UnitHandle};
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/healthz", get(readyz))
+        .route("/readyz/{name}", get(readyz_one))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
@@ -62,46 +64,75 @@ async fn deadline(req: Request, next: Next) -> Response {
     }
 }
 
+/// Is every unit's supervisor still running?
 fn supervisor_alive(h: &Handle) -> bool {
-    // The actor owns the sender: once it is gone, the loop is dead.
-    h.status.has_changed().is_ok()
+    h.units.iter().all(UnitHandle::alive)
+}
+
+fn json(code: StatusCode, body: serde_json::Value) -> Response {
+    (code, axum::Json(body)).into_response()
 }
 
 async fn livez(State(s): State<AppState>) -> Response {
-    let state = s.handle.status.borrow().state;
+    let state = s.handle.temporal().status.borrow().state;
     if supervisor_alive(&s.handle) {
-        (
-            StatusCode::OK,
-            axum::Json(json!({"status": "alive", "state": state})),
-        )
-            .into_response()
+        json(StatusCode::OK, json!({"status": "alive", "state": state}))
     } else {
-        (
+        json(
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "dead", "state": state})),
+            json!({"status": "dead", "state": state}),
         )
-            .into_response()
     }
 }
 
+/// 200 only when every unit is ready; the body names Temporal's state and
+/// any unit that is not ready.
 async fn readyz(State(s): State<AppState>) -> Response {
-    let (ready, state) = {
-        let snap = s.handle.status.borrow();
-        (snap.ready, snap.state)
-    };
-    let ok = ready && supervisor_alive(&s.handle);
+    let snaps = s.handle.snapshots();
+    let not_ready: Vec<&str> = snaps
+        .iter()
+        .filter(|(_, snap)| !snap.ready)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let ok = not_ready.is_empty() && supervisor_alive(&s.handle);
     let code = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({"status": if ok { "ready" } else { "not_ready" }, "state": state});
-    (code, axum::Json(body)).into_response()
+    let status = if ok { "ready" } else { "not_ready" };
+    json(
+        code,
+        json!({"status": status, "state": snaps[0].1.state, "not_ready": not_ready}),
+    )
+}
+
+/// Readiness of one unit (`temporal` or a service).
+async fn readyz_one(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    let Some(unit) = s.handle.unit(&name) else {
+        return json(
+            StatusCode::NOT_FOUND,
+            json!({"status": "unknown", "error": format!("no service named {name:?}")}),
+        );
+    };
+    let (ready, state) = {
+        let snap = unit.status.borrow();
+        (snap.ready, snap.state)
+    };
+    let ok = ready && unit.alive();
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(
+        code,
+        json!({"status": if ok { "ready" } else { "not_ready" }, "state": state, "service": name}),
+    )
 }
 
 async fn status(State(s): State<AppState>) -> Response {
-    let snap = s.handle.status.borrow().clone();
-    axum::Json(StatusDoc::build(&snap, &s.info)).into_response()
+    axum::Json(StatusDoc::build(&s.handle.snapshots(), &s.info)).into_response()
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
@@ -141,10 +172,33 @@ mod tests {
         options: Options,
     }
 
-    /// A router over a snapshot channel the test controls.
-    fn app() -> (Router, watch::Sender<Snapshot>) {
+    /// A unit handle over a snapshot channel the test controls.
+    fn unit(name: &str) -> (UnitHandle, watch::Sender<Snapshot>) {
         let (tx, rx) = watch::channel(Snapshot::default());
         let (commands, _) = mpsc::channel(1);
+        let h = UnitHandle {
+            name: name.into(),
+            depends_on: vec![],
+            status: rx,
+            commands,
+        };
+        (h, tx)
+    }
+
+    /// A router over Temporal and one service, "api".
+    fn app_with_service() -> (Router, watch::Sender<Snapshot>, watch::Sender<Snapshot>) {
+        let (t, ttx) = unit("temporal");
+        let (api, atx) = unit("api");
+        (router(state(vec![t, api])), ttx, atx)
+    }
+
+    /// A router over Temporal alone.
+    fn app() -> (Router, watch::Sender<Snapshot>) {
+        let (t, tx) = unit("temporal");
+        (router(state(vec![t])), tx)
+    }
+
+    fn state(units: Vec<UnitHandle>) -> AppState {
         let options = Flags::parse_from(["x", "--headless"]).options;
         let info = DaemonInfo {
             config: Config::new(StateDir::new("/tmp/h"), &options, &Default::default()).unwrap(),
@@ -152,15 +206,42 @@ mod tests {
             started_at_unix_ms: 1,
             policy: Policy::default(),
         };
-        let state = AppState {
-            handle: Handle {
-                status: rx,
-                commands,
-            },
+        AppState {
+            handle: Handle { units },
             info: Arc::new(info),
             metrics: Arc::new(Metrics::new().unwrap()),
-        };
-        (router(state), tx)
+        }
+    }
+
+    fn ready(tx: &watch::Sender<Snapshot>) {
+        tx.send_modify(|s| {
+            s.state = StateName::Running;
+            s.ready = true;
+        });
+    }
+
+    #[tokio::test]
+    async fn readiness_needs_every_unit_and_each_has_its_own() {
+        let (app, t, api) = app_with_service();
+        ready(&t);
+        let (code, body) = call(&app, "GET", "/readyz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("\"api\""), "names what is not ready: {body}");
+        assert_eq!(
+            call(&app, "GET", "/readyz/temporal").await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&app, "GET", "/readyz/api").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        ready(&api);
+        assert_eq!(call(&app, "GET", "/healthz").await.0, StatusCode::OK);
+        assert_eq!(call(&app, "GET", "/readyz/api").await.0, StatusCode::OK);
+        assert_eq!(
+            call(&app, "GET", "/readyz/nope").await.0,
+            StatusCode::NOT_FOUND
+        );
     }
 
     async fn call(app: &Router, method: &str, path: &str) -> (StatusCode, String) {

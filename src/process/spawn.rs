@@ -22,19 +22,25 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 
 /// What to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SpawnSpec {
-    /// Executable path.
+    /// Executable path (or a name looked up on PATH).
     pub program: PathBuf,
     /// Arguments.
     pub args: Vec<OsString>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// Pipe stdout/stderr to us (for the log); else /dev/null.
+    pub capture: bool,
 }
 
 type Job = (SpawnSpec, oneshot::Sender<io::Result<std::process::Child>>);
 
 /// Handle to the spawner thread. Cloneable; the thread lives until every
 /// handle is dropped.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Spawner {
     tx: std::sync::mpsc::Sender<Job>,
 }
@@ -87,11 +93,22 @@ impl Spawner {
 fn spawn_now(spec: &SpawnSpec) -> io::Result<std::process::Child> {
     let parent = std::process::id() as i32;
     let mut cmd = Command::new(&spec.program);
+    let out = || {
+        if spec.capture {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        }
+    };
     cmd.args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(out())
+        .stderr(out())
         .process_group(0);
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
     // Temporal (Go's os/user without cgo) fails at start without $USER;
     // containers and systemd units often have none.
     if std::env::var_os("USER").is_none() {
@@ -178,6 +195,7 @@ mod tests {
             .spawn(SpawnSpec {
                 program: "sh".into(),
                 args: vec!["-c".into(), "exit 7".into()],
+                ..SpawnSpec::default()
             })
             .await
             .unwrap();
@@ -193,6 +211,7 @@ mod tests {
             .spawn(SpawnSpec {
                 program: "sleep".into(),
                 args: vec!["30".into()],
+                ..SpawnSpec::default()
             })
             .await
             .unwrap();

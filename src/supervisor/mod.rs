@@ -1,18 +1,26 @@
-//! Supervision of one Temporal process.
+//! Supervision of the stack: Temporal and the declared services.
 //!
 //! - [`state`]: the pure decision core, `step(state, event, now)`.
 //! - [`policy`]: restart delays (exponential, jittered, capped).
-//! - [`actor`]: the task that owns the child, turns the kernel's exit
-//!   event, probe rounds, timers and commands into events, and executes the
-//!   actions `step` returns.
-//! - [`Snapshot`]: what the actor publishes (via a `watch` channel) for
+//! - [`unit`]: what one supervised process is (Temporal or a service).
+//! - [`actor`]: the task that owns one unit's child, turns the kernel's
+//!   exit event, probe rounds, timers and commands into events, and
+//!   executes the actions `step` returns.
+//! - [`external`]: an external Temporal (attach mode), only probed.
+//! - [`stack`]: runs every unit, starts each once what it depends on is
+//!   ready, and stops them in reverse order.
+//! - [`registry`]: the one writer of the lock file and the PID file.
+//! - [`Snapshot`]: what each unit publishes (via a `watch` channel) for
 //!   `/status`, `status`, and readiness; [`Observer`] is how metrics and
 //!   traces hear about the same moments.
 
 pub mod actor;
+pub mod external;
 pub mod policy;
 pub mod registry;
+pub mod stack;
 pub mod state;
+pub mod unit;
 
 use crate::health::{Check, Layer};
 use crate::process::ExitStatus;
@@ -22,22 +30,65 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-pub use actor::{Actor, SupervisorConfig};
+pub use actor::Actor;
 
-/// Requests others may send to the actor.
+/// Requests to one unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
-    /// Stop Temporal gracefully and start a new one.
+    /// Its dependencies are ready: start (a waiting unit only).
+    Start,
+    /// Stop it gracefully and start a new one.
     Restart,
 }
 
-/// A cloneable handle: read the latest snapshot, send commands.
+/// A cloneable handle to one unit: read its latest snapshot, send it
+/// commands.
 #[derive(Clone)]
-pub struct Handle {
+pub struct UnitHandle {
+    /// The unit's name (`temporal` or the service's).
+    pub name: String,
+    /// What it waits for.
+    pub depends_on: Vec<String>,
     /// Latest snapshot.
     pub status: watch::Receiver<Snapshot>,
     /// Command channel.
     pub commands: mpsc::Sender<Command>,
+}
+
+impl UnitHandle {
+    /// Is the unit's supervisor still running?
+    pub fn alive(&self) -> bool {
+        // The supervisor owns the sender: once it is gone, it has ended.
+        self.status.has_changed().is_ok()
+    }
+}
+
+/// Handles to every unit of the stack, Temporal first, each after what it
+/// depends on.
+#[derive(Clone)]
+pub struct Handle {
+    /// The units.
+    pub units: Vec<UnitHandle>,
+}
+
+impl Handle {
+    /// Temporal's handle.
+    pub fn temporal(&self) -> &UnitHandle {
+        &self.units[0]
+    }
+
+    /// The unit called `name`.
+    pub fn unit(&self, name: &str) -> Option<&UnitHandle> {
+        self.units.iter().find(|u| u.name == name)
+    }
+
+    /// Every unit's latest snapshot, by name, Temporal first.
+    pub fn snapshots(&self) -> Vec<(String, Snapshot)> {
+        self.units
+            .iter()
+            .map(|u| (u.name.clone(), u.status.borrow().clone()))
+            .collect()
+    }
 }
 
 /// Hooks for metrics and traces; every method defaults to nothing.
@@ -109,9 +160,9 @@ impl Observer for Observers {
     }
 }
 
-/// Temporal as the supervisor sees it.
+/// The running process as its supervisor sees it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct TemporalInfo {
+pub struct ProcessInfo {
     /// Pid.
     pub pid: i32,
     /// Process group.
@@ -180,8 +231,8 @@ pub struct Snapshot {
     pub state: StateName,
     /// Serving (readiness)?
     pub ready: bool,
-    /// The current Temporal, if one runs.
-    pub temporal: Option<TemporalInfo>,
+    /// The current process, if one runs.
+    pub process: Option<ProcessInfo>,
     /// Health layers by name.
     pub health: BTreeMap<Layer, LayerStatus>,
     /// Restarts.
@@ -197,7 +248,7 @@ impl Default for Snapshot {
         Self {
             state: StateName::Stopped,
             ready: false,
-            temporal: None,
+            process: None,
             health: BTreeMap::new(),
             restarts: Restarts::default(),
             backoff: None,

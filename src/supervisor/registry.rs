@@ -43,10 +43,18 @@ impl SharedRegistry {
         self.get().record.clone()
     }
 
-    /// Record Temporal's identity (`None`: none runs) and rewrite the file.
-    pub fn set_temporal(&self, id: Option<Identity>) {
+    /// Record the identity of unit `name` (`temporal` or a service;
+    /// `None`: none runs) and rewrite the file.
+    pub fn set(&self, name: &str, id: Option<Identity>) {
         let mut r = self.get();
-        r.record.temporal = id;
+        if name == crate::config::services::TEMPORAL {
+            r.record.temporal = id;
+        } else {
+            match id {
+                Some(id) => r.record.services.insert(name.to_string(), id),
+                None => r.record.services.remove(name),
+            };
+        }
         r.write();
     }
 

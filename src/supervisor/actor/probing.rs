@@ -1,9 +1,9 @@
-//! Probing: when health rounds run (every 10 ms until first ready, then
-//! every `--health-interval`, on a fixed cadence) and how a finished round
-//! becomes a snapshot update and a state-machine event.
+//! Probing: when health rounds run (every startup interval until ready,
+//! then every health interval, on a fixed cadence), what they check, and
+//! how a finished round becomes a snapshot update and state-machine events.
 
 use super::{Actor, ProbeFuture, ms, unix_now_ms};
-use crate::health::{self, Layer, Round, Target};
+use crate::health::{self, Round, Target};
 use crate::supervisor::LayerStatus;
 use crate::supervisor::state::{Event, StateName};
 use std::time::{Duration, Instant};
@@ -19,19 +19,24 @@ impl Actor {
 
     pub(super) fn probe_interval(&self) -> Duration {
         if self.state.name() == StateName::Starting {
-            self.cfg.startup_interval
+            self.unit.startup_interval
         } else {
-            self.cfg.health_interval
+            self.unit.health_interval
         }
     }
 
     pub(super) fn start_round(&self) -> Option<ProbeFuture> {
         let live = self.live.as_ref()?;
+        let plan = if self.state.name() == StateName::Starting {
+            self.unit.ready_plan()
+        } else {
+            self.unit.health.clone()
+        };
         let target = Target {
-            registry: self.registry.clone(),
-            identity: live.identity.clone(),
-            frontend: self.cfg.frontend,
-            timeout: self.cfg.health_timeout,
+            registry: self.unit.files.then(|| self.registry.clone()),
+            identity: Some(live.identity.clone()),
+            plan,
+            timeout: self.unit.health_timeout,
         };
         Some(Box::pin(health::round(target)))
     }
@@ -59,13 +64,14 @@ impl Actor {
             } else {
                 entry.consecutive_failures + 1
             };
-            // Port/gRPC "failures" while Temporal is still starting are
-            // expected; they are not health-check failures.
-            if !(quiet_startup && !c.ok && matches!(c.layer, Layer::Port | Layer::Grpc)) {
+            // The application not answering yet while it starts is
+            // expected; that is not a health-check failure.
+            let expected = quiet_startup && !c.ok && c.layer.answers();
+            if !expected {
                 self.observer.probe(c);
             }
             if !c.ok && !quiet_startup {
-                tracing::warn!(layer = c.layer.as_str(), reason = %c.reason, "health check failed");
+                tracing::warn!(unit = %self.unit.name, layer = c.layer.as_str(), reason = %c.reason, "health check failed");
             }
         }
         let mut events: Vec<Event> = round

@@ -1,8 +1,13 @@
 //! The status document: one JSON schema shared by `GET /status` and
-//! `stigmer local status --json` (which fetches it from the daemon), and
-//! the human rendering of it.
+//! `stigmer local status --json` (which fetches it from the daemon);
+//! [`render`] is the human form of it.
+
+mod render;
+
+pub use render::human_secs;
 
 use crate::config::Config;
+use crate::config::services::ServiceSpec;
 use crate::health::Layer;
 use crate::supervisor::actor::unix_now_ms;
 use crate::supervisor::policy::Policy;
@@ -34,6 +39,42 @@ pub struct StatusDoc {
     pub config: ConfigSection,
     /// Last error worth showing, or null.
     pub last_error: Option<String>,
+    /// Every declared service, by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceSection>,
+}
+
+/// One service of the stack.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServiceSection {
+    /// Supervisor state (as for Temporal, plus `waiting` and `exited`).
+    pub state: String,
+    /// Ready (or completed with exit code 0, when not restarted)?
+    pub ready: bool,
+    /// Pid, when one runs.
+    pub pid: Option<i32>,
+    /// Process group.
+    pub pgid: Option<i32>,
+    /// Spawn time (Unix ms).
+    pub spawned_at_unix_ms: Option<u64>,
+    /// Ready since (Unix ms).
+    pub ready_since_unix_ms: Option<u64>,
+    /// Seconds since spawn.
+    pub uptime_seconds: Option<f64>,
+    /// Restarts, and how the last process ended.
+    pub restarts: Restarts,
+    /// Health layers by name (process, identity, and its check).
+    pub health: BTreeMap<String, LayerStatus>,
+    /// Pending backoff, or null.
+    pub backoff: Option<Backoff>,
+    /// Last error worth showing, or null.
+    pub last_error: Option<String>,
+    /// What it runs.
+    pub command: Vec<String>,
+    /// What it waits for.
+    pub depends_on: Vec<String>,
+    /// Its log file.
+    pub log: String,
 }
 
 /// `supervisor` section.
@@ -88,6 +129,13 @@ pub struct TemporalSection {
     pub exe: Option<String>,
     /// Database file.
     pub db_file: String,
+    /// Run by us (false: an external Temporal we only watch).
+    #[serde(default = "yes")]
+    pub managed: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `config` section.
@@ -123,15 +171,18 @@ pub struct DaemonInfo {
 }
 
 impl StatusDoc {
-    /// Build the document from the latest snapshot.
-    pub fn build(snap: &Snapshot, info: &DaemonInfo) -> StatusDoc {
+    /// Build the document from every unit's latest snapshot (Temporal
+    /// first).
+    pub fn build(snaps: &[(String, Snapshot)], info: &DaemonInfo) -> StatusDoc {
         let now = unix_now_ms();
         let c = &info.config;
-        let t = snap.temporal.as_ref();
-        let health: BTreeMap<String, LayerStatus> = snap
-            .health
+        let snap = &snaps[0].1;
+        let services = snaps[1..]
             .iter()
-            .map(|(l, s): (&Layer, &LayerStatus)| (l.as_str().to_string(), s.clone()))
+            .filter_map(|(name, snap)| {
+                let spec = c.services.iter().find(|s| &s.name == name)?;
+                Some((name.clone(), ServiceSection::build(snap, spec, c, now)))
+            })
             .collect();
         StatusDoc {
             version: SCHEMA_VERSION,
@@ -143,24 +194,8 @@ impl StatusDoc {
                 http_addr: c.http_addr.to_string(),
                 home: c.home.root().display().to_string(),
             },
-            temporal: TemporalSection {
-                state: snap.state.as_str().into(),
-                ready: snap.ready,
-                pid: t.map(|t| t.pid),
-                pgid: t.map(|t| t.pgid),
-                start_time_ticks: t.map(|t| t.start_time_ticks),
-                spawned_at_unix_ms: t.map(|t| t.spawned_at_unix_ms),
-                serving_since_unix_ms: t.and_then(|t| t.serving_since_unix_ms),
-                uptime_seconds: t.map(|t| now.saturating_sub(t.spawned_at_unix_ms) as f64 / 1000.0),
-                frontend: c.frontend().to_string(),
-                listen_ip: Some(c.temporal_ip.to_string()),
-                ui_url: c.ui_url(),
-                metrics_url: c.temporal_metrics_url(),
-                binary: info.binary.display().to_string(),
-                exe: t.and_then(|t| t.exe.clone()),
-                db_file: c.db_file.display().to_string(),
-            },
-            health,
+            temporal: TemporalSection::build(snap, info, now),
+            health: layers(snap),
             restarts: snap.restarts.clone(),
             backoff: snap.backoff.clone(),
             config: ConfigSection {
@@ -173,95 +208,78 @@ impl StatusDoc {
                 backoff_cap_seconds: info.policy.cap.as_secs_f64(),
             },
             last_error: snap.last_error.clone(),
+            services,
         }
     }
 
-    /// Is Temporal serving?
+    /// Is the whole stack ready: Temporal serving, every service ready?
     pub fn is_ready(&self) -> bool {
-        self.temporal.ready && self.temporal.state == StateName::Running.as_str()
+        self.temporal.ready
+            && self.temporal.state == StateName::Running.as_str()
+            && self.services.values().all(|s| s.ready)
     }
 
-    /// A few human lines.
-    pub fn render(&self) -> String {
-        let t = &self.temporal;
-        let mut out = String::new();
-        let mut line = |s: String| {
-            out.push_str(&s);
-            out.push('\n');
-        };
-        line(format!(
-            "Temporal: {}{}",
-            t.state,
-            t.pid
-                .map(|p| format!(
-                    " (pid {p}, up {})",
-                    human_secs(t.uptime_seconds.unwrap_or(0.0))
-                ))
-                .unwrap_or_default()
-        ));
-        match t.listen_ip.as_deref() {
-            Some(ip)
-                if !ip
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|a| a.is_loopback()) =>
-            {
-                line(format!("  frontend:  {} (listening on {ip})", t.frontend));
-            }
-            _ => line(format!("  frontend:  {}", t.frontend)),
-        }
-        if let Some(ui) = &t.ui_url {
-            line(format!("  web UI:    {ui}"));
-        }
-        line(format!(
-            "  health:    http://{}/healthz",
-            self.supervisor.http_addr
-        ));
-        line(format!(
-            "  daemon:    pid {}, up {}",
-            self.supervisor.pid,
-            human_secs(self.supervisor.uptime_seconds)
-        ));
-        let r = &self.restarts;
-        let mut restarts = format!("  restarts:  {}", r.count);
-        if let Some(reason) = &r.last_reason {
-            restarts.push_str(&format!(", last: {}", reason.label()));
-        }
-        if let Some(exit) = &r.last_exit_description {
-            restarts.push_str(&format!(" ({exit})"));
-        }
-        line(restarts);
-        if let Some(b) = &self.backoff {
-            line(format!(
-                "  backoff:   attempt {}, next in {:.0} ms",
-                b.attempt, b.delay_ms
-            ));
-        }
-        for layer in Layer::ALL {
-            if let Some(s) = self.health.get(layer.as_str()) {
-                line(format!(
-                    "  {:<9}  {} {} ({:.1} ms)",
-                    layer.as_str(),
-                    if s.ok { "ok  " } else { "FAIL" },
-                    s.reason,
-                    s.latency_ms
-                ));
-            }
-        }
-        if let Some(e) = &self.last_error {
-            line(format!("  last error: {e}"));
-        }
-        out
+    /// The services that are not ready, by name.
+    pub fn not_ready(&self) -> Vec<&str> {
+        self.services
+            .iter()
+            .filter(|(_, s)| !s.ready)
+            .map(|(n, _)| n.as_str())
+            .collect()
     }
 }
 
-/// "1h02m", "3m04s", "12.3s".
-pub fn human_secs(s: f64) -> String {
-    let whole = s as u64;
-    if whole >= 3600 {
-        format!("{}h{:02}m", whole / 3600, (whole % 3600) / 60)
-    } else if whole >= 60 {
-        format!("{}m{:02}s", whole / 60, whole % 60)
-    } else {
-        format!("{s:.1}s")
+/// Health layers by name.
+fn layers(snap: &Snapshot) -> BTreeMap<String, LayerStatus> {
+    snap.health
+        .iter()
+        .map(|(l, s): (&Layer, &LayerStatus)| (l.as_str().to_string(), s.clone()))
+        .collect()
+}
+
+impl TemporalSection {
+    fn build(snap: &Snapshot, info: &DaemonInfo, now: u64) -> TemporalSection {
+        let c = &info.config;
+        let t = snap.process.as_ref();
+        TemporalSection {
+            state: snap.state.as_str().into(),
+            ready: snap.ready,
+            pid: t.map(|t| t.pid),
+            pgid: t.map(|t| t.pgid),
+            start_time_ticks: t.map(|t| t.start_time_ticks),
+            spawned_at_unix_ms: t.map(|t| t.spawned_at_unix_ms),
+            serving_since_unix_ms: t.and_then(|t| t.serving_since_unix_ms),
+            uptime_seconds: t.map(|t| now.saturating_sub(t.spawned_at_unix_ms) as f64 / 1000.0),
+            frontend: c.frontend().to_string(),
+            listen_ip: c.attach.is_none().then(|| c.temporal_ip.to_string()),
+            ui_url: c.ui_url(),
+            metrics_url: c.temporal_metrics_url(),
+            binary: info.binary.display().to_string(),
+            exe: t.and_then(|t| t.exe.clone()),
+            db_file: c.db_file.display().to_string(),
+            managed: c.attach.is_none(),
+        }
+    }
+}
+
+impl ServiceSection {
+    fn build(snap: &Snapshot, spec: &ServiceSpec, c: &Config, now: u64) -> ServiceSection {
+        let p = snap.process.as_ref();
+        ServiceSection {
+            state: snap.state.as_str().into(),
+            ready: snap.ready,
+            pid: p.map(|p| p.pid),
+            pgid: p.map(|p| p.pgid),
+            spawned_at_unix_ms: p.map(|p| p.spawned_at_unix_ms),
+            ready_since_unix_ms: p.and_then(|p| p.serving_since_unix_ms),
+            uptime_seconds: p.map(|p| now.saturating_sub(p.spawned_at_unix_ms) as f64 / 1000.0),
+            restarts: snap.restarts.clone(),
+            health: layers(snap),
+            backoff: snap.backoff.clone(),
+            last_error: snap.last_error.clone(),
+            command: spec.command.clone(),
+            depends_on: spec.depends_on.clone(),
+            log: c.home.service_log(&spec.name).display().to_string(),
+        }
     }
 }

@@ -1,0 +1,312 @@
+//! Layered health checks, cheap to expensive. Each layer is one [`Probe`]
+//! that answers ok/fail with a reason; [`timed`] adds the latency. A round
+//! runs a unit's layers in order and stops at the first failing layer that
+//! counts (process onwards). Probes only look: a failed lock or PID file
+//! layer never causes a restart; the state machine decides a repair, which
+//! the files' one writer ([`SharedRegistry`]) carries out.
+//!
+//! Why layers: a crashed process is seen by its exit event long before any
+//! probe; a hung one (SIGSTOP, deadlock) still has a live pid, the right
+//! identity, and even an open port (the kernel completes TCP handshakes
+//! into the backlog), so only an application-level answer (Temporal's gRPC
+//! health, a service's HTTP or gRPC health) catches it.
+//!
+//! Temporal's round is lock, pid_file, process, identity, port, grpc; a
+//! service's is process, identity and its own check ([`Plan`]).
+
+pub mod probes;
+
+use crate::process::Identity;
+use crate::supervisor::registry::SharedRegistry;
+use probes::{
+    ExecProbe, GrpcProbe, HttpProbe, IdentityProbe, LockProbe, LogProbe, PidFileProbe, PortProbe,
+    ProcessProbe, TcpProbe,
+};
+pub use probes::{TEMPORAL_SERVICE, grpc_health};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicI32;
+use std::time::{Duration, Instant};
+
+/// A health layer, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layer {
+    /// The daemon still holds the flock, and the path names the locked file.
+    Lock,
+    /// The PID file is present and names the current processes.
+    PidFile,
+    /// The process is alive.
+    Process,
+    /// Pid, start time and executable still match.
+    Identity,
+    /// The service logged its readiness line.
+    Log,
+    /// TCP connect to Temporal's frontend port.
+    Port,
+    /// A service's TCP port accepts a connection.
+    Tcp,
+    /// `grpc.health.v1.Health/Check` answers SERVING.
+    Grpc,
+    /// An HTTP URL answers 2xx.
+    Http,
+    /// A command exits 0.
+    Exec,
+}
+
+impl Layer {
+    /// Temporal's layers, in order.
+    pub const TEMPORAL: [Layer; 6] = [
+        Layer::Lock,
+        Layer::PidFile,
+        Layer::Process,
+        Layer::Identity,
+        Layer::Port,
+        Layer::Grpc,
+    ];
+
+    /// Every layer a service may have, in order.
+    pub const SERVICE: [Layer; 7] = [
+        Layer::Process,
+        Layer::Identity,
+        Layer::Log,
+        Layer::Tcp,
+        Layer::Grpc,
+        Layer::Http,
+        Layer::Exec,
+    ];
+
+    /// snake_case name (metrics label).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Layer::Lock => "lock",
+            Layer::PidFile => "pid_file",
+            Layer::Process => "process",
+            Layer::Identity => "identity",
+            Layer::Log => "log",
+            Layer::Port => "port",
+            Layer::Tcp => "tcp",
+            Layer::Grpc => "grpc",
+            Layer::Http => "http",
+            Layer::Exec => "exec",
+        }
+    }
+
+    /// Does a failure of this layer count towards a restart?
+    pub fn counts(&self) -> bool {
+        !matches!(self, Layer::Lock | Layer::PidFile)
+    }
+
+    /// Is this layer the application's own answer (the one a hang fails)?
+    pub fn answers(&self) -> bool {
+        matches!(
+            self,
+            Layer::Port | Layer::Tcp | Layer::Grpc | Layer::Http | Layer::Exec | Layer::Log
+        )
+    }
+}
+
+/// One layer's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// The layer.
+    pub layer: Layer,
+    /// Passed?
+    pub ok: bool,
+    /// What was seen (on failure: why).
+    pub reason: String,
+    /// How long the check took.
+    #[serde(serialize_with = "ser_ms")]
+    pub latency: Duration,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+/// One health layer.
+pub trait Probe {
+    /// Which layer this is.
+    const LAYER: Layer;
+    /// Ok(detail) or Err(reason).
+    fn check(&self) -> impl Future<Output = Result<String, String>> + Send;
+}
+
+/// Run `probe`, timing it.
+pub async fn timed<P: Probe>(probe: &P) -> Check {
+    let t = Instant::now();
+    let r = probe.check().await;
+    let latency = t.elapsed();
+    let (ok, reason) = match r {
+        Ok(s) => (true, s),
+        Err(s) => (false, s),
+    };
+    Check {
+        layer: P::LAYER,
+        ok,
+        reason,
+        latency,
+    }
+}
+
+/// What a round checks after the process is found alive: the unit's own
+/// answer.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// Nothing beyond liveness.
+    Alive,
+    /// Temporal: the frontend port, then its gRPC health.
+    Temporal {
+        /// Where Temporal answers.
+        frontend: SocketAddr,
+    },
+    /// A URL answers 2xx.
+    Http {
+        /// The URL.
+        url: String,
+    },
+    /// A TCP port accepts.
+    Tcp {
+        /// Where.
+        addr: SocketAddr,
+    },
+    /// `grpc.health.v1` answers SERVING for `service`.
+    Grpc {
+        /// Where.
+        addr: SocketAddr,
+        /// The service asked about ("" = the server).
+        service: String,
+    },
+    /// A command exits 0.
+    Exec {
+        /// The command, run like the service (its cwd and environment).
+        spec: crate::process::SpawnSpec,
+        /// Who runs it (the daemon's one spawning thread).
+        spawner: crate::process::Spawner,
+    },
+    /// The process logged its readiness line (`seen` holds the pid that
+    /// did).
+    Log {
+        /// Set by the log pump.
+        seen: Arc<AtomicI32>,
+        /// The pattern, for the reason text.
+        pattern: String,
+    },
+}
+
+/// What one round needs to know about its target.
+pub struct Target {
+    /// The lock and PID file's writer, asked whether both are right
+    /// (Temporal's rounds only).
+    pub registry: Option<SharedRegistry>,
+    /// The process's identity (none for an external Temporal).
+    pub identity: Option<Identity>,
+    /// What to check after liveness.
+    pub plan: Plan,
+    /// Timeout of the network and command layers.
+    pub timeout: Duration,
+}
+
+/// The outcome of one round.
+#[derive(Debug, Clone)]
+pub struct Round {
+    /// The pid that was probed (stale rounds are dropped by the actor).
+    pub pid: i32,
+    /// Every layer checked this round, in order.
+    pub checks: Vec<Check>,
+}
+
+impl Round {
+    /// First failing layer that counts, if any.
+    pub fn failed(&self) -> Option<Layer> {
+        self.checks
+            .iter()
+            .find(|c| !c.ok && c.layer.counts())
+            .map(|c| c.layer)
+    }
+
+    /// The lock or PID file layers that failed: files to repair, not
+    /// reasons to restart.
+    pub fn tampered(&self) -> impl Iterator<Item = Layer> + '_ {
+        self.checks
+            .iter()
+            .filter(|c| !c.ok && !c.layer.counts())
+            .map(|c| c.layer)
+    }
+}
+
+/// Run every layer of `t` in order; stop at the first counting failure.
+pub async fn round(t: Target) -> Round {
+    let mut checks = Vec::new();
+    if let Some(reg) = &t.registry {
+        checks.push(timed(&LockProbe(reg.clone())).await);
+        checks.push(timed(&PidFileProbe(reg.clone())).await);
+    }
+    let pid = t.identity.as_ref().map_or(0, |id| id.pid);
+    // Cheap to expensive; the first counting failure ends the round.
+    let mut record = |c: Check| {
+        let ok = c.ok;
+        checks.push(c);
+        ok
+    };
+    let alive = match &t.identity {
+        Some(id) => {
+            record(timed(&ProcessProbe(id.pid)).await)
+                && record(timed(&IdentityProbe(id.clone())).await)
+        }
+        None => true,
+    };
+    if alive {
+        let timeout = t.timeout;
+        match t.plan {
+            Plan::Alive => {}
+            Plan::Temporal { frontend } => {
+                let _ = record(
+                    timed(&PortProbe {
+                        addr: frontend,
+                        timeout,
+                    })
+                    .await,
+                ) && record(
+                    timed(&GrpcProbe {
+                        addr: frontend,
+                        service: TEMPORAL_SERVICE.into(),
+                        timeout,
+                    })
+                    .await,
+                );
+            }
+            Plan::Http { url } => {
+                record(timed(&HttpProbe { url, timeout }).await);
+            }
+            Plan::Tcp { addr } => {
+                record(timed(&TcpProbe { addr, timeout }).await);
+            }
+            Plan::Grpc { addr, service } => {
+                record(
+                    timed(&GrpcProbe {
+                        addr,
+                        service,
+                        timeout,
+                    })
+                    .await,
+                );
+            }
+            Plan::Exec { spec, spawner } => {
+                record(
+                    timed(&ExecProbe {
+                        spec,
+                        spawner,
+                        timeout,
+                    })
+                    .await,
+                );
+            }
+            Plan::Log { seen, pattern } => {
+                record(timed(&LogProbe { seen, pid, pattern }).await);
+            }
+        }
+    }
+    Round { pid, checks }
+}

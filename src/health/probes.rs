@@ -1,0 +1,231 @@
+//! One [`Probe`] per layer. Each only looks, and answers with a reason.
+
+use super::{Layer, Probe};
+use crate::process::{Identity, SpawnSpec, Spawner, Verdict, proc};
+use crate::supervisor::registry::SharedRegistry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+/// The gRPC service Temporal reports health for.
+pub const TEMPORAL_SERVICE: &str = "temporal.api.workflowservice.v1.WorkflowService";
+
+/// We still hold the lock and its path names the locked file.
+pub struct LockProbe(pub SharedRegistry);
+
+impl Probe for LockProbe {
+    const LAYER: Layer = Layer::Lock;
+    async fn check(&self) -> Result<String, String> {
+        self.0.check_lock()
+    }
+}
+
+/// The PID file names our current processes.
+pub struct PidFileProbe(pub SharedRegistry);
+
+impl Probe for PidFileProbe {
+    const LAYER: Layer = Layer::PidFile;
+    async fn check(&self) -> Result<String, String> {
+        self.0.check_pid_file()
+    }
+}
+
+/// The process is alive (not a zombie).
+pub struct ProcessProbe(pub i32);
+
+impl Probe for ProcessProbe {
+    const LAYER: Layer = Layer::Process;
+    async fn check(&self) -> Result<String, String> {
+        match proc::stat(self.0) {
+            Some(s) if s.stopped() => Ok(format!("pid {} alive (stopped)", self.0)),
+            Some(s) if !s.leader_exited() => Ok(format!("pid {} alive", self.0)),
+            Some(_) => Err(format!("pid {} is a zombie", self.0)),
+            None => Err(format!("pid {} is gone", self.0)),
+        }
+    }
+}
+
+/// Pid, start time and executable match what we spawned.
+pub struct IdentityProbe(pub Identity);
+
+impl Probe for IdentityProbe {
+    const LAYER: Layer = Layer::Identity;
+    async fn check(&self) -> Result<String, String> {
+        match self.0.verify() {
+            Verdict::Match => Ok("matches".into()),
+            Verdict::Gone | Verdict::Exiting => Err(format!("pid {} is gone", self.0.pid)),
+            Verdict::Mismatch(why) => Err(why),
+        }
+    }
+}
+
+async fn connect(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Ok(format!("{addr} accepts connections")),
+        Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
+        Err(_) => Err(format!("connect {addr} timed out")),
+    }
+}
+
+/// TCP connect to Temporal's frontend port.
+pub struct PortProbe {
+    /// Frontend address.
+    pub addr: SocketAddr,
+    /// Connect timeout.
+    pub timeout: Duration,
+}
+
+impl Probe for PortProbe {
+    const LAYER: Layer = Layer::Port;
+    async fn check(&self) -> Result<String, String> {
+        connect(self.addr, self.timeout).await
+    }
+}
+
+/// TCP connect to a service's port.
+pub struct TcpProbe {
+    /// Where.
+    pub addr: SocketAddr,
+    /// Connect timeout.
+    pub timeout: Duration,
+}
+
+impl Probe for TcpProbe {
+    const LAYER: Layer = Layer::Tcp;
+    async fn check(&self) -> Result<String, String> {
+        connect(self.addr, self.timeout).await
+    }
+}
+
+/// `grpc.health.v1.Health/Check` answers SERVING in time.
+pub struct GrpcProbe {
+    /// Where.
+    pub addr: SocketAddr,
+    /// The service asked about ("" = the server).
+    pub service: String,
+    /// Deadline for connect + call.
+    pub timeout: Duration,
+}
+
+impl Probe for GrpcProbe {
+    const LAYER: Layer = Layer::Grpc;
+    async fn check(&self) -> Result<String, String> {
+        grpc_health(self.addr, &self.service, self.timeout).await
+    }
+}
+
+/// Ask a gRPC health service about `service`; Ok only for SERVING.
+pub async fn grpc_health(
+    addr: SocketAddr,
+    service: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    let call = async {
+        let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(timeout)
+            .timeout(timeout);
+        let channel = ep.connect().await.map_err(|e| format!("connect: {e}"))?;
+        let resp = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .map_err(|s| format!("health call: {}", s.message()))?;
+        match resp.into_inner().status() {
+            ServingStatus::Serving => Ok("SERVING".to_string()),
+            other => Err(format!("status {}", other.as_str_name())),
+        }
+    };
+    match tokio::time::timeout(timeout, call).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+/// An HTTP URL answers 2xx in time.
+pub struct HttpProbe {
+    /// The URL.
+    pub url: String,
+    /// Deadline.
+    pub timeout: Duration,
+}
+
+impl Probe for HttpProbe {
+    const LAYER: Layer = Layer::Http;
+    async fn check(&self) -> Result<String, String> {
+        let (url, timeout) = (self.url.clone(), self.timeout);
+        // The client blocks: off the supervisor's thread, and bounded.
+        let call = tokio::task::spawn_blocking(move || crate::http::client::get(&url, timeout));
+        let answer = match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(Ok(a))) => a,
+            Ok(Ok(Err(e))) => return Err(format!("GET {}: {e}", self.url)),
+            Ok(Err(e)) => return Err(format!("GET {}: {e}", self.url)),
+            Err(_) => return Err(format!("no answer within {} ms", timeout.as_millis())),
+        };
+        if (200..300).contains(&answer.status) {
+            Ok(format!("HTTP {}", answer.status))
+        } else {
+            Err(format!("HTTP {}", answer.status))
+        }
+    }
+}
+
+/// A command exits 0 in time (run in its own group, killed on timeout).
+pub struct ExecProbe {
+    /// The command.
+    pub spec: SpawnSpec,
+    /// The daemon's spawning thread.
+    pub spawner: Spawner,
+    /// Deadline.
+    pub timeout: Duration,
+}
+
+impl Probe for ExecProbe {
+    const LAYER: Layer = Layer::Exec;
+    async fn check(&self) -> Result<String, String> {
+        let mut child = self
+            .spawner
+            .spawn(self.spec.clone())
+            .await
+            .map_err(|e| format!("cannot run {}: {e}", self.spec.program.display()))?;
+        match tokio::time::timeout(self.timeout, child.wait()).await {
+            Ok(Ok(crate::process::ExitStatus::Code(0))) => Ok("exit code 0".into()),
+            Ok(Ok(status)) => Err(status.describe()),
+            Ok(Err(e)) => Err(format!("wait: {e}")),
+            Err(_) => {
+                let _ =
+                    crate::process::signal_group(child.pgid(), nix::sys::signal::Signal::SIGKILL);
+                let _ = child.wait().await;
+                Err(format!(
+                    "still running after {} ms",
+                    self.timeout.as_millis()
+                ))
+            }
+        }
+    }
+}
+
+/// The process logged its readiness line.
+pub struct LogProbe {
+    /// The pid whose line matched, set by the log pump.
+    pub seen: Arc<AtomicI32>,
+    /// The pid probed.
+    pub pid: i32,
+    /// The pattern, for the reason.
+    pub pattern: String,
+}
+
+impl Probe for LogProbe {
+    const LAYER: Layer = Layer::Log;
+    async fn check(&self) -> Result<String, String> {
+        if self.seen.load(Ordering::Acquire) == self.pid {
+            Ok(format!("logged a line matching {:?}", self.pattern))
+        } else {
+            Err(format!("waiting for a line matching {:?}", self.pattern))
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! Carrying out the actions [`step`](super::step) returns: spawn, signal,
+//! reap, arm timers, record restarts and readiness, repair files.
+
+use super::{Actor, Live, ms, unix_now_ms};
+use crate::exit::Code;
+use crate::logfile;
+use crate::process::{self, Identity, ports};
+use crate::startup::Report;
+use crate::supervisor::state::{Action, Event, RestartReason, State, StateName};
+use crate::supervisor::unit::Ready;
+use crate::supervisor::{Backoff, ProcessInfo, RestartInfo};
+use nix::sys::signal::Signal;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+impl Actor {
+    pub(super) async fn execute(&mut self, action: Action, now: Instant, pending: &mut Vec<Event>) {
+        match action {
+            Action::Spawn => pending.push(self.spawn().await),
+            Action::Kill => self.signal(Signal::SIGKILL, "restart"),
+            Action::Terminate => {
+                if self.state.name() == StateName::Stopping {
+                    self.observer.stopping();
+                }
+                self.signal(self.unit.stop_signal, "terminate");
+                self.signal(Signal::SIGCONT, "terminate");
+                self.kill_at = Some(now + self.unit.stop_grace);
+            }
+            Action::ReapGroup => self.reap_group().await,
+            Action::WakeAt(t) => self.arm_wake(t, now),
+            Action::Ready => self.on_ready(now),
+            Action::RecordRestart {
+                reason,
+                detected_at,
+            } => self.record_restart(reason, detected_at, now),
+            Action::Repair(layer) => match self.registry.repair(layer) {
+                Ok(done) => tracing::warn!(layer = layer.as_str(), "{done}"),
+                Err(e) => tracing::error!(layer = layer.as_str(), error = %e, "repair failed"),
+            },
+            Action::Finish => {
+                self.observer.stopped();
+                self.finished = true;
+            }
+        }
+    }
+
+    fn arm_wake(&mut self, t: Instant, now: Instant) {
+        self.wake = Some(t);
+        self.snap.backoff = match self.state {
+            State::Backoff { attempt, until } | State::CrashLoop { attempt, until } => {
+                Some(Backoff {
+                    attempt,
+                    next_attempt_at_unix_ms: self.unix_ms(until),
+                    delay_ms: ms(until.saturating_duration_since(now)),
+                })
+            }
+            _ => None,
+        };
+    }
+
+    fn record_restart(&mut self, reason: RestartReason, detected_at: Instant, now: Instant) {
+        let hang = matches!(reason, RestartReason::Unhealthy { .. });
+        let detection = if hang {
+            self.first_failed_probe
+                .map(|t| detected_at.saturating_duration_since(t))
+        } else {
+            self.exit_seen_at
+                .take()
+                .map(|t| now.saturating_duration_since(t))
+        };
+        let delay = self
+            .wake
+            .map(|w| w.saturating_duration_since(now))
+            .unwrap_or_default();
+        self.failure_seen_at = Some(detected_at);
+        let r = &mut self.snap.restarts;
+        r.count += 1;
+        r.last_detection_ms = detection.map(ms).or(r.last_detection_ms);
+        r.last_reason = Some(reason.clone());
+        tracing::warn!(unit = %self.unit.name, reason = reason.label(), detail = ?reason, count = r.count, "restarting");
+        self.observer.restart(&RestartInfo {
+            reason: reason.clone(),
+            attempt: self.state.attempt(),
+            backoff: delay,
+            detection,
+        });
+        if let RestartReason::SpawnFailed { error } = &reason {
+            self.snap.last_error = Some(error.clone());
+        }
+    }
+
+    pub(super) fn on_exit(&mut self, status: process::ExitStatus) {
+        let Some(live) = &self.live else { return };
+        let pid = live.child.pid;
+        let r = &mut self.snap.restarts;
+        r.last_exit = Some(status);
+        r.last_exit_description = Some(status.describe());
+        r.last_exit_at_unix_ms = Some(unix_now_ms());
+        if self.state.name() == StateName::Stopping {
+            tracing::info!(unit = %self.unit.name, pid, status = %status.describe(), "exited");
+        } else {
+            tracing::warn!(unit = %self.unit.name, pid, status = %status.describe(), "exited");
+        }
+        self.observer.exited(pid, status);
+    }
+
+    /// A first start that ended before the process was ever ready.
+    pub(super) fn startup_exit_failed(&mut self) {
+        let why = self
+            .snap
+            .restarts
+            .last_exit_description
+            .clone()
+            .unwrap_or_default();
+        let what = self.what();
+        self.report_startup(Report::Failed {
+            code: Code::StartFailed,
+            message: format!("{what} exited during startup ({why})"),
+        });
+    }
+
+    fn on_ready(&mut self, now: Instant) {
+        let is_temporal = self.unit.is_temporal();
+        let Some(live) = &mut self.live else { return };
+        let pid = live.child.pid;
+        // Temporal's executable is recorded now: a shim may have exec'd
+        // the real binary since the spawn, and identity checks compare
+        // against that. A service may exec other programs at any time, so
+        // it is known by pid and start time alone.
+        if is_temporal {
+            live.identity.exe = process::proc::exe(pid);
+        }
+        let start = now.saturating_duration_since(live.child.spawned_at);
+        let recovery = self
+            .failure_seen_at
+            .take()
+            .map(|t| now.saturating_duration_since(t));
+        self.first_failed_probe = None;
+        if let Some(r) = recovery {
+            self.snap.restarts.last_recovery_ms = Some(ms(r));
+        }
+        self.snap.backoff = None;
+        self.snap.last_error = None;
+        let exe = process::proc::exe(pid).map(|p| p.display().to_string());
+        if let Some(t) = &mut self.snap.process {
+            t.exe = exe;
+            t.serving_since_unix_ms = Some(unix_now_ms());
+        }
+        self.write_pid_file();
+        tracing::info!(unit = %self.unit.name, pid, start_ms = ms(start), recovery_ms = ?recovery.map(ms), "ready");
+        self.observer.serving(pid, start, recovery);
+        self.report_startup(Report::Ready { pid });
+    }
+
+    /// Spawn the unit's process (its ports checked free first), with its
+    /// output pumped into its log.
+    async fn spawn(&mut self) -> Event {
+        for &addr in &self.unit.binds {
+            if let Err(who) = ports::wait_free(addr, &[], Instant::now()) {
+                let error = format!("port {} is in use by {who}", addr.port());
+                self.report_startup(Report::Failed {
+                    code: Code::PortInUse,
+                    message: error.clone(),
+                });
+                return Event::SpawnFailed { error };
+            }
+        }
+        let attempt = self.state.attempt();
+        let mut child = match self.spawner.spawn(self.unit.spawn.clone()).await {
+            Ok(child) => child,
+            Err(e) => {
+                let error = format!("cannot run {}: {e}", self.unit.spawn.program.display());
+                self.report_startup(Report::Failed {
+                    code: Code::StartFailed,
+                    message: error.clone(),
+                });
+                return Event::SpawnFailed { error };
+            }
+        };
+        let pid = child.pid;
+        self.pump_output(&mut child);
+        let identity = Identity::of(pid).map_or(
+            Identity {
+                pid,
+                pgid: pid,
+                start_time: 0,
+                exe: None,
+            },
+            |id| Identity { exe: None, ..id },
+        );
+        self.snap.process = Some(ProcessInfo {
+            pid,
+            pgid: child.pgid(),
+            start_time_ticks: identity.start_time,
+            exe: None,
+            spawned_at_unix_ms: unix_now_ms(),
+            serving_since_unix_ms: None,
+        });
+        self.snap.backoff = None;
+        self.live = Some(Live { child, identity });
+        self.write_pid_file();
+        self.next_probe = Instant::now();
+        tracing::info!(unit = %self.unit.name, pid, attempt, "spawned");
+        self.observer.spawned(pid, attempt);
+        Event::Spawned { pid }
+    }
+
+    /// Copy the child's stdout and stderr into the unit's log; for a unit
+    /// that is ready when it logs a line, watch for that line.
+    fn pump_output(&mut self, child: &mut process::Spawned) {
+        let pid = child.pid;
+        for fd in [child.stdout.take(), child.stderr.take()]
+            .into_iter()
+            .flatten()
+        {
+            let on_line: Option<logfile::OnLine> = match &self.unit.ready {
+                Ready::Log { regex, seen } => {
+                    seen.store(0, Ordering::Release);
+                    let (regex, seen, tx) =
+                        (regex.clone(), seen.clone(), self.ready_lines.0.clone());
+                    Some(Box::new(move |line: &[u8]| {
+                        if seen.load(Ordering::Acquire) != pid
+                            && regex.is_match(&String::from_utf8_lossy(line))
+                        {
+                            seen.store(pid, Ordering::Release);
+                            let _ = tx.send(pid);
+                        }
+                    }))
+                }
+                _ => None,
+            };
+            if let Some(log) = &self.log
+                && let Err(e) = logfile::pump(fd, log.clone(), on_line)
+            {
+                tracing::warn!(unit = %self.unit.name, error = %e, "cannot read the process's output");
+            }
+        }
+    }
+
+    /// After the leader's exit: SIGKILL whatever is left in its group and
+    /// wait until the group is empty, so one process runs at a time.
+    async fn reap_group(&mut self) {
+        self.kill_at = None;
+        self.probe = None;
+        let Some(live) = self.live.take() else { return };
+        let pgid = live.child.pgid();
+        if process::group::group_alive(pgid) {
+            let _ = process::signal_group(pgid, Signal::SIGKILL);
+            if !process::wait_group_gone(pgid, Instant::now() + Duration::from_secs(5)).await {
+                tracing::error!(unit = %self.unit.name, pgid, "processes of the group survived SIGKILL");
+            }
+        }
+        self.snap.process = None;
+        self.write_pid_file();
+    }
+
+    /// Signal the child's group. Safe without re-verifying identity: the
+    /// child is ours and not yet reaped, so its pid cannot have been reused.
+    pub(super) fn signal(&self, sig: Signal, why: &str) {
+        let Some(live) = &self.live else { return };
+        if live.child.exit_status().is_some() {
+            return;
+        }
+        tracing::debug!(
+            unit = %self.unit.name,
+            pgid = live.child.pgid(),
+            signal = sig.as_str(),
+            why,
+            "signal group"
+        );
+        if let Err(e) = process::signal_group(live.child.pgid(), sig) {
+            tracing::warn!(unit = %self.unit.name, error = %e, signal = sig.as_str(), "cannot signal the group");
+        }
+    }
+
+    /// Tell the PID file's writer who runs now.
+    fn write_pid_file(&self) {
+        self.registry.set(
+            &self.unit.name,
+            self.live.as_ref().map(|l| l.identity.clone()),
+        );
+    }
+
+    /// Settle the startup outcome (the first one counts). It is sent from
+    /// `publish`, after the snapshot says the same: a `start` that returns
+    /// "ready" must find `/status` and `status` saying so too.
+    fn report_startup(&mut self, outcome: Report) {
+        if self.startup.is_some() && self.startup_outcome.is_none() {
+            self.startup_outcome = Some(outcome);
+        }
+    }
+}

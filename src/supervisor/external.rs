@@ -1,0 +1,227 @@
+//! Attach mode: a Temporal that runs elsewhere (`managed = false`). It is
+//! only probed (its port and gRPC health, plus our lock and PID file): it
+//! is never spawned and never signalled, and a stop leaves it running.
+//! Its state (`starting` until it first answers, then `running` or
+//! `unhealthy`) gates the services that depend on it, like a managed one.
+
+use super::registry::SharedRegistry;
+use super::state::StateName;
+use super::{Command, LayerStatus, NoObserver, Observer, Snapshot, UnitHandle};
+use crate::config::services::TEMPORAL;
+use crate::health::{self, Layer, Plan, Round, Target};
+use crate::startup::Report;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Period of rounds until the external Temporal first answers.
+const STARTUP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What is known of the external Temporal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watched {
+    /// Not answered yet.
+    Starting,
+    /// The last round passed.
+    Running,
+    /// The last round failed at `layer`.
+    Unhealthy {
+        /// The first failing layer.
+        layer: Layer,
+    },
+}
+
+impl Watched {
+    /// The state's name.
+    pub fn name(self) -> StateName {
+        match self {
+            Watched::Starting => StateName::Starting,
+            Watched::Running => StateName::Running,
+            Watched::Unhealthy { .. } => StateName::Unhealthy,
+        }
+    }
+}
+
+/// The pure decision: a round's outcome gives the next state and the files
+/// to repair. Nothing is ever restarted or signalled.
+pub fn step(state: Watched, failed: Option<Layer>, tampered: &[Layer]) -> (Watched, Vec<Layer>) {
+    let next = match (state, failed) {
+        (_, None) => Watched::Running,
+        // Not answering yet is still starting; once it has answered, a
+        // failure makes it unhealthy (not ready) at once.
+        (Watched::Starting, Some(_)) => Watched::Starting,
+        (_, Some(layer)) => Watched::Unhealthy { layer },
+    };
+    (next, tampered.to_vec())
+}
+
+/// The watcher task.
+pub struct Watcher {
+    addr: SocketAddr,
+    interval: Duration,
+    timeout: Duration,
+    registry: SharedRegistry,
+    observer: Arc<dyn Observer>,
+    status: watch::Sender<Snapshot>,
+    commands: mpsc::Receiver<Command>,
+    startup: Option<oneshot::Sender<Report>>,
+}
+
+impl Watcher {
+    /// A watcher of the Temporal at `addr`, and its handle.
+    pub fn new(
+        addr: SocketAddr,
+        interval: Duration,
+        timeout: Duration,
+        registry: SharedRegistry,
+    ) -> (Self, UnitHandle) {
+        let snap = Snapshot {
+            state: StateName::Starting,
+            ..Snapshot::default()
+        };
+        let (status, rx) = watch::channel(snap);
+        let (tx, commands) = mpsc::channel(8);
+        let w = Watcher {
+            addr,
+            interval,
+            timeout,
+            registry,
+            observer: Arc::new(NoObserver),
+            status,
+            commands,
+            startup: None,
+        };
+        let handle = UnitHandle {
+            name: TEMPORAL.into(),
+            depends_on: Vec::new(),
+            status: rx,
+            commands: tx,
+        };
+        (w, handle)
+    }
+
+    /// Report metrics and traces to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// The first time it answers (`Ready` with pid 0: not ours).
+    pub fn notify_startup(&mut self) -> oneshot::Receiver<Report> {
+        let (tx, rx) = oneshot::channel();
+        self.startup = Some(tx);
+        rx
+    }
+
+    /// Probe until `shutdown` resolves.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut state = Watched::Starting;
+        let mut next = Instant::now();
+        loop {
+            let round = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                // Restarting an external Temporal is not ours to do.
+                Some(_) = self.commands.recv() => continue,
+                () = tokio::time::sleep_until(next.into()) => {
+                    let started = Instant::now();
+                    let round = tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        r = health::round(self.target()) => r,
+                    };
+                    let every = if state == Watched::Starting { STARTUP_INTERVAL } else { self.interval };
+                    next = (started + every).max(Instant::now());
+                    round
+                }
+            };
+            let tampered: Vec<Layer> = round.tampered().collect();
+            let (to, repairs) = step(state, round.failed(), &tampered);
+            for layer in repairs {
+                if let Err(e) = self.registry.repair(layer) {
+                    tracing::error!(layer = layer.as_str(), error = %e, "repair failed");
+                }
+            }
+            if to.name() != state.name() {
+                tracing::info!(from = state.name().as_str(), to = to.name().as_str(), address = %self.addr, "external Temporal");
+                self.observer.state_changed(state.name(), to.name());
+            }
+            state = to;
+            self.publish(state, &round);
+        }
+        self.observer
+            .state_changed(state.name(), StateName::Stopped);
+        self.status.send_modify(|s| {
+            s.state = StateName::Stopped;
+            s.ready = false;
+        });
+    }
+
+    fn target(&self) -> Target {
+        Target {
+            registry: Some(self.registry.clone()),
+            identity: None,
+            plan: Plan::Temporal {
+                frontend: self.addr,
+            },
+            timeout: self.timeout,
+        }
+    }
+
+    fn publish(&mut self, state: Watched, round: &Round) {
+        let now_ms = super::actor::unix_now_ms();
+        self.status.send_modify(|s| {
+            s.state = state.name();
+            s.ready = state == Watched::Running;
+            for c in &round.checks {
+                let failures = s.health.get(&c.layer).map_or(0, |l| l.consecutive_failures);
+                s.health.insert(
+                    c.layer,
+                    LayerStatus {
+                        ok: c.ok,
+                        reason: c.reason.clone(),
+                        latency_ms: c.latency.as_secs_f64() * 1000.0,
+                        consecutive_failures: if c.ok { 0 } else { failures + 1 },
+                        last_checked_unix_ms: now_ms,
+                    },
+                );
+            }
+        });
+        for c in &round.checks {
+            if state != Watched::Starting || c.ok {
+                self.observer.probe(c);
+            }
+        }
+        if state == Watched::Running
+            && let Some(tx) = self.startup.take()
+        {
+            let _ = tx.send(Report::Ready { pid: 0 });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_external_temporal_is_only_ever_marked() {
+        let g = Some(Layer::Grpc);
+        assert_eq!(step(Watched::Starting, g, &[]).0, Watched::Starting);
+        assert_eq!(step(Watched::Starting, None, &[]).0, Watched::Running);
+        assert_eq!(
+            step(Watched::Running, g, &[]).0,
+            Watched::Unhealthy { layer: Layer::Grpc }
+        );
+        assert_eq!(
+            step(Watched::Unhealthy { layer: Layer::Grpc }, None, &[]).0,
+            Watched::Running
+        );
+        assert_eq!(
+            step(Watched::Running, None, &[Layer::Lock]).1,
+            vec![Layer::Lock]
+        );
+    }
+}

@@ -1,0 +1,209 @@
+//! The stack: every unit's supervisor (Temporal's first, then the
+//! services, each after what it depends on) on one runtime. A unit that
+//! depends on others starts once every one of them is ready, and only
+//! then: a dependency's later restart does not restart it (workers
+//! reconnect on their own). At shutdown, units stop in reverse dependency
+//! order (every service before Temporal), each wave waiting for the one
+//! before it to be gone. The first start is reported once every unit is
+//! ready, or as soon as one fails.
+
+use super::actor::Actor;
+use super::external::Watcher;
+use super::{Command, Handle, UnitHandle};
+use crate::config::services::TEMPORAL;
+use crate::startup::Report;
+use std::collections::BTreeSet;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+/// One unit's supervisor, before it runs.
+pub enum Runner {
+    /// A process of ours.
+    Managed(Box<Actor>),
+    /// An external Temporal.
+    Attached(Watcher),
+}
+
+impl Runner {
+    async fn run(self, shutdown: oneshot::Receiver<()>) -> Result<(), String> {
+        let stop = async move {
+            let _ = shutdown.await;
+        };
+        match self {
+            Runner::Managed(actor) => actor.run(stop).await.map_err(|e| e.to_string()),
+            Runner::Attached(watcher) => {
+                watcher.run(stop).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Every unit of the stack, ready to run.
+pub struct Stack {
+    members: Vec<(Runner, UnitHandle)>,
+    startups: Vec<(String, oneshot::Receiver<Report>)>,
+}
+
+impl Stack {
+    /// A stack of `members`, Temporal first, each after what it depends
+    /// on, with each unit's first-start report.
+    pub fn new(
+        members: Vec<(Runner, UnitHandle)>,
+        startups: Vec<(String, oneshot::Receiver<Report>)>,
+    ) -> Self {
+        Stack { members, startups }
+    }
+
+    /// Handles to every unit.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            units: self.members.iter().map(|(_, h)| h.clone()).collect(),
+        }
+    }
+
+    /// How the first start went, for the whole stack: `Ready` (with
+    /// Temporal's pid) once every unit is ready, or the first `Failed`.
+    pub fn startup(&mut self) -> oneshot::Receiver<Report> {
+        let (tx, rx) = oneshot::channel();
+        let startups = std::mem::take(&mut self.startups);
+        tokio::spawn(async move {
+            let _ = tx.send(combined(startups).await);
+        });
+        rx
+    }
+
+    /// Supervise until `shutdown` resolves; then stop every unit, in
+    /// reverse dependency order. Errors when a unit's supervisor failed.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+        let handle = self.handle();
+        let mut stops = Vec::new();
+        let mut tasks = JoinSet::new();
+        for (runner, h) in self.members {
+            let (stop_tx, stop_rx) = oneshot::channel();
+            stops.push((h.name.clone(), Some(stop_tx)));
+            let name = h.name.clone();
+            tasks.spawn(async move { (name, runner.run(stop_rx).await) });
+        }
+        let (changed_tx, mut changed) = mpsc::unbounded_channel();
+        for h in &handle.units {
+            let mut rx = h.status.clone();
+            let tx = changed_tx.clone();
+            tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        tokio::pin!(shutdown);
+        let mut started: BTreeSet<String> = BTreeSet::new();
+        let early = loop {
+            start_ready_dependents(&handle, &mut started).await;
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break None,
+                Some(Ok((name, result))) = tasks.join_next() => break Some((name, result)),
+                Some(()) = changed.recv() => {}
+            }
+        };
+        if let Some((name, Err(e))) = early {
+            tracing::error!(unit = %name, error = %e, "supervisor failed; stopping the stack");
+        }
+        stop_in_order(&handle, &mut stops, &mut tasks).await
+    }
+}
+
+/// Send `Start` to every waiting unit whose dependencies are all ready.
+async fn start_ready_dependents(handle: &Handle, started: &mut BTreeSet<String>) {
+    for u in &handle.units {
+        if u.depends_on.is_empty() || started.contains(&u.name) {
+            continue;
+        }
+        let deps_ready = u
+            .depends_on
+            .iter()
+            .all(|d| handle.unit(d).is_some_and(|h| h.status.borrow().ready));
+        if deps_ready {
+            tracing::info!(unit = %u.name, "dependencies ready: starting");
+            let _ = u.commands.send(Command::Start).await;
+            started.insert(u.name.clone());
+        }
+    }
+}
+
+/// Stop the units in waves: a unit stops once no unit that is still
+/// running depends on it, and Temporal only after every service.
+async fn stop_in_order(
+    handle: &Handle,
+    stops: &mut [(String, Option<oneshot::Sender<()>>)],
+    tasks: &mut JoinSet<(String, Result<(), String>)>,
+) -> Result<(), String> {
+    let mut remaining: BTreeSet<String> = handle.units.iter().map(|u| u.name.clone()).collect();
+    let mut outcome = Ok(());
+    while !remaining.is_empty() {
+        let wave: Vec<String> = remaining
+            .iter()
+            .filter(|n| {
+                !handle.units.iter().any(|u| {
+                    remaining.contains(&u.name)
+                        && &u.name != *n
+                        && (u.depends_on.contains(n) || (*n == TEMPORAL))
+                })
+            })
+            .cloned()
+            .collect();
+        for name in &wave {
+            tracing::info!(unit = %name, "stopping");
+            if let Some((_, tx)) = stops.iter_mut().find(|(n, _)| n == name)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+        let mut left: BTreeSet<String> = wave.iter().cloned().collect();
+        // Units that ended before the shutdown are done already.
+        left.retain(|n| handle.unit(n).is_some_and(UnitHandle::alive));
+        while !left.is_empty() {
+            match tasks.join_next().await {
+                Some(Ok((name, result))) => {
+                    if let Err(e) = result {
+                        outcome = Err(format!("{name}: {e}"));
+                    }
+                    left.remove(&name);
+                    remaining.remove(&name);
+                }
+                Some(Err(e)) => {
+                    outcome = Err(format!("a supervisor panicked: {e}"));
+                    break;
+                }
+                None => break,
+            }
+        }
+        for name in wave {
+            remaining.remove(&name);
+        }
+    }
+    outcome
+}
+
+/// `Ready` once every unit reported ready (with Temporal's pid), or the
+/// first `Failed`, naming the service.
+async fn combined(startups: Vec<(String, oneshot::Receiver<Report>)>) -> Report {
+    let mut set = JoinSet::new();
+    for (name, rx) in startups {
+        set.spawn(async move { (name, rx.await) });
+    }
+    let mut temporal_pid = 0;
+    while let Some(joined) = set.join_next().await {
+        let Ok((name, report)) = joined else { continue };
+        match report {
+            Ok(Report::Ready { pid }) if name == TEMPORAL => temporal_pid = pid,
+            Ok(Report::Ready { .. }) => {}
+            Ok(failed @ Report::Failed { .. }) => return failed,
+            Ok(Report::Note(_)) | Err(_) => {}
+        }
+    }
+    Report::Ready { pid: temporal_pid }
+}

@@ -1,0 +1,190 @@
+//! A [`Unit`]: one supervised process, Temporal or a declared service,
+//! described the same way: what to run, when it is ready, how its health
+//! is checked, how it stops, what it waits for, and the rules of its state
+//! machine. Built once from the [`Config`]; the actor only executes it.
+
+use super::policy::Policy;
+use super::state::{RestartPolicy, Rules};
+use crate::config::Config;
+use crate::config::services::{ProbeKind, Readiness, ServiceSpec, TEMPORAL};
+use crate::health::Plan;
+use crate::process::{SpawnSpec, Spawner};
+use nix::sys::signal::Signal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicI32;
+use std::time::Duration;
+
+/// Probe period from spawn until ready for Temporal: short, so a restart
+/// is seen serving within milliseconds of Temporal being able to answer.
+pub const TEMPORAL_STARTUP_INTERVAL: Duration = Duration::from_millis(10);
+/// The same for services (whose probes may cost more: HTTP, commands).
+pub const SERVICE_STARTUP_INTERVAL: Duration = Duration::from_millis(50);
+
+/// When a unit counts as ready.
+#[derive(Debug, Clone)]
+pub enum Ready {
+    /// As soon as it is spawned.
+    Spawned,
+    /// When a line it logs matches `regex`; the log pump stores the pid
+    /// that logged it in `seen`.
+    Log {
+        /// The compiled pattern.
+        regex: regex::Regex,
+        /// The pid whose line matched.
+        seen: Arc<AtomicI32>,
+    },
+    /// When this check first passes.
+    Probe(Plan),
+}
+
+/// One supervised process.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    /// `temporal` or the service's name.
+    pub name: String,
+    /// What to run.
+    pub spawn: SpawnSpec,
+    /// Addresses it binds, checked free before each spawn.
+    pub binds: Vec<SocketAddr>,
+    /// When it is ready.
+    pub ready: Ready,
+    /// What a health round checks once it is ready, beyond liveness.
+    pub health: Plan,
+    /// Period of health rounds while ready.
+    pub health_interval: Duration,
+    /// Period of rounds from spawn until ready.
+    pub startup_interval: Duration,
+    /// Timeout of one network or command check.
+    pub health_timeout: Duration,
+    /// Whether its rounds check the lock and PID file (Temporal's do).
+    pub files: bool,
+    /// The signal that asks it to stop.
+    pub stop_signal: Signal,
+    /// Stop signal → SIGKILL.
+    pub stop_grace: Duration,
+    /// Its stdout/stderr log.
+    pub log_path: PathBuf,
+    /// Rotate the log past this size.
+    pub log_max_bytes: u64,
+    /// The rules of its state machine.
+    pub rules: Rules,
+    /// What must be ready before it starts.
+    pub depends_on: Vec<String>,
+}
+
+impl Unit {
+    /// Temporal as `cfg` runs it, from `bin`.
+    pub fn temporal(cfg: &Config, bin: &Path, policy: Policy) -> Unit {
+        let check = Plan::Temporal {
+            frontend: cfg.frontend(),
+        };
+        Unit {
+            name: TEMPORAL.into(),
+            spawn: SpawnSpec {
+                program: bin.to_path_buf(),
+                args: cfg.temporal_args(),
+                capture: true,
+                ..SpawnSpec::default()
+            },
+            binds: cfg.temporal_binds().into_iter().map(|(a, ..)| a).collect(),
+            ready: Ready::Probe(check.clone()),
+            health: check,
+            health_interval: cfg.health_interval,
+            startup_interval: TEMPORAL_STARTUP_INTERVAL,
+            health_timeout: cfg.health_timeout,
+            files: true,
+            stop_signal: Signal::SIGTERM,
+            stop_grace: cfg.stop_grace,
+            log_path: cfg.home.temporal_log(),
+            log_max_bytes: crate::logfile::DEFAULT_MAX_BYTES,
+            rules: Rules {
+                policy,
+                failure_threshold: cfg.failure_threshold,
+                start_timeout: cfg.start_timeout,
+                restart: RestartPolicy::Always,
+            },
+            depends_on: Vec::new(),
+        }
+    }
+
+    /// Service `s` of `cfg`; its commands run through `spawner`.
+    pub fn service(s: &ServiceSpec, cfg: &Config, policy: Policy, spawner: &Spawner) -> Unit {
+        let spawn = SpawnSpec {
+            program: PathBuf::from(&s.command[0]),
+            args: s.command[1..].iter().map(Into::into).collect(),
+            env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            cwd: s.cwd.clone(),
+            capture: true,
+        };
+        let plan = |kind: &ProbeKind| match kind {
+            ProbeKind::Http { url } => Plan::Http { url: url.clone() },
+            ProbeKind::Tcp { addr } => Plan::Tcp { addr: *addr },
+            ProbeKind::Grpc { addr, service } => Plan::Grpc {
+                addr: *addr,
+                service: service.clone(),
+            },
+            ProbeKind::Exec { argv } => Plan::Exec {
+                spec: SpawnSpec {
+                    program: PathBuf::from(&argv[0]),
+                    args: argv[1..].iter().map(Into::into).collect(),
+                    capture: false,
+                    ..spawn.clone()
+                },
+                spawner: spawner.clone(),
+            },
+        };
+        let (ready, start_timeout) = match &s.ready {
+            Readiness::Spawned => (Ready::Spawned, cfg.start_timeout),
+            Readiness::Log { pattern, timeout } => (
+                Ready::Log {
+                    regex: regex::Regex::new(pattern).expect("checked with the configuration"),
+                    seen: Arc::new(AtomicI32::new(0)),
+                },
+                *timeout,
+            ),
+            Readiness::Probe { kind, timeout } => (Ready::Probe(plan(kind)), *timeout),
+        };
+        let health = s.health.as_ref();
+        Unit {
+            name: s.name.clone(),
+            binds: Vec::new(),
+            ready,
+            health: health.map_or(Plan::Alive, |h| plan(&h.kind)),
+            health_interval: health.map_or(cfg.health_interval, |h| h.interval),
+            startup_interval: SERVICE_STARTUP_INTERVAL,
+            health_timeout: health.map_or(cfg.health_timeout, |h| h.timeout),
+            files: false,
+            stop_signal: Signal::try_from(s.stop_signal).unwrap_or(Signal::SIGTERM),
+            stop_grace: s.stop_grace,
+            log_path: cfg.home.service_log(&s.name),
+            log_max_bytes: crate::logfile::DEFAULT_MAX_BYTES,
+            rules: Rules {
+                policy,
+                failure_threshold: health.map_or(cfg.failure_threshold, |h| h.failure_threshold),
+                start_timeout,
+                restart: s.restart,
+            },
+            depends_on: s.depends_on.clone(),
+            spawn,
+        }
+    }
+
+    /// Is this the built-in Temporal?
+    pub fn is_temporal(&self) -> bool {
+        self.name == TEMPORAL
+    }
+
+    /// The plan of a round in the ready-or-not phase.
+    pub fn ready_plan(&self) -> Plan {
+        match &self.ready {
+            Ready::Spawned => Plan::Alive,
+            Ready::Log { regex, seen } => Plan::Log {
+                seen: seen.clone(),
+                pattern: regex.as_str().to_string(),
+            },
+            Ready::Probe(p) => p.clone(),
+        }
+    }
+}
