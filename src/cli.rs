@@ -44,6 +44,7 @@ impl Cli {
             (None, _) => l.start.explicit = explicit(local),
             (Some(LocalCommand::Start(a)), Some((_, m))) => a.explicit = explicit(m),
             (Some(LocalCommand::Restart(a)), Some((_, m))) => a.start.explicit = explicit(m),
+            (Some(LocalCommand::Config(a)), Some((_, m))) => a.explicit = explicit(m),
             _ => {}
         }
         cli
@@ -101,10 +102,14 @@ pub enum LocalCommand {
     Stop(StopArgs),
     /// Show state and health; exit 0 healthy, 1 not healthy, 3 not running.
     Status(StatusArgs),
-    /// Restart Temporal (new pid); starts it if nothing runs.
+    /// Restart Temporal or one service (new pid); starts everything if
+    /// nothing runs.
     Restart(RestartArgs),
-    /// Print Temporal's log.
+    /// Print Temporal's log, or a service's.
     Logs(LogsArgs),
+    /// Print the effective configuration (flags, environment and the file
+    /// merged) and check it, with start's errors and exit codes.
+    Config(StartArgs),
 }
 
 /// The state directory.
@@ -176,6 +181,9 @@ pub struct StatusArgs {
 /// Options of `restart`.
 #[derive(Debug, Clone, Args)]
 pub struct RestartArgs {
+    /// `temporal` or a declared service [default: temporal].
+    #[arg(value_name = "SERVICE")]
+    pub service: Option<String>,
     /// Options used when nothing is running (restart then starts).
     #[command(flatten)]
     pub start: StartArgs,
@@ -184,6 +192,9 @@ pub struct RestartArgs {
 /// Options of `logs`.
 #[derive(Debug, Clone, Args)]
 pub struct LogsArgs {
+    /// `temporal` or a declared service [default: temporal].
+    #[arg(value_name = "SERVICE", conflicts_with = "daemon")]
+    pub service: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub home: HomeArg,
@@ -193,7 +204,7 @@ pub struct LogsArgs {
     /// How many lines from the end.
     #[arg(short = 'n', long, default_value_t = 50, env = "STIGMER_LINES")]
     pub lines: usize,
-    /// Show the daemon's own log instead of Temporal's.
+    /// Show the daemon's own log instead.
     #[arg(long, env = "STIGMER_LOGS_DAEMON")]
     pub daemon: bool,
 }

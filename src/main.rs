@@ -41,6 +41,10 @@ fn run(cli: &Cli, local: &stigmer::cli::Local) -> Result<Code, Failure> {
             let _t = logs(None, false);
             commands::status::run(a)
         }
+        Some(LocalCommand::Config(a)) => {
+            let _t = logs(None, false);
+            commands::config::run(a)
+        }
         Some(LocalCommand::Logs(a)) => {
             let _t = logs(None, false);
             commands::logs::run(a)

@@ -92,6 +92,10 @@ impl StateDir {
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("stigmer.lock")
     }
+    /// The daemon's control socket (restart one service).
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.join("control.sock")
+    }
     /// The PID/identity file.
     pub fn pid_file(&self) -> PathBuf {
         self.root.join("stigmer.pid")
@@ -130,6 +134,7 @@ impl StateDir {
         for file in [
             self.lock_file(),
             self.pid_file(),
+            self.control_socket(),
             self.temporal_log(),
             self.daemon_log(),
             self.db_file(),

@@ -1,5 +1,5 @@
-//! `stigmer local logs [-f] [-n LINES] [--daemon]`: Temporal's log (or the
-//! daemon's), following across rotation.
+//! `stigmer local logs [SERVICE] [-f] [-n LINES] [--daemon]`: Temporal's
+//! log, a service's, or the daemon's, following across rotation.
 
 use super::home;
 use crate::cli::LogsArgs;
@@ -10,10 +10,16 @@ use std::io::Write;
 /// Run `logs`.
 pub fn run(args: &LogsArgs) -> Result<Code, Failure> {
     let home = home(&args.home.home);
-    let path = if args.daemon {
-        home.daemon_log()
-    } else {
-        home.temporal_log()
+    let path = match args.service.as_deref() {
+        _ if args.daemon => home.daemon_log(),
+        None | Some(crate::config::services::TEMPORAL) => home.temporal_log(),
+        Some(name) if crate::config::services::valid_name(name) => home.service_log(name),
+        Some(name) => {
+            return Err(Failure::Relayed(
+                Code::Usage,
+                format!("{name:?} is not a service name (lowercase letters, digits, '-', '_')"),
+            ));
+        }
     };
     crate::paths::refuse_symlink(&path)?;
     let mut out = std::io::stdout().lock();

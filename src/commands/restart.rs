@@ -1,12 +1,15 @@
-//! `stigmer local restart`: a new Temporal pid. When a daemon runs, it is
-//! sent SIGHUP (identity verified) and gracefully replaces Temporal, keeping
-//! its own lock, ports and counters; this command waits until the new pid
-//! serves. When nothing runs (or the daemon goes away meanwhile, e.g. a
-//! concurrent stop), it starts one.
+//! `stigmer local restart [SERVICE]`: a new pid. For Temporal, the daemon
+//! is sent SIGHUP (identity verified) and gracefully replaces Temporal,
+//! keeping its own lock, ports and counters; for a service, the daemon is
+//! asked on its control socket. Either way this command waits until the
+//! new pid is ready. When nothing runs (or the daemon goes away meanwhile,
+//! e.g. a concurrent stop), it starts everything.
 
 use super::{Found, daemon_identity, discover, fetch_status};
 use crate::cli::RestartArgs;
 use crate::config::Config;
+use crate::config::services::TEMPORAL;
+use crate::daemon::control;
 use crate::exit::{Code, Failure};
 use crate::process::Identity;
 use nix::sys::signal::{Signal, kill};
@@ -15,6 +18,63 @@ use std::time::{Duration, Instant};
 
 /// Run `restart` with `cfg` (used when it has to start).
 pub fn run(args: &RestartArgs, cfg: Config) -> Result<Code, Failure> {
+    match args.service.as_deref() {
+        None | Some(TEMPORAL) => restart_temporal(args, cfg),
+        Some(name) => restart_service(args, cfg, name),
+    }
+}
+
+/// Ask the daemon to restart service `name`, and wait for the new pid.
+fn restart_service(args: &RestartArgs, cfg: Config, name: &str) -> Result<Code, Failure> {
+    let t0 = Instant::now();
+    let deadline = t0 + cfg.timeout + cfg.stop_grace;
+    let record = match discover(&cfg.home)? {
+        Found::NotRunning => return super::start::run(&args.start, cfg),
+        Found::Running(r) => r.ok_or_else(|| {
+            Failure::StartFailed("the daemon runs but its PID file is unreadable".into())
+        })?,
+    };
+    let service_pid =
+        |doc: &crate::status::StatusDoc| doc.services.get(name).map(|s| (s.pid, s.ready));
+    let doc = fetch_status(&record).map_err(Failure::StartFailed)?;
+    let Some((old, _)) = service_pid(&doc) else {
+        return Err(Failure::Relayed(
+            Code::Usage,
+            format!(
+                "no service named {name:?} (declared: temporal{})",
+                doc.services
+                    .keys()
+                    .map(|k| format!(", {k}"))
+                    .collect::<String>()
+            ),
+        ));
+    };
+    control::request(&cfg.home.control_socket(), &format!("restart {name}"))
+        .map_err(Failure::StartFailed)?;
+    loop {
+        if let Ok(doc) = fetch_status(&record)
+            && let Some((Some(pid), true)) = service_pid(&doc)
+            && Some(pid) != old
+        {
+            println!(
+                "Restarted service {name} in {:.2}s: pid {} -> {pid}.",
+                t0.elapsed().as_secs_f64(),
+                old.map_or_else(|| "-".into(), |p| p.to_string()),
+            );
+            return Ok(Code::Ok);
+        }
+        if Instant::now() >= deadline {
+            return Err(Failure::StartTimeout {
+                secs: (cfg.timeout + cfg.stop_grace).as_secs_f64(),
+                reason: format!("the restarted service {name} did not become ready"),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGHUP the daemon, which replaces Temporal; wait for the new pid.
+fn restart_temporal(args: &RestartArgs, cfg: Config) -> Result<Code, Failure> {
     let t0 = Instant::now();
     let deadline = t0 + cfg.timeout + cfg.stop_grace;
     // (daemon we signalled, Temporal pid it had) once SIGHUP is sent.

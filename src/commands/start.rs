@@ -28,6 +28,9 @@ pub fn run(args: &StartArgs, cfg: Config) -> Result<Code, Failure> {
         return run_handed_over(cfg, args, fd);
     }
     let bin = cfg.resolve_temporal_bin()?;
+    if let Some(missing) = cfg.missing_programs().into_iter().next() {
+        return Err(crate::config::BinaryError::Service(missing).into());
+    }
     cfg.home.ensure()?;
     let deadline = Instant::now() + cfg.timeout;
     let mut spinner = Spinner::new("waiting for the running instance to become ready");
@@ -138,7 +141,13 @@ fn ready_instance(cfg: &Config) -> Result<Option<StatusDoc>, Failure> {
 fn print_ready(doc: &StatusDoc, already: bool) {
     let t = &doc.temporal;
     let pid = t.pid.map_or_else(|| "?".into(), |p| p.to_string());
-    if already {
+    if !t.managed {
+        let again = if already { "already " } else { "" };
+        println!(
+            "Attached {again}to the external Temporal at {} (not run or stopped by stigmer).",
+            t.frontend
+        );
+    } else if already {
         println!(
             "Temporal is already running (pid {pid}, up {}).",
             human_secs(t.uptime_seconds.unwrap_or(0.0))
@@ -151,6 +160,10 @@ fn print_ready(doc: &StatusDoc, already: bool) {
         println!("  web UI:  {ui}");
     }
     println!("  health:  http://{}/healthz", doc.supervisor.http_addr);
+    for (name, svc) in &doc.services {
+        let pid = svc.pid.map_or_else(|| "-".into(), |p| p.to_string());
+        println!("  service: {name} ({}, pid {pid})", svc.state);
+    }
 }
 
 /// Launch the detached daemon, handing it the held lock, and wait for its

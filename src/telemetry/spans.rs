@@ -1,4 +1,5 @@
-//! Supervisor events as spans (exported when OTLP is on):
+//! Supervisor events as spans (exported when OTLP is on); a service's are
+//! named `service.*` instead of `temporal.*` and carry `service`:
 //!
 //! - `temporal.process`: one Temporal process, spawn → exit; health-check
 //!   failures are events on it; `exit.code` / `exit.signal` when it ends.
@@ -30,10 +31,23 @@ struct Open {
     failed: Option<SpanContext>,
 }
 
-/// Turns supervisor events into spans.
+/// Turns one unit's supervisor events into spans: `temporal.*` for
+/// Temporal, `service.*` (with a `service` attribute) for a service.
 #[derive(Default)]
 pub struct SpanObserver {
     open: Mutex<Open>,
+    /// The service, or `None` for Temporal.
+    service: Option<String>,
+}
+
+/// A root or child span named `temporal.SUFFIX` or `service.SUFFIX`.
+macro_rules! unit_span {
+    ($obs:expr, parent: $parent:expr, $suffix:literal $(, $($fields:tt)*)?) => {
+        match &$obs.service {
+            None => tracing::info_span!(parent: $parent, concat!("temporal.", $suffix) $(, $($fields)*)?),
+            Some(name) => tracing::info_span!(parent: $parent, concat!("service.", $suffix), service = %name $(, $($fields)*)?),
+        }
+    };
 }
 
 fn ids(span: &Span) -> (String, String) {
@@ -48,8 +62,11 @@ fn ms(d: Duration) -> f64 {
 
 impl SpanObserver {
     /// Spans of unit `name`.
-    pub fn new(_name: &str) -> Self {
-        SpanObserver::default()
+    pub fn new(name: &str) -> Self {
+        SpanObserver {
+            open: Mutex::default(),
+            service: (name != crate::config::services::TEMPORAL).then(|| name.to_string()),
+        }
     }
 
     fn open(&self) -> std::sync::MutexGuard<'_, Open> {
@@ -60,10 +77,10 @@ impl SpanObserver {
 impl Observer for SpanObserver {
     fn spawned(&self, pid: i32, attempt: u32) {
         let mut o = self.open();
-        let process = tracing::info_span!(parent: None, "temporal.process", pid, attempt, exit.code = Empty, exit.signal = Empty);
-        let start = tracing::info_span!(parent: &process, "temporal.start", pid, attempt, start_ms = Empty, outcome = Empty);
+        let process = unit_span!(self, parent: None, "process", pid, attempt, exit.code = Empty, exit.signal = Empty);
+        let start = unit_span!(self, parent: &process, "start", pid, attempt, start_ms = Empty, outcome = Empty);
         let (trace_id, _) = ids(&start);
-        tracing::debug!(parent: &start, pid, trace_id, "temporal.start span opened");
+        tracing::debug!(parent: &start, pid, trace_id, "start span opened");
         o.process = Some(process);
         o.start = Some(start);
     }
@@ -110,9 +127,10 @@ impl Observer for SpanObserver {
 
     fn restart(&self, info: &RestartInfo) {
         let mut o = self.open();
-        let span = tracing::info_span!(
+        let span = unit_span!(
+            self,
             parent: None,
-            "temporal.restart",
+            "restart",
             reason = info.reason.label(),
             attempt = info.attempt,
             backoff_ms = ms(info.backoff),
@@ -142,7 +160,7 @@ impl Observer for SpanObserver {
             span.add_link(cx);
         }
         let (trace_id, _) = ids(&span);
-        tracing::info!(parent: &span, reason = info.reason.label(), trace_id, "temporal.restart span opened");
+        tracing::info!(parent: &span, reason = info.reason.label(), trace_id, "restart span opened");
         o.restart = Some(span);
     }
 
@@ -152,9 +170,9 @@ impl Observer for SpanObserver {
         if let Some(r) = o.restart.take() {
             r.record("new_pid", -1);
         }
-        let span = tracing::info_span!(parent: None, "temporal.stop");
+        let span = unit_span!(self, parent: None, "stop");
         let (trace_id, _) = ids(&span);
-        tracing::info!(parent: &span, trace_id, "stopping Temporal");
+        tracing::info!(parent: &span, trace_id, "stopping");
         o.stop = Some(span);
     }
 

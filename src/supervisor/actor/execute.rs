@@ -141,6 +141,8 @@ impl Actor {
         }
         self.snap.backoff = None;
         self.snap.last_error = None;
+        // The readiness line is not checked again once seen.
+        self.snap.health.remove(&crate::health::Layer::Log);
         let exe = process::proc::exe(pid).map(|p| p.display().to_string());
         if let Some(t) = &mut self.snap.process {
             t.exe = exe;

@@ -1,8 +1,12 @@
 //! Prometheus metrics, registered in one place and moved by the
 //! supervisor through the [`Observer`] hooks, so an event that logs also
-//! counts. Process resource figures are read from `/proc` at scrape time.
+//! counts: Temporal's `stigmer_temporal_*` series here, the services'
+//! `stigmer_service_*` in [`service`]. Process resource figures are read
+//! from `/proc` at scrape time.
 //!
 //! Every metric, its type and exact meaning is listed in the README.
+
+pub mod service;
 
 use crate::health::{Check, Layer};
 use crate::process::{ExitStatus, proc};
@@ -40,6 +44,7 @@ pub struct Metrics {
     sup_rss: IntGauge,
     sup_fds: IntGauge,
     sup_threads: IntGauge,
+    services: service::ServiceMetrics,
     cpu_seen: Mutex<CpuSeen>,
 }
 
@@ -194,6 +199,7 @@ impl Metrics {
                 &registry,
                 IntGauge::new("stigmer_supervisor_threads", "Threads of the supervisor")?,
             )?,
+            services: service::ServiceMetrics::new(&registry)?,
             cpu_seen: Mutex::new(CpuSeen::default()),
             registry,
         };
@@ -287,7 +293,7 @@ impl Metrics {
         if name == crate::config::services::TEMPORAL {
             self.clone()
         } else {
-            Arc::new(crate::supervisor::NoObserver)
+            Arc::new(self.services.observer(name))
         }
     }
 }
@@ -349,6 +355,30 @@ impl Observer for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn services_have_series_of_their_own() {
+        let m = Arc::new(Metrics::new().unwrap());
+        let api = m.observer("api");
+        api.state_changed(StateName::Waiting, StateName::Running);
+        api.restart(&RestartInfo {
+            reason: RestartReason::Unhealthy { layer: Layer::Http },
+            attempt: 1,
+            backoff: Duration::ZERO,
+            detection: Some(Duration::from_millis(5)),
+        });
+        let text = m.render().unwrap();
+        for series in [
+            "stigmer_service_up{service=\"api\"} 1",
+            "stigmer_service_state{service=\"api\",state=\"running\"} 1",
+            "stigmer_service_restarts_total{reason=\"unhealthy\",service=\"api\"} 1",
+            "stigmer_service_failure_detection_seconds_count{kind=\"hang\",service=\"api\"} 1",
+            "stigmer_service_health_check_failures_total{layer=\"http\",service=\"api\"} 0",
+            "stigmer_temporal_up 0",
+        ] {
+            assert!(text.contains(series), "missing {series} in\n{text}");
+        }
+    }
 
     #[test]
     fn renders_every_family() {
