@@ -79,7 +79,7 @@ impl ConfigFile {
         let doc: FileDoc = toml::from_str(&text).map_err(|e| FileError {
             file: path.to_path_buf(),
             line: e.span().map(|s| line_of(&text, s.start)),
-            message: e.message().trim().to_string(),
+            message: one_line(e.message()),
         })?;
         Ok(ConfigFile {
             path: path.to_path_buf(),
@@ -113,7 +113,7 @@ impl ConfigFile {
         FileError {
             file: self.path.clone(),
             line,
-            message: format!("{header} {message}"),
+            message: one_line(&format!("{header} {message}")),
         }
     }
 
@@ -158,6 +158,15 @@ impl ConfigFile {
         let merged = serde_json::from_value(merged).expect("checked key by key");
         Ok((merged, sources))
     }
+}
+
+/// `text` on one line: its non-empty lines joined with "; ".
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "^")
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The 1-based line of byte `offset` in `text`.

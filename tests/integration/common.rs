@@ -401,3 +401,45 @@ impl TestHome {
         )
     }
 }
+
+/// A file of `tests/assets`.
+pub fn asset(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("assets")
+        .join(name)
+}
+
+impl TestHome {
+    /// Write `HOME/stigmer.toml` (read by every start of this home).
+    pub fn write_config(&self, text: &str) {
+        std::fs::create_dir_all(self.home()).unwrap();
+        std::fs::write(self.home().join("stigmer.toml"), text).unwrap();
+    }
+
+    /// The status document's entry for service `name`.
+    pub fn service(&self, name: &str) -> Value {
+        self.status_json().1["services"][name].clone()
+    }
+
+    /// The pid of service `name` once it is ready.
+    pub fn ready_service_pid(&self, name: &str) -> Option<i32> {
+        let s = self.service(name);
+        (s["ready"] == true).then(|| s["pid"].as_i64().map(|p| p as i32))?
+    }
+
+    /// Wait until service `name` is ready with a pid other than `old`.
+    pub fn wait_service_new_pid(&self, name: &str, old: i32) -> i32 {
+        let mut pid = None;
+        wait_until(&format!("service {name} ready with a new pid"), || {
+            pid = self.ready_service_pid(name).filter(|p| *p != old);
+            pid.is_some()
+        });
+        pid.unwrap()
+    }
+
+    /// The daemon's log, for checking what it did.
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.home().join("logs").join("daemon.log")).unwrap_or_default()
+    }
+}

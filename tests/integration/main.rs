@@ -4,6 +4,7 @@
 
 mod adversarial;
 mod common;
+mod config;
 mod lifecycle;
 mod monitoring;
 mod observability;
@@ -11,4 +12,5 @@ mod options;
 mod otlp;
 mod reliability;
 mod soak;
+mod stack;
 mod supervision;
