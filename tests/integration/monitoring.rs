@@ -319,6 +319,16 @@ fn dashboard_and_alert_queries_return_data_from_a_real_prometheus() {
     let mut h = TestHome::new();
     h.extra
         .extend(["--health-interval", "0.5", "--health-timeout", "0.5"].map(String::from));
+    // One service, so the service panels and rules have series too.
+    let api_port = free_port();
+    h.write_config(&format!(
+        "[services.api]\ncommand = ['python3', {script:?}, '{api_port}', {marker:?}]\n\
+         depends_on = ['temporal']\n\
+         ready = {{ http = 'http://127.0.0.1:{api_port}/healthz' }}\n\
+         health = {{ http = 'http://127.0.0.1:{api_port}/healthz', interval = 0.3, timeout = 0.3, failure_threshold = 2 }}\n",
+        script = asset("http_service.py").display().to_string(),
+        marker = h.dir.path().display().to_string(),
+    ));
     h.start_ok();
     let instance = format!("127.0.0.1:{}", h.http_port);
 
@@ -342,7 +352,23 @@ fn dashboard_and_alert_queries_return_data_from_a_real_prometheus() {
         h.serving_pid().is_some_and(|p| p != second)
     });
     // Prometheus has scraped the result of both events.
+    // The service crashes, then hangs.
+    let api = h.ready_service_pid("api").expect("api ready");
+    kill(Pid::from_raw(api), Signal::SIGKILL).unwrap();
+    let api = h.wait_service_new_pid("api", api);
+    kill(Pid::from_raw(api), Signal::SIGSTOP).unwrap();
+    h.wait_service_new_pid("api", api);
     let after_events = [
+        (
+            r#"stigmer_service_restarts_total{service="api",reason="signaled"}"#,
+            1.0,
+        ),
+        (
+            r#"stigmer_service_restarts_total{service="api",reason="unhealthy"}"#,
+            1.0,
+        ),
+        (r#"stigmer_service_recovery_seconds_count{service="api"}"#, 2.0),
+        (r#"stigmer_service_up{service="api"}"#, 1.0),
         (r#"stigmer_temporal_restarts_total{reason="signaled"}"#, 1.0),
         (
             r#"stigmer_temporal_restarts_total{reason="unhealthy"}"#,
