@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Which contenders? (default: all of them)
-contenders="floor,stigmer,runit,s6,supervisord"
+contenders="floor,stigmer,stigmer-stack,runit,s6,supervisord"
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[$i]}" in

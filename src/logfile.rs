@@ -95,7 +95,8 @@ pub fn pump(
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     if let Some(f) = on_line.as_mut() {
-                        f(&buf);
+                        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                        f(line.strip_suffix(b"\r").unwrap_or(line));
                     }
                     if !buf.ends_with(b"\n") {
                         buf.push(b'\n');
@@ -204,6 +205,31 @@ mod tests {
         let p = tmp.path().join("s");
         std::fs::write(&p, "a\nb\n").unwrap();
         assert_eq!(tail(&p, 10).unwrap(), vec!["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn pump_shows_each_line_without_its_end_of_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = Arc::new(Mutex::new(RotatingLog::open(&tmp.path().join("l"), 1 << 20).unwrap()));
+        let (rx, tx) = nix::unistd::pipe().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let s = seen.clone();
+        let task = pump(
+            rx,
+            log,
+            Some(Box::new(move |line: &[u8]| {
+                s.lock().unwrap().push(String::from_utf8_lossy(line).into_owned())
+            })),
+        )
+        .unwrap();
+        let mut w = std::fs::File::from(tx);
+        w.write_all(b"ready\r\nnext\nlast").unwrap();
+        drop(w);
+        task.await.unwrap();
+        let lines = seen.lock().unwrap().clone();
+        assert_eq!(lines, ["ready", "next", "last"]);
+        let re = regex::Regex::new("^ready$").unwrap();
+        assert!(re.is_match(&lines[0]), "anchored patterns match a whole line");
     }
 
     #[test]

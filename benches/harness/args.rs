@@ -7,7 +7,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Every contender, in the default order (the floor first).
-pub const ALL_CONTENDERS: [&str; 5] = ["floor", "stigmer", "runit", "s6", "supervisord"];
+/// `stigmer-stack` is stigmer with three stand-in services beside Temporal.
+pub const ALL_CONTENDERS: [&str; 6] = [
+    "floor",
+    "stigmer",
+    "stigmer-stack",
+    "runit",
+    "s6",
+    "supervisord",
+];
 
 /// Every phase, for `--skip`.
 pub const ALL_PHASES: [&str; 8] = [

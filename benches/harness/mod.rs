@@ -121,7 +121,8 @@ fn run(args: Args) -> Result<i32, String> {
         };
         let made: Result<Box<dyn Contender>, String> = match name.as_str() {
             "floor" => Ok(Box::new(contender::Floor::new(&env))),
-            "stigmer" => Ok(Box::new(contender::Stigmer::new(&env))),
+            "stigmer" => Ok(Box::new(contender::Stigmer::new(&env, 0))),
+            "stigmer-stack" => Ok(Box::new(contender::Stigmer::new(&env, 3))),
             "runit" => contender::Runit::new(&env).map(|c| Box::new(c) as _),
             "s6" => contender::S6::new(&env).map(|c| Box::new(c) as _),
             "supervisord" => contender::Supervisord::new(&env).map(|c| Box::new(c) as _),

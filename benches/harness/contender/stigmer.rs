@@ -7,23 +7,46 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// `stigmer local`.
+/// `stigmer local`, alone or with stand-in services.
 pub struct Stigmer {
     env: Env,
     home: PathBuf,
     log: PathBuf,
     pending: Option<(Child, Instant)>,
+    /// Stand-in services declared beside Temporal.
+    services: usize,
+}
+
+/// The services of the `stigmer-stack` contender: each prints a readiness
+/// line and sleeps, depends on Temporal (or the one before it), and is
+/// checked every second by a command, like a small real stack.
+fn stack_config(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let dep = if i == 0 {
+                "temporal".to_string()
+            } else {
+                format!("s{}", i - 1)
+            };
+            format!(
+                "[services.s{i}]\ncommand = ['sh', '-c', 'echo ready; exec sleep 86400']\n\
+                 depends_on = ['{dep}']\nready = {{ log = '^ready$' }}\n\
+                 health = {{ exec = ['true'], interval = 1 }}\n"
+            )
+        })
+        .collect()
 }
 
 impl Stigmer {
-    /// New, not started.
-    pub fn new(env: &Env) -> Self {
-        let dir = env.dir("stigmer");
+    /// New, not started; with `services` stand-in services when non-zero.
+    pub fn new(env: &Env, services: usize) -> Self {
+        let dir = env.dir(if services == 0 { "stigmer" } else { "stigmer-stack" });
         Stigmer {
             env: env.clone(),
             home: dir.join("home"),
             log: dir.join("cli.log"),
             pending: None,
+            services,
         }
     }
 
@@ -67,18 +90,35 @@ impl Stigmer {
 
 impl Contender for Stigmer {
     fn name(&self) -> &'static str {
-        "stigmer"
+        if self.services == 0 {
+            "stigmer"
+        } else {
+            "stigmer-stack"
+        }
     }
 
     fn describe(&self) -> String {
+        let stack = if self.services == 0 {
+            String::new()
+        } else {
+            format!(
+                ", with {} stand-in services (log-ready, a health command every second)",
+                self.services
+            )
+        };
         format!(
-            "`stigmer local start` ({}), defaults: health every 1 s, timeout 1 s, threshold 3",
+            "`stigmer local start` ({}), defaults: health every 1 s, timeout 1 s, threshold 3{stack}",
             super::version_of(&self.env.stigmer, "--version")
         )
     }
 
     fn launch(&mut self) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&self.home);
+        if self.services > 0 {
+            std::fs::create_dir_all(&self.home).map_err(|e| e.to_string())?;
+            std::fs::write(self.home.join("stigmer.toml"), stack_config(self.services))
+                .map_err(|e| e.to_string())?;
+        }
         let mut c = self.start_command(logged(&self.env.stigmer, &self.log));
         let t0 = Instant::now();
         let child = c.spawn().map_err(|e| format!("spawn stigmer: {e}"))?;
