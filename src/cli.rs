@@ -39,7 +39,9 @@ impl Cli {
         let Some(local) = matches.subcommand_matches("local") else {
             return cli;
         };
-        let Top::Local(l) = &mut cli.command;
+        let Top::Local(l) = &mut cli.command else {
+            return cli;
+        };
         match (&mut l.command, local.subcommand()) {
             (None, _) => l.start.explicit = explicit(local),
             (Some(LocalCommand::Start(a)), Some((_, m))) => a.explicit = explicit(m),
@@ -77,8 +79,22 @@ pub enum LogFormat {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Top {
-    /// Manage the local Temporal dev server.
+    /// Manage the local Temporal dev server and the services of its stack.
     Local(Local),
+    /// Print the shell completion script (e.g. `stigmer completions bash >
+    /// ~/.local/share/bash-completion/completions/stigmer`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (stigmer.1 and one per subcommand) into DIR
+    /// (e.g. `stigmer man --dir ~/.local/share/man/man1`).
+    Man {
+        /// Where to write them.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// `stigmer local [start|stop|status|restart|logs]`; bare `local` starts.
@@ -222,7 +238,7 @@ mod tests {
     #[test]
     fn bare_local_means_start() {
         let c = Cli::try_parse_from(["stigmer", "local", "--port", "7000", "--headless"]).unwrap();
-        let Top::Local(l) = c.command;
+        let Top::Local(l) = c.command else { panic!() };
         assert!(l.command.is_none());
         assert_eq!(l.start.options.port, 7000);
         assert!(l.start.options.headless);

@@ -210,7 +210,9 @@ mod tests {
     #[tokio::test]
     async fn pump_shows_each_line_without_its_end_of_line() {
         let tmp = tempfile::tempdir().unwrap();
-        let log = Arc::new(Mutex::new(RotatingLog::open(&tmp.path().join("l"), 1 << 20).unwrap()));
+        let log = Arc::new(Mutex::new(
+            RotatingLog::open(&tmp.path().join("l"), 1 << 20).unwrap(),
+        ));
         let (rx, tx) = nix::unistd::pipe().unwrap();
         let seen = Arc::new(Mutex::new(Vec::<String>::new()));
         let s = seen.clone();
@@ -218,7 +220,9 @@ mod tests {
             rx,
             log,
             Some(Box::new(move |line: &[u8]| {
-                s.lock().unwrap().push(String::from_utf8_lossy(line).into_owned())
+                s.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(line).into_owned())
             })),
         )
         .unwrap();
@@ -229,7 +233,10 @@ mod tests {
         let lines = seen.lock().unwrap().clone();
         assert_eq!(lines, ["ready", "next", "last"]);
         let re = regex::Regex::new("^ready$").unwrap();
-        assert!(re.is_match(&lines[0]), "anchored patterns match a whole line");
+        assert!(
+            re.is_match(&lines[0]),
+            "anchored patterns match a whole line"
+        );
     }
 
     #[test]

@@ -8,8 +8,15 @@ use stigmer::telemetry::{self, Otlp};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse_args();
-    let Top::Local(local) = &cli.command;
-    let code = match run(&cli, local) {
+    let result = match &cli.command {
+        Top::Local(local) => run(&cli, local),
+        Top::Completions { shell } => {
+            commands::completions::print(*shell);
+            Ok(Code::Ok)
+        }
+        Top::Man { dir } => commands::completions::man(dir),
+    };
+    let code = match result {
         Ok(code) => code,
         Err(failure) => {
             eprintln!("error: {failure}");

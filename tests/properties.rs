@@ -87,7 +87,7 @@ proptest! {
             "--failure-threshold", &threshold, "--port", &port, "--http-addr", &http,
         ];
         let Ok(cli) = Cli::try_parse_from(args) else { return Ok(()) };
-        let Top::Local(l) = cli.command;
+        let Top::Local(l) = cli.command else { panic!("local expected") };
         let Some(LocalCommand::Start(a)) = l.command else { panic!("start expected") };
         match Config::new(stigmer::paths::StateDir::new("/tmp/prop"), &a.options, &Default::default()) {
             Ok(c) => {

@@ -3,6 +3,7 @@
 //! (lock → PID file → the daemon's HTTP status), act, and exit with a
 //! documented code. Only the daemon supervises.
 
+pub mod completions;
 pub mod config;
 pub mod logs;
 pub mod restart;

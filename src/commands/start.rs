@@ -266,6 +266,11 @@ fn spawn_daemon(
             cmd.env_remove(k);
         }
     }
+    // A detached daemon is not the service manager's main process: only a
+    // `--foreground` daemon speaks systemd's protocol.
+    for var in crate::daemon::notify::VARIABLES {
+        cmd.env_remove(var);
+    }
     // SAFETY: setsid and fcntl are async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {

@@ -570,7 +570,9 @@ mod tests {
     fn parse(extra: &[&str]) -> Result<Config, ConfigError> {
         let mut v = vec!["stigmer", "local", "start", "--home", "/tmp/x"];
         v.extend_from_slice(extra);
-        let crate::cli::Top::Local(l) = Cli::try_parse_from(v).unwrap().command;
+        let crate::cli::Top::Local(l) = Cli::try_parse_from(v).unwrap().command else {
+            unreachable!()
+        };
         let Some(crate::cli::LocalCommand::Start(s)) = l.command else {
             unreachable!()
         };

@@ -10,6 +10,7 @@
 
 pub mod control;
 pub mod handover;
+pub mod notify;
 pub mod preflight;
 
 use crate::config::Config;
@@ -115,11 +116,16 @@ async fn serve(
     );
     let control = serve_control(&info.config, &supervisor.handle);
     tracing::info!(http = %info.config.http_addr, home = %info.config.home.root().display(), "daemon running");
+    let systemd = notify::Systemd::from_env();
+    let follow = systemd.map(|sd| tokio::spawn(sd.follow(supervisor.handle.clone())));
     let early = signals.wait_for_stop(&mut supervisor).await;
     tracing::info!("shutting down");
+    if let Some(sd) = systemd {
+        sd.stopping();
+    }
     let outcome = supervisor.stop(early).await;
-    if let Some(c) = control {
-        c.abort();
+    for task in [control, follow].into_iter().flatten() {
+        task.abort();
     }
     http.stop().await;
     outcome
@@ -228,6 +234,8 @@ impl Supervisor {
         let mut stack = build_stack(info, &registry, &metrics);
         let handle = stack.handle();
         let reporter = reporter.clone();
+        let systemd = notify::Systemd::from_env();
+        let ready_handle = handle.clone();
         let (stop, mut stop_rx) = watch::channel(false);
         let (done_tx, done) = oneshot::channel();
         std::thread::Builder::new()
@@ -241,9 +249,15 @@ impl Supervisor {
                         rt.block_on(async move {
                             let startup = stack.startup();
                             tokio::spawn(async move {
-                                if let Ok(report) = startup.await {
-                                    reporter.send(report);
+                                let Ok(report) = startup.await else { return };
+                                match (&report, systemd) {
+                                    (Report::Ready { .. }, Some(sd)) => sd.ready(&ready_handle),
+                                    (Report::Failed { message, .. }, Some(sd)) => {
+                                        sd.failed(message)
+                                    }
+                                    _ => {}
                                 }
+                                reporter.send(report);
                             });
                             stack
                                 .run(async move {

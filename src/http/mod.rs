@@ -2,6 +2,7 @@
 //! status document and Prometheus metrics. It only reads the supervisor's
 //! published snapshot; no endpoint changes anything.
 //!
+//! - `/`: the status page (self-contained HTML that polls `/status`).
 //! - `/livez`: 200 while the supervisor loop is alive (even mid-restart).
 //! - `/readyz`, `/healthz`: 200 only while every unit (Temporal, each
 //!   service) is ready; else 503. `/readyz/NAME`: one unit.
@@ -46,6 +47,7 @@ pub struct AppState {
 /// The router with every endpoint.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(page))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/healthz", get(readyz))
@@ -129,6 +131,27 @@ async fn readyz_one(State(s): State<AppState>, Path(name): Path<String>) -> Resp
         code,
         json!({"status": if ok { "ready" } else { "not_ready" }, "state": state, "service": name}),
     )
+}
+
+/// The status page: one self-contained document (inline CSS and script,
+/// nothing fetched from anywhere but this daemon's own `/status`).
+const PAGE: &str = include_str!("page.html");
+
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            ),
+        ],
+        PAGE,
+    )
+        .into_response()
 }
 
 async fn status(State(s): State<AppState>) -> Response {
@@ -302,6 +325,27 @@ mod tests {
             call(&app, "GET", "/readyz").await.0,
             StatusCode::SERVICE_UNAVAILABLE
         );
+    }
+
+    #[tokio::test]
+    async fn the_page_is_self_contained() {
+        let (app, _tx) = app();
+        let (code, body) = call(&app, "GET", "/").await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(body.starts_with("<!doctype html>"));
+        // No other host: no absolute URL, no protocol-relative one, nothing
+        // loaded from elsewhere.
+        for needle in [
+            "http://",
+            "https://",
+            "src=\"//",
+            "href=\"//",
+            "@import",
+            "url(",
+        ] {
+            assert!(!body.contains(needle), "{needle} in the page");
+        }
+        assert!(body.contains("fetch(\"/status\""));
     }
 
     #[tokio::test]

@@ -135,6 +135,13 @@ pub fn cmdline(pid: i32) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The environment of `pid` (empty when unreadable).
+pub fn environ(pid: i32) -> std::collections::HashMap<std::ffi::OsString, std::ffi::OsString> {
+    Process::new(pid)
+        .and_then(|p| p.environ())
+        .unwrap_or_default()
+}
+
 /// Every process visible to us.
 pub fn pids() -> Vec<i32> {
     procfs::process::all_processes()

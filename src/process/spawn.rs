@@ -109,6 +109,10 @@ fn spawn_now(spec: &SpawnSpec) -> io::Result<std::process::Child> {
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
     }
+    // The service manager's protocol is the daemon's, not its children's.
+    for var in crate::daemon::notify::VARIABLES {
+        cmd.env_remove(var);
+    }
     // Temporal (Go's os/user without cgo) fails at start without $USER;
     // containers and systemd units often have none.
     if std::env::var_os("USER").is_none() {

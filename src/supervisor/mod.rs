@@ -211,6 +211,46 @@ pub struct Restarts {
     pub last_detection_ms: Option<f64>,
     /// Failure detected → serving again, ms, for the last recovery.
     pub last_recovery_ms: Option<f64>,
+    /// The last [`RECENT_RESTARTS`] restarts, newest first.
+    #[serde(default)]
+    pub recent: std::collections::VecDeque<RestartRecord>,
+}
+
+/// How many restarts `restarts.recent` keeps.
+pub const RECENT_RESTARTS: usize = 20;
+
+/// One restart, for the history.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RestartRecord {
+    /// When it was decided (Unix ms).
+    pub at_unix_ms: u64,
+    /// Why.
+    pub reason: RestartReason,
+    /// How the process ended, when it did on its own or was killed.
+    pub exit: Option<ExitStatus>,
+    /// The process that failed.
+    pub pid: Option<i32>,
+    /// Detection latency, ms (see `last_detection_ms`).
+    pub detection_ms: Option<f64>,
+    /// Failure detected → ready again, ms, once it is.
+    pub recovery_ms: Option<f64>,
+}
+
+impl Restarts {
+    /// Remember a restart, newest first, keeping [`RECENT_RESTARTS`].
+    pub fn remember(&mut self, record: RestartRecord) {
+        self.recent.push_front(record);
+        self.recent.truncate(RECENT_RESTARTS);
+    }
+
+    /// The newest restart has recovered after `ms`.
+    pub fn recovered(&mut self, ms: f64) {
+        if let Some(r) = self.recent.front_mut()
+            && r.recovery_ms.is_none()
+        {
+            r.recovery_ms = Some(ms);
+        }
+    }
 }
 
 /// Pending backoff.

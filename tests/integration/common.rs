@@ -89,6 +89,30 @@ pub fn run(mut cmd: Command) -> Output {
     }
 }
 
+/// Like [`run`], for a command that leads its own process group (e.g. a
+/// browser driver): the whole group is killed when it times out.
+pub fn run_group(mut cmd: Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    let pgid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx.recv_timeout(CMD_TIMEOUT);
+    // Whatever it left in its group (a browser after a failure) goes too.
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pgid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    match out {
+        Ok(out) => out.expect("wait"),
+        Err(_) => panic!("command timed out after {CMD_TIMEOUT:?}: {cmd:?}"),
+    }
+}
+
 /// Poll `cond` every 20 ms until it holds or `WAIT` passes.
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     wait_until_for(WAIT, what, &mut cond)

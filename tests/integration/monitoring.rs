@@ -367,7 +367,10 @@ fn dashboard_and_alert_queries_return_data_from_a_real_prometheus() {
             r#"stigmer_service_restarts_total{service="api",reason="unhealthy"}"#,
             1.0,
         ),
-        (r#"stigmer_service_recovery_seconds_count{service="api"}"#, 2.0),
+        (
+            r#"stigmer_service_recovery_seconds_count{service="api"}"#,
+            2.0,
+        ),
         (r#"stigmer_service_up{service="api"}"#, 1.0),
         (r#"stigmer_temporal_restarts_total{reason="signaled"}"#, 1.0),
         (

@@ -40,7 +40,11 @@ fn stack_config(n: usize) -> String {
 impl Stigmer {
     /// New, not started; with `services` stand-in services when non-zero.
     pub fn new(env: &Env, services: usize) -> Self {
-        let dir = env.dir(if services == 0 { "stigmer" } else { "stigmer-stack" });
+        let dir = env.dir(if services == 0 {
+            "stigmer"
+        } else {
+            "stigmer-stack"
+        });
         Stigmer {
             env: env.clone(),
             home: dir.join("home"),
@@ -142,8 +146,15 @@ impl Contender for Stigmer {
     }
 
     fn current_child(&self) -> Option<i32> {
-        // Seen the same way as every other supervisor's child: in /proc.
-        super::live_child(self.recorded_pid("daemon"))
+        // Seen the same way as every other supervisor's child: in /proc;
+        // beside services (and their health commands), the one that runs
+        // Temporal.
+        let daemon = self.recorded_pid("daemon")?;
+        sys::children(daemon)
+            .into_iter()
+            .filter(|&p| sys::alive(p) && sys::exe(p).as_deref() == Some(self.env.temporal.as_path()))
+            .max_by_key(|&p| sys::stat(p).map(|s| s.start_time).unwrap_or(0))
+            .or_else(|| super::live_child(Some(daemon)).filter(|_| self.services == 0))
     }
 
     fn records_child(&self) -> bool {

@@ -77,6 +77,15 @@ impl Actor {
         r.count += 1;
         r.last_detection_ms = detection.map(ms).or(r.last_detection_ms);
         r.last_reason = Some(reason.clone());
+        let failed_pid = self.exited_pid.take();
+        r.remember(crate::supervisor::RestartRecord {
+            at_unix_ms: unix_now_ms(),
+            reason: reason.clone(),
+            exit: failed_pid.and(r.last_exit),
+            pid: failed_pid,
+            detection_ms: detection.map(ms),
+            recovery_ms: None,
+        });
         tracing::warn!(unit = %self.unit.name, reason = reason.label(), detail = ?reason, count = r.count, "restarting");
         self.observer.restart(&RestartInfo {
             reason: reason.clone(),
@@ -92,6 +101,7 @@ impl Actor {
     pub(super) fn on_exit(&mut self, status: process::ExitStatus) {
         let Some(live) = &self.live else { return };
         let pid = live.child.pid;
+        self.exited_pid = Some(pid);
         let r = &mut self.snap.restarts;
         r.last_exit = Some(status);
         r.last_exit_description = Some(status.describe());
@@ -138,6 +148,7 @@ impl Actor {
         self.first_failed_probe = None;
         if let Some(r) = recovery {
             self.snap.restarts.last_recovery_ms = Some(ms(r));
+            self.snap.restarts.recovered(ms(r));
         }
         self.snap.backoff = None;
         self.snap.last_error = None;

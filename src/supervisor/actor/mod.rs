@@ -58,6 +58,8 @@ pub struct Actor {
     probe: Option<ProbeFuture>,
     probe_started: Instant,
     exit_seen_at: Option<Instant>,
+    /// The pid of the process that exited last (for the restart history).
+    exited_pid: Option<i32>,
     failure_seen_at: Option<Instant>,
     first_failed_probe: Option<Instant>,
     epoch: (Instant, SystemTime),
@@ -106,6 +108,7 @@ impl Actor {
             probe: None,
             probe_started: Instant::now(),
             exit_seen_at: None,
+            exited_pid: None,
             failure_seen_at: None,
             first_failed_probe: None,
             epoch: (Instant::now(), SystemTime::now()),
