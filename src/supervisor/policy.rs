@@ -2,16 +2,17 @@
 //! deterministic (jitter comes from a seeded hash, not a global RNG), so
 //! tests can pin every delay.
 //!
-//! The first restart after a healthy run is immediate: a crash of a server
-//! that was fine costs only Temporal's own start time, as with runit or
-//! daemontools. A run counts as healthy once it has served for
-//! `stable_after` (1 s, runit's own threshold for "ran long enough"); a run
-//! that served at all caps the count at one, so a Temporal killed again
-//! right after recovering comes back after ~`base`, never at crash-loop
-//! pace. Delay belongs to *repeated* failures of runs that never serve:
-//! 2nd attempt ~base,
-//! then doubling up to `cap`, each with ±`jitter` so many instances do not
-//! restart in lockstep.
+//! The restart after any run that became ready is immediate, however
+//! briefly it served: a crash of a server that was fine costs only
+//! Temporal's own start time, as with runit or daemontools, and such a run
+//! starts a new failure streak at one (it proved the command works). Delay
+//! belongs to *repeated* failures of runs that never become ready: the
+//! first is immediate, the 2nd waits ~`base`, then doubling up to `cap`,
+//! each with ±`jitter` so many instances do not restart in lockstep; from
+//! `crash_loop_after` in a row the state shows `crash_loop`. A process that
+//! dies at once is therefore never respawned in a hot loop, and one that
+//! serves and dies is respawned at its own start pace. Serving for
+//! `stable_after` (1 s) resets the count to zero.
 
 use std::time::Duration;
 

@@ -141,6 +141,8 @@ pub enum State {
         detected_at: Instant,
         /// Consecutive failures so far.
         attempt: u32,
+        /// Whether this run was ever ready.
+        served: bool,
     },
     /// Waiting before the next spawn.
     Backoff {
@@ -472,6 +474,7 @@ fn from_spawning(attempt: u32, event: Event, now: Instant, rules: &Rules) -> (St
             let attempt = (attempt + 1).max(rules.policy.crash_loop_after);
             after_failure(
                 attempt,
+                false,
                 RestartReason::SpawnFailed { error },
                 now,
                 now,
@@ -504,10 +507,10 @@ fn from_starting(state: &State, event: Event, now: Instant, rules: &Rules) -> (S
             vec![Action::Ready],
         ),
         Event::ProbeFailed { .. } if now.duration_since(since) >= rules.start_timeout => {
-            kill(pid, RestartReason::StartTimeout, now, attempt)
+            kill(pid, RestartReason::StartTimeout, now, attempt, false)
         }
-        Event::Exited { status } => exited(attempt, status, now, rules),
-        Event::RestartRequested => manual_restart(pid, now, attempt),
+        Event::Exited { status } => exited(attempt, false, status, now, rules),
+        Event::RestartRequested => manual_restart(pid, now, attempt, false),
         _ => (state.clone(), vec![]),
     }
 }
@@ -543,7 +546,7 @@ fn from_ready(state: &State, event: Event, now: Instant, rules: &Rules) -> (Stat
             )
         }
         Event::ProbeFailed { layer } if failures + 1 >= rules.failure_threshold => {
-            kill(pid, RestartReason::Unhealthy { layer }, now, attempt)
+            kill(pid, RestartReason::Unhealthy { layer }, now, attempt, true)
         }
         Event::ProbeFailed { layer } => (
             State::Unhealthy {
@@ -555,8 +558,8 @@ fn from_ready(state: &State, event: Event, now: Instant, rules: &Rules) -> (Stat
             },
             vec![],
         ),
-        Event::Exited { status } => exited(attempt, status, now, rules),
-        Event::RestartRequested => manual_restart(pid, now, attempt),
+        Event::Exited { status } => exited(attempt, true, status, now, rules),
+        Event::RestartRequested => manual_restart(pid, now, attempt, true),
         _ => (state.clone(), vec![]),
     }
 }
@@ -566,6 +569,7 @@ fn from_killing(state: &State, event: Event, now: Instant, rules: &Rules) -> (St
         reason,
         detected_at,
         attempt,
+        served,
         ..
     } = state
     else {
@@ -578,7 +582,8 @@ fn from_killing(state: &State, event: Event, now: Instant, rules: &Rules) -> (St
             vec![Action::ReapGroup, Action::Spawn],
         ),
         (_, Event::Exited { .. }) => after_failure(
-            attempt + 1,
+            failures(*attempt, *served),
+            *served,
             reason.clone(),
             *detected_at,
             now,
@@ -590,35 +595,57 @@ fn from_killing(state: &State, event: Event, now: Instant, rules: &Rules) -> (St
 }
 
 /// SIGKILL the group for `reason` (a hang or a start timeout).
-fn kill(pid: i32, reason: RestartReason, now: Instant, attempt: u32) -> (State, Vec<Action>) {
+fn kill(
+    pid: i32,
+    reason: RestartReason,
+    now: Instant,
+    attempt: u32,
+    served: bool,
+) -> (State, Vec<Action>) {
     (
         State::Killing {
             pid,
             reason,
             detected_at: now,
             attempt,
+            served,
         },
         vec![Action::Kill],
     )
 }
 
 /// A graceful stop, then a spawn.
-fn manual_restart(pid: i32, now: Instant, attempt: u32) -> (State, Vec<Action>) {
+fn manual_restart(pid: i32, now: Instant, attempt: u32, served: bool) -> (State, Vec<Action>) {
     (
         State::Killing {
             pid,
             reason: RestartReason::Manual,
             detected_at: now,
             attempt,
+            served,
         },
         vec![Action::Terminate],
     )
 }
 
+/// The failure count after a run ends: a run that was ready proved the
+/// command works and counts as the first failure of a new streak; one
+/// that never was adds to the streak.
+fn failures(attempt: u32, served: bool) -> u32 {
+    if served { 1 } else { attempt + 1 }
+}
+
 /// The process exited on its own.
-fn exited(attempt: u32, status: ExitStatus, now: Instant, rules: &Rules) -> (State, Vec<Action>) {
+fn exited(
+    attempt: u32,
+    served: bool,
+    status: ExitStatus,
+    now: Instant,
+    rules: &Rules,
+) -> (State, Vec<Action>) {
     after_failure(
-        attempt + 1,
+        failures(attempt, served),
+        served,
         RestartReason::from_exit(status),
         now,
         now,
@@ -627,10 +654,12 @@ fn exited(attempt: u32, status: ExitStatus, now: Instant, rules: &Rules) -> (Sta
     )
 }
 
-/// After a process ended for `reason`: wait and start again, or, when the
-/// restart policy says not to, stay `exited`.
+/// After a process ended for `reason`: start again (at once when the run
+/// was ever ready, else after the policy's delay for `attempt`), or, when
+/// the restart policy says not to, stay `exited`.
 fn after_failure(
     attempt: u32,
+    served: bool,
     reason: RestartReason,
     detected_at: Instant,
     now: Instant,
@@ -640,7 +669,12 @@ fn after_failure(
     if !rules.restart.restarts(&reason) {
         return (State::Exited, actions);
     }
-    let until = now + rules.policy.delay(attempt);
+    let delay = if served {
+        Duration::ZERO
+    } else {
+        rules.policy.delay(attempt)
+    };
+    let until = now + delay;
     actions.push(Action::WakeAt(until));
     actions.push(Action::RecordRestart {
         reason,

@@ -230,6 +230,7 @@ fn shutdown_wins_in_every_state() {
                 reason: RestartReason::Manual,
                 detected_at: t,
                 attempt: 0,
+                served: false,
             },
             State::Stopping { pid: 5 },
             vec![Action::Terminate],
@@ -388,6 +389,7 @@ fn illegal_transitions_are_errors_and_match_the_table() {
             reason: RestartReason::StartTimeout,
             detected_at: t,
             attempt: 0,
+            served: false,
         },
         State::Backoff {
             until: t,
@@ -514,6 +516,7 @@ fn restart_policy_decides_whether_an_exit_is_restarted() {
         reason: RestartReason::Unhealthy { layer: Layer::Grpc },
         detected_at: t,
         attempt: 0,
+        served: false,
     };
     let (s, _) = step(&killing, exit(0), t, &with(RestartPolicy::OnFailure)).unwrap();
     assert_eq!(s.name(), N::Backoff);
@@ -579,4 +582,64 @@ fn tampered_files_are_repaired_and_never_restart_anything() {
             );
         }
     }
+}
+
+/// The delay `actions` arm, relative to `now`.
+fn delay_of(actions: &[Action], now: Instant) -> Duration {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::WakeAt(t) => Some(*t - now),
+            _ => None,
+        })
+        .expect("a wake timer")
+}
+
+#[test]
+fn no_slow_tail_a_run_that_served_is_restarted_at_once_however_briefly() {
+    let r = rules();
+    let t0 = Instant::now();
+    let at = |ms| t0 + Duration::from_millis(ms);
+    let exit = Event::Exited {
+        status: ExitStatus::Signal(9),
+    };
+    // Served for 0.3 s (below stable_after), killed: immediate.
+    let brief = State::Running {
+        pid: 1,
+        since: at(0),
+        attempt: 1,
+    };
+    let (s, a) = step(&brief, exit.clone(), at(300), &r).unwrap();
+    assert_eq!(delay_of(&a, at(300)), Duration::ZERO);
+    assert_eq!((s.name(), s.attempt()), (N::Backoff, 1));
+    // Hung after serving (a hang kill): immediate too.
+    let hung = State::Killing {
+        pid: 1,
+        reason: RestartReason::Unhealthy { layer: Layer::Grpc },
+        detected_at: at(0),
+        attempt: 3,
+        served: true,
+    };
+    let (_, a) = step(&hung, exit.clone(), at(10), &r).unwrap();
+    assert_eq!(delay_of(&a, at(10)), Duration::ZERO);
+    // The run after it fails again without serving: the delay grows.
+    let starting = State::Starting {
+        pid: 2,
+        since: at(0),
+        attempt: 1,
+    };
+    let (s, a) = step(&starting, exit.clone(), at(50), &r).unwrap();
+    assert_eq!(s.attempt(), 2);
+    assert_eq!(delay_of(&a, at(50)), r.policy.base);
+    // A start timeout is not a served run either.
+    let timed_out = State::Killing {
+        pid: 2,
+        reason: RestartReason::StartTimeout,
+        detected_at: at(0),
+        attempt: 2,
+        served: false,
+    };
+    let (s, a) = step(&timed_out, exit, at(10), &r).unwrap();
+    assert_eq!(s.attempt(), 3);
+    assert!(delay_of(&a, at(10)) > r.policy.base);
 }
