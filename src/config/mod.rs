@@ -49,6 +49,9 @@ pub struct Config {
     pub health_interval: Duration,
     /// Timeout of the network probes.
     pub health_timeout: Duration,
+    /// Timeout of the checks that confirm a failure (at most
+    /// `health_timeout`).
+    pub confirm_timeout: Duration,
     /// Failed rounds before a restart.
     pub failure_threshold: u32,
     /// SIGTERM → SIGKILL grace.
@@ -318,6 +321,7 @@ impl Config {
             sources,
         };
         let ui_port = p.ports(a);
+        let health_timeout = p.secs("health_timeout", a.health_timeout);
         let cfg = Config {
             temporal_ip: p.temporal_ip(a),
             port: a.port,
@@ -329,7 +333,10 @@ impl Config {
             temporal_metrics_port: a.temporal_metrics_port,
             timeout: p.secs("timeout", a.timeout),
             health_interval: p.secs("health_interval", a.health_interval),
-            health_timeout: p.secs("health_timeout", a.health_timeout),
+            health_timeout,
+            confirm_timeout: p
+                .secs("confirm_timeout", a.confirm_timeout)
+                .min(health_timeout),
             failure_threshold: p.failure_threshold(a),
             stop_grace: p.secs("stop_grace", a.stop_grace),
             start_timeout: p.secs("start_timeout", a.start_timeout),

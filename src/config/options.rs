@@ -65,7 +65,7 @@ pub struct Options {
     /// Seconds between health checks while serving.
     #[arg(
         long,
-        default_value_t = 1.0,
+        default_value_t = 0.5,
         env = "STIGMER_HEALTH_INTERVAL",
         value_name = "SECS",
         allow_negative_numbers = true
@@ -80,6 +80,17 @@ pub struct Options {
         allow_negative_numbers = true
     )]
     pub health_timeout: f64,
+    /// Seconds a confirming check may take: after a failed check, the next
+    /// ones run at once with this timeout, so a hang is confirmed in a
+    /// fraction of a second instead of whole intervals.
+    #[arg(
+        long,
+        default_value_t = 0.25,
+        env = "STIGMER_CONFIRM_TIMEOUT",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    pub confirm_timeout: f64,
     /// Consecutive failed health checks before a restart.
     #[arg(
         long,

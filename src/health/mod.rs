@@ -22,7 +22,7 @@ use probes::{
     ExecProbe, GrpcProbe, HttpProbe, IdentityProbe, LockProbe, LogProbe, PidFileProbe, PortProbe,
     ProcessProbe, TcpProbe,
 };
-pub use probes::{TEMPORAL_SERVICE, grpc_health};
+pub use probes::{GrpcChannel, TEMPORAL_SERVICE, grpc_health};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -158,8 +158,8 @@ pub enum Plan {
     Alive,
     /// Temporal: the frontend port, then its gRPC health.
     Temporal {
-        /// Where Temporal answers.
-        frontend: SocketAddr,
+        /// Where Temporal answers, over a kept connection.
+        channel: GrpcChannel,
     },
     /// A URL answers 2xx.
     Http {
@@ -173,8 +173,8 @@ pub enum Plan {
     },
     /// `grpc.health.v1` answers SERVING for `service`.
     Grpc {
-        /// Where.
-        addr: SocketAddr,
+        /// Where, over a kept connection.
+        channel: GrpcChannel,
         /// The service asked about ("" = the server).
         service: String,
     },
@@ -193,6 +193,15 @@ pub enum Plan {
         /// The pattern, for the reason text.
         pattern: String,
     },
+}
+
+impl Plan {
+    /// Drop any kept connection (a new process is starting).
+    pub fn reset(&self) {
+        if let Plan::Temporal { channel } | Plan::Grpc { channel, .. } = self {
+            channel.reset();
+        }
+    }
 }
 
 /// What one round needs to know about its target.
@@ -261,21 +270,17 @@ pub async fn round(t: Target) -> Round {
         let timeout = t.timeout;
         match t.plan {
             Plan::Alive => {}
-            Plan::Temporal { frontend } => {
-                let _ = record(
-                    timed(&PortProbe {
-                        addr: frontend,
-                        timeout,
-                    })
-                    .await,
-                ) && record(
-                    timed(&GrpcProbe {
-                        addr: frontend,
-                        service: TEMPORAL_SERVICE.into(),
-                        timeout,
-                    })
-                    .await,
-                );
+            Plan::Temporal { channel } => {
+                let addr = channel.addr();
+                let _ = record(timed(&PortProbe { addr, timeout }).await)
+                    && record(
+                        timed(&GrpcProbe {
+                            channel,
+                            service: TEMPORAL_SERVICE.into(),
+                            timeout,
+                        })
+                        .await,
+                    );
             }
             Plan::Http { url } => {
                 record(timed(&HttpProbe { url, timeout }).await);
@@ -283,10 +288,10 @@ pub async fn round(t: Target) -> Round {
             Plan::Tcp { addr } => {
                 record(timed(&TcpProbe { addr, timeout }).await);
             }
-            Plan::Grpc { addr, service } => {
+            Plan::Grpc { channel, service } => {
                 record(
                     timed(&GrpcProbe {
-                        addr,
+                        channel,
                         service,
                         timeout,
                     })

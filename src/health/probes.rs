@@ -102,8 +102,8 @@ impl Probe for TcpProbe {
 
 /// `grpc.health.v1.Health/Check` answers SERVING in time.
 pub struct GrpcProbe {
-    /// Where.
-    pub addr: SocketAddr,
+    /// Where, over a connection kept between checks.
+    pub channel: GrpcChannel,
     /// The service asked about ("" = the server).
     pub service: String,
     /// Deadline for connect + call.
@@ -113,22 +113,66 @@ pub struct GrpcProbe {
 impl Probe for GrpcProbe {
     const LAYER: Layer = Layer::Grpc;
     async fn check(&self) -> Result<String, String> {
-        grpc_health(self.addr, &self.service, self.timeout).await
+        self.channel.check(&self.service, self.timeout).await
     }
 }
 
-/// Ask a gRPC health service about `service`; Ok only for SERVING.
-pub async fn grpc_health(
+/// A gRPC connection to one address, made on first use and kept between
+/// checks (a check is then one request, not a TCP and HTTP/2 handshake
+/// and a new connection task). It reconnects by itself after an error;
+/// [`GrpcChannel::reset`] drops it, e.g. when a new process is spawned.
+#[derive(Debug, Clone)]
+pub struct GrpcChannel {
     addr: SocketAddr,
+    channel: Arc<std::sync::Mutex<Option<tonic::transport::Channel>>>,
+}
+
+impl GrpcChannel {
+    /// A channel to `addr`, not connected yet.
+    pub fn new(addr: SocketAddr) -> Self {
+        GrpcChannel {
+            addr,
+            channel: Arc::default(),
+        }
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The channel, made now (on the caller's runtime) if there is none.
+    fn get(&self, timeout: Duration) -> Result<tonic::transport::Channel, String> {
+        let mut slot = self.channel.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(timeout)
+            .connect_lazy();
+        *slot = Some(channel.clone());
+        Ok(channel)
+    }
+
+    /// One health check of `service` on this channel.
+    pub async fn check(&self, service: &str, timeout: Duration) -> Result<String, String> {
+        health_call(self.get(timeout)?, service, timeout).await
+    }
+
+    /// Forget the connection; the next check makes a new one.
+    pub fn reset(&self) {
+        *self.channel.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// One health request on `channel`; Ok only for SERVING within `timeout`.
+async fn health_call(
+    channel: tonic::transport::Channel,
     service: &str,
     timeout: Duration,
 ) -> Result<String, String> {
     let call = async {
-        let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| e.to_string())?
-            .connect_timeout(timeout)
-            .timeout(timeout);
-        let channel = ep.connect().await.map_err(|e| format!("connect: {e}"))?;
         let resp = HealthClient::new(channel)
             .check(HealthCheckRequest {
                 service: service.into(),
@@ -144,6 +188,28 @@ pub async fn grpc_health(
         Ok(r) => r,
         Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
     }
+}
+
+/// Ask the gRPC health service at `addr` about `service` over a new
+/// connection (for one-off checks, e.g. from the CLI); Ok only for SERVING.
+pub async fn grpc_health(
+    addr: SocketAddr,
+    service: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    let connect = async {
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(timeout)
+            .connect()
+            .await
+            .map_err(|e| format!("connect: {e}"))
+    };
+    let channel = match tokio::time::timeout(timeout, connect).await {
+        Ok(c) => c?,
+        Err(_) => return Err(format!("no answer within {} ms", timeout.as_millis())),
+    };
+    health_call(channel, service, timeout).await
 }
 
 /// An HTTP URL answers 2xx in time.

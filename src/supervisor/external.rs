@@ -59,6 +59,7 @@ pub fn step(state: Watched, failed: Option<Layer>, tampered: &[Layer]) -> (Watch
 /// The watcher task.
 pub struct Watcher {
     addr: SocketAddr,
+    channel: crate::health::GrpcChannel,
     interval: Duration,
     timeout: Duration,
     registry: SharedRegistry,
@@ -84,6 +85,7 @@ impl Watcher {
         let (tx, commands) = mpsc::channel(8);
         let w = Watcher {
             addr,
+            channel: crate::health::GrpcChannel::new(addr),
             interval,
             timeout,
             registry,
@@ -164,7 +166,7 @@ impl Watcher {
             registry: Some(self.registry.clone()),
             identity: None,
             plan: Plan::Temporal {
-                frontend: self.addr,
+                channel: self.channel.clone(),
             },
             timeout: self.timeout,
         }

@@ -58,6 +58,8 @@ pub struct Unit {
     pub startup_interval: Duration,
     /// Timeout of one network or command check.
     pub health_timeout: Duration,
+    /// Timeout of the checks that confirm a failure, run back to back.
+    pub confirm_timeout: Duration,
     /// Whether its rounds check the lock and PID file (Temporal's do).
     pub files: bool,
     /// The signal that asks it to stop.
@@ -78,7 +80,7 @@ impl Unit {
     /// Temporal as `cfg` runs it, from `bin`.
     pub fn temporal(cfg: &Config, bin: &Path, policy: Policy) -> Unit {
         let check = Plan::Temporal {
-            frontend: cfg.frontend(),
+            channel: crate::health::GrpcChannel::new(cfg.frontend()),
         };
         Unit {
             name: TEMPORAL.into(),
@@ -94,6 +96,7 @@ impl Unit {
             health_interval: cfg.health_interval,
             startup_interval: TEMPORAL_STARTUP_INTERVAL,
             health_timeout: cfg.health_timeout,
+            confirm_timeout: cfg.confirm_timeout,
             files: true,
             stop_signal: Signal::SIGTERM,
             stop_grace: cfg.stop_grace,
@@ -122,7 +125,7 @@ impl Unit {
             ProbeKind::Http { url } => Plan::Http { url: url.clone() },
             ProbeKind::Tcp { addr } => Plan::Tcp { addr: *addr },
             ProbeKind::Grpc { addr, service } => Plan::Grpc {
-                addr: *addr,
+                channel: crate::health::GrpcChannel::new(*addr),
                 service: service.clone(),
             },
             ProbeKind::Exec { argv } => Plan::Exec {
@@ -155,6 +158,8 @@ impl Unit {
             health_interval: health.map_or(cfg.health_interval, |h| h.interval),
             startup_interval: SERVICE_STARTUP_INTERVAL,
             health_timeout: health.map_or(cfg.health_timeout, |h| h.timeout),
+            confirm_timeout: health
+                .map_or(cfg.confirm_timeout, |h| h.timeout.min(cfg.confirm_timeout)),
             files: false,
             stop_signal: Signal::try_from(s.stop_signal).unwrap_or(Signal::SIGTERM),
             stop_grace: s.stop_grace,
@@ -169,6 +174,14 @@ impl Unit {
             depends_on: s.depends_on.clone(),
             spawn,
         }
+    }
+
+    /// Drop the kept connections of its checks (a new process starts).
+    pub fn reset_checks(&self) {
+        if let Ready::Probe(p) = &self.ready {
+            p.reset();
+        }
+        self.health.reset();
     }
 
     /// Is this the built-in Temporal?

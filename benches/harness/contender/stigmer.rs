@@ -111,7 +111,7 @@ impl Contender for Stigmer {
             )
         };
         format!(
-            "`stigmer local start` ({}), defaults: health every 1 s, timeout 1 s, threshold 3{stack}",
+            "`stigmer local start` ({}), defaults: health every 0.5 s, timeout 1 s, confirmed by 2 checks of 0.25 s{stack}",
             super::version_of(&self.env.stigmer, "--version")
         )
     }
@@ -152,7 +152,9 @@ impl Contender for Stigmer {
         let daemon = self.recorded_pid("daemon")?;
         sys::children(daemon)
             .into_iter()
-            .filter(|&p| sys::alive(p) && sys::exe(p).as_deref() == Some(self.env.temporal.as_path()))
+            .filter(|&p| {
+                sys::alive(p) && sys::exe(p).as_deref() == Some(self.env.temporal.as_path())
+            })
             .max_by_key(|&p| sys::stat(p).map(|s| s.start_time).unwrap_or(0))
             .or_else(|| super::live_child(Some(daemon)).filter(|_| self.services == 0))
     }

@@ -179,6 +179,8 @@ impl Actor {
             }
         }
         let attempt = self.state.attempt();
+        // A connection kept to the previous process is of no use now.
+        self.unit.reset_checks();
         let mut child = match self.spawner.spawn(self.unit.spawn.clone()).await {
             Ok(child) => child,
             Err(e) => {

@@ -17,11 +17,23 @@ impl Actor {
             )
     }
 
+    /// Every startup interval until ready, every health interval while
+    /// ready; once a check has failed (unhealthy), at once: a hang is
+    /// confirmed by back-to-back short checks, not whole intervals.
     pub(super) fn probe_interval(&self) -> Duration {
-        if self.state.name() == StateName::Starting {
-            self.unit.startup_interval
+        match self.state.name() {
+            StateName::Starting => self.unit.startup_interval,
+            StateName::Unhealthy => Duration::ZERO,
+            _ => self.unit.health_interval,
+        }
+    }
+
+    /// The full timeout, or the short one while confirming a failure.
+    fn probe_timeout(&self) -> Duration {
+        if self.state.name() == StateName::Unhealthy {
+            self.unit.confirm_timeout
         } else {
-            self.unit.health_interval
+            self.unit.health_timeout
         }
     }
 
@@ -36,7 +48,7 @@ impl Actor {
             registry: self.unit.files.then(|| self.registry.clone()),
             identity: Some(live.identity.clone()),
             plan,
-            timeout: self.unit.health_timeout,
+            timeout: self.probe_timeout(),
         };
         Some(Box::pin(health::round(target)))
     }
