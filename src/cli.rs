@@ -80,7 +80,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Top {
     /// Manage the local Temporal dev server and the services of its stack.
-    Local(Local),
+    Local(Box<Local>),
     /// Print the shell completion script (e.g. `stigmer completions bash >
     /// ~/.local/share/bash-completion/completions/stigmer`).
     Completions {

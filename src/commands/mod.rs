@@ -62,9 +62,38 @@ pub fn discover(home: &StateDir) -> Result<Found, Failure> {
     }))
 }
 
-/// Fetch the daemon's status document.
-pub fn fetch_status(record: &PidRecord) -> Result<StatusDoc, String> {
-    let answer = crate::http::client::get_from(record.http_addr, "/status", Duration::from_secs(2))
+/// How fresh the status must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// The daemon's latest view.
+    Snapshot,
+    /// Plus a gRPC health check of Temporal the daemon makes for this
+    /// request, over its kept connection (`/status?check=live`).
+    Live,
+}
+
+/// Fetch the daemon's status document: over the control socket in
+/// `home`, else from the HTTP address in its PID record.
+pub fn fetch_status(
+    home: &StateDir,
+    record: &PidRecord,
+    check: Check,
+) -> Result<StatusDoc, String> {
+    let request = match check {
+        Check::Snapshot => "status",
+        Check::Live => "status live",
+    };
+    if let Ok(json) =
+        crate::daemon::control::query(&home.control_socket(), request, Duration::from_secs(2))
+        && let Ok(doc) = serde_json::from_str(&json)
+    {
+        return Ok(doc);
+    }
+    let path = match check {
+        Check::Snapshot => "/status",
+        Check::Live => "/status?check=live",
+    };
+    let answer = crate::http::client::get_from(record.http_addr, path, Duration::from_secs(2))
         .map_err(|e| format!("status endpoint {} does not answer: {e}", record.http_addr))?;
     if answer.status != 200 {
         return Err(format!("status endpoint answered HTTP {}", answer.status));

@@ -5,7 +5,7 @@
 //! new pid is ready. When nothing runs (or the daemon goes away meanwhile,
 //! e.g. a concurrent stop), it starts everything.
 
-use super::{Found, daemon_identity, discover, fetch_status};
+use super::{Check, Found, daemon_identity, discover, fetch_status};
 use crate::cli::RestartArgs;
 use crate::config::Config;
 use crate::config::services::TEMPORAL;
@@ -36,7 +36,7 @@ fn restart_service(args: &RestartArgs, cfg: Config, name: &str) -> Result<Code, 
     };
     let service_pid =
         |doc: &crate::status::StatusDoc| doc.services.get(name).map(|s| (s.pid, s.ready));
-    let doc = fetch_status(&record).map_err(Failure::StartFailed)?;
+    let doc = fetch_status(&cfg.home, &record, Check::Snapshot).map_err(Failure::StartFailed)?;
     let Some((old, _)) = service_pid(&doc) else {
         return Err(Failure::Relayed(
             Code::Usage,
@@ -52,7 +52,7 @@ fn restart_service(args: &RestartArgs, cfg: Config, name: &str) -> Result<Code, 
     control::request(&cfg.home.control_socket(), &format!("restart {name}"))
         .map_err(Failure::StartFailed)?;
     loop {
-        if let Ok(doc) = fetch_status(&record)
+        if let Ok(doc) = fetch_status(&cfg.home, &record, Check::Snapshot)
             && let Some((Some(pid), true)) = service_pid(&doc)
             && Some(pid) != old
         {
@@ -87,14 +87,16 @@ fn restart_temporal(args: &RestartArgs, cfg: Config) -> Result<Code, Failure> {
         let daemon = daemon_identity(&cfg.home, record.as_deref());
         match (&signalled, &daemon, record.as_deref()) {
             (None, Some(d), Some(r)) => {
-                let old = fetch_status(r).ok().and_then(|doc| doc.temporal.pid);
+                let old = fetch_status(&cfg.home, r, Check::Snapshot)
+                    .ok()
+                    .and_then(|doc| doc.temporal.pid);
                 kill(Pid::from_raw(d.pid), Signal::SIGHUP).map_err(|e| {
                     Failure::StartFailed(format!("cannot signal daemon pid {}: {e}", d.pid))
                 })?;
                 signalled = Some((d.clone(), old));
             }
             (Some((sig, old)), Some(d), Some(r)) if sig == d => {
-                if let Ok(doc) = fetch_status(r)
+                if let Ok(doc) = fetch_status(&cfg.home, r, Check::Snapshot)
                     && doc.is_ready()
                     && doc.temporal.pid.is_some()
                     && doc.temporal.pid != *old

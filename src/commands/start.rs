@@ -3,12 +3,11 @@
 //! launch a detached daemon that inherits the *held* lock, and wait for
 //! its one-line startup report.
 
-use super::{Found, discover, fetch_status};
+use super::{Check, Found, discover, fetch_status};
 use crate::cli::StartArgs;
 use crate::config::Config;
 use crate::daemon::{self, handover};
 use crate::exit::{Code, Failure};
-use crate::health::grpc_health;
 use crate::lock::{InstanceLock, TryLock};
 use crate::logfile;
 use crate::startup::{Notifier, Report};
@@ -27,16 +26,23 @@ pub fn run(args: &StartArgs, cfg: Config) -> Result<Code, Failure> {
     if let Some(fd) = args.lock_fd {
         return run_handed_over(cfg, args, fd);
     }
-    let bin = cfg.resolve_temporal_bin()?;
-    if let Some(missing) = cfg.missing_programs().into_iter().next() {
-        return Err(crate::config::BinaryError::Service(missing).into());
-    }
+    // The programs are looked up only when this start launches something
+    // (that can take a `pyenv which`): a start that finds the instance
+    // running answers without them.
+    let programs = || -> Result<std::path::PathBuf, Failure> {
+        let bin = cfg.resolve_temporal_bin()?;
+        if let Some(missing) = cfg.missing_programs().into_iter().next() {
+            return Err(crate::config::BinaryError::Service(missing).into());
+        }
+        Ok(bin)
+    };
     cfg.home.ensure()?;
     let deadline = Instant::now() + cfg.timeout;
     let mut spinner = Spinner::new("waiting for the running instance to become ready");
     loop {
         match InstanceLock::try_acquire(&cfg.home.lock_file())? {
             TryLock::Acquired(lock) if args.foreground => {
+                let bin = programs()?;
                 daemon::run(cfg, bin, lock, None)?;
                 return Ok(Code::Ok);
             }
@@ -61,7 +67,7 @@ pub fn run(args: &StartArgs, cfg: Config) -> Result<Code, Failure> {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            TryLock::Acquired(lock) => match launch(&cfg, &bin, lock, deadline)? {
+            TryLock::Acquired(lock) => match launch(&cfg, &programs()?, lock, deadline)? {
                 Some(code) => return Ok(code),
                 // A concurrent `stop` stopped the daemon we launched: this
                 // start comes after that stop, so start again.
@@ -116,26 +122,15 @@ fn run_handed_over(cfg: Config, args: &StartArgs, lock_fd: i32) -> Result<Code, 
 }
 
 /// Is the instance holding the lock serving right now? Both the daemon's
-/// view and a direct gRPC health call must agree.
+/// view and a gRPC health check made for this request must agree.
 fn ready_instance(cfg: &Config) -> Result<Option<StatusDoc>, Failure> {
     let crate::pidfile::PidFile::Record(record) = crate::pidfile::read(&cfg.home.pid_file()) else {
         return Ok(None);
     };
-    let Ok(doc) = fetch_status(&record) else {
+    let Ok(doc) = fetch_status(&cfg.home, &record, Check::Live) else {
         return Ok(None);
     };
-    if !doc.is_ready() {
-        return Ok(None);
-    }
-    let rt = super::runtime()?;
-    let serving = rt
-        .block_on(grpc_health(
-            record.frontend,
-            crate::health::TEMPORAL_SERVICE,
-            Duration::from_secs(1),
-        ))
-        .is_ok();
-    Ok(serving.then_some(doc))
+    Ok(doc.is_ready().then_some(doc))
 }
 
 fn print_ready(doc: &StatusDoc, already: bool) {
@@ -354,7 +349,7 @@ fn relay(code: Code, message: String) -> Failure {
 
 fn cfg_status(cfg: &Config) -> Option<StatusDoc> {
     match discover(&cfg.home).ok()? {
-        Found::Running(Some(r)) => fetch_status(&r).ok(),
+        Found::Running(Some(r)) => fetch_status(&cfg.home, &r, Check::Snapshot).ok(),
         _ => None,
     }
 }

@@ -2,7 +2,7 @@
 //! runs but Temporal is not (yet) healthy, 3 when nothing runs. `--json`
 //! prints the daemon's status document (the same as `GET /status`).
 
-use super::{Found, discover, fetch_status, home};
+use super::{Check, Found, discover, fetch_status, home};
 use crate::cli::StatusArgs;
 use crate::exit::{Code, Failure};
 use serde_json::json;
@@ -27,13 +27,17 @@ pub fn run(args: &StatusArgs) -> Result<Code, Failure> {
     let doc = record
         .as_deref()
         .ok_or_else(|| "the PID file is missing or unreadable".to_string())
-        .and_then(fetch_status);
+        .and_then(|r| fetch_status(&home, r, Check::Live));
     match doc {
         Ok(doc) => {
             if args.json {
+                // The same document as `GET /status`; the live check made
+                // for this command shows only when it failed.
+                let mut shown = doc.clone();
+                shown.live_check.take_if(|c| c.ok);
                 println!(
                     "{}",
-                    serde_json::to_string(&doc).map_err(|e| Failure::Internal(e.to_string()))?
+                    serde_json::to_string(&shown).map_err(|e| Failure::Internal(e.to_string()))?
                 );
             } else {
                 print!("{}", doc.render());

@@ -106,15 +106,9 @@ async fn serve(
     });
     let metrics = Arc::new(Metrics::new().map_err(|e| Failure::Internal(e.to_string()))?);
     let mut supervisor = Supervisor::start(&info, record, lock, metrics.clone(), &reporter)?;
-    let http = Http::start(
-        listener,
-        AppState {
-            handle: supervisor.handle.clone(),
-            info: info.clone(),
-            metrics,
-        },
-    );
-    let control = serve_control(&info.config, &supervisor.handle);
+    let state = AppState::new(supervisor.handle.clone(), info.clone(), metrics);
+    let http = Http::start(listener, state.clone());
+    let control = serve_control(&info.config, &state);
     tracing::info!(http = %info.config.http_addr, home = %info.config.home.root().display(), "daemon running");
     let systemd = notify::Systemd::from_env();
     let follow = systemd.map(|sd| tokio::spawn(sd.follow(supervisor.handle.clone())));
@@ -166,9 +160,9 @@ impl Signals {
 
 /// Serve the control socket (restart one service); a daemon that cannot
 /// bind it still runs, without that command.
-fn serve_control(cfg: &Config, handle: &Handle) -> Option<tokio::task::JoinHandle<()>> {
+fn serve_control(cfg: &Config, state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
     match control::Control::bind(&cfg.home.control_socket()) {
-        Ok(c) => Some(tokio::spawn(c.serve(handle.clone()))),
+        Ok(c) => Some(tokio::spawn(c.serve(state.clone()))),
         Err(e) => {
             tracing::warn!(error = %e, "no control socket: `stigmer local restart SERVICE` is unavailable");
             None

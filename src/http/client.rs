@@ -33,6 +33,11 @@ pub fn get(url: &str, timeout: Duration) -> Result<Answer, String> {
         .max_redirects(0)
         // One request per agent: nothing to keep alive.
         .max_idle_connections(0)
+        // Buffers sized for our small requests and answers (bodies stream
+        // through them): the 128 KiB defaults are zeroed on every call,
+        // a measurable part of a `status` that lasts 2 ms.
+        .input_buffer_size(16 * 1024)
+        .output_buffer_size(2 * 1024)
         .build()
         .into();
     let mut response = agent.get(url).call().map_err(|e| e.to_string())?;

@@ -6,7 +6,11 @@
 //! - `/livez`: 200 while the supervisor loop is alive (even mid-restart).
 //! - `/readyz`, `/healthz`: 200 only while every unit (Temporal, each
 //!   service) is ready; else 503. `/readyz/NAME`: one unit.
-//! - `/status`: the [`StatusDoc`](crate::status::StatusDoc).
+//! - `/status`: the [`StatusDoc`](crate::status::StatusDoc);
+//!   `/status?check=live` adds a gRPC health check of Temporal made for
+//!   the request (`live_check`), over a kept connection: what `start` and
+//!   `status` ask for, so one request gives them the daemon's view and a
+//!   real health answer.
 //! - `/metrics`: Prometheus text format.
 //!
 //! [`server`] is the bounded accept loop under the router; [`client`] is
@@ -17,11 +21,12 @@ pub mod server;
 
 pub use server::serve;
 
+use crate::health::GrpcChannel;
 use crate::metrics::Metrics;
-use crate::status::{DaemonInfo, StatusDoc};
+use crate::status::{DaemonInfo, LiveCheck, StatusDoc};
 use crate::supervisor::{Handle, UnitHandle};
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -42,6 +47,21 @@ pub struct AppState {
     pub info: Arc<DaemonInfo>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
+    /// A kept connection to Temporal's frontend, for live checks.
+    pub temporal: GrpcChannel,
+}
+
+impl AppState {
+    /// The state over `handle`, `info` and `metrics`.
+    pub fn new(handle: Handle, info: Arc<DaemonInfo>, metrics: Arc<Metrics>) -> Self {
+        let temporal = GrpcChannel::new(info.config.frontend());
+        AppState {
+            handle,
+            info,
+            metrics,
+            temporal,
+        }
+    }
 }
 
 /// The router with every endpoint.
@@ -154,8 +174,62 @@ async fn page() -> Response {
         .into_response()
 }
 
-async fn status(State(s): State<AppState>) -> Response {
-    axum::Json(StatusDoc::build(&s.handle.snapshots(), &s.info)).into_response()
+/// `/status` query: `check=live` asks for a live check.
+#[derive(serde::Deserialize)]
+struct StatusQuery {
+    check: Option<String>,
+}
+
+/// Timeout of a live check.
+const LIVE_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+async fn status(State(s): State<AppState>, Query(q): Query<StatusQuery>) -> Response {
+    let live = match q.check.as_deref() {
+        None => false,
+        Some("live") => true,
+        Some(other) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("unknown check {other:?} (known: live)\n"),
+            )
+                .into_response();
+        }
+    };
+    axum::Json(s.status_doc(live).await).into_response()
+}
+
+impl AppState {
+    /// The status document, with a live check of Temporal when `live`.
+    pub async fn status_doc(&self, live: bool) -> StatusDoc {
+        let check = match live {
+            true => Some(live_check(&self.temporal).await),
+            false => None,
+        };
+        let mut doc = StatusDoc::build(&self.handle.snapshots(), &self.info);
+        doc.live_check = check;
+        doc
+    }
+}
+
+/// One gRPC health check of Temporal, now.
+async fn live_check(channel: &GrpcChannel) -> LiveCheck {
+    let t0 = std::time::Instant::now();
+    let result = channel
+        .check(crate::health::TEMPORAL_SERVICE, LIVE_CHECK_TIMEOUT)
+        .await;
+    let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+    match result {
+        Ok(detail) => LiveCheck {
+            ok: true,
+            latency_ms,
+            detail,
+        },
+        Err(detail) => LiveCheck {
+            ok: false,
+            latency_ms,
+            detail,
+        },
+    }
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
@@ -229,11 +303,11 @@ mod tests {
             started_at_unix_ms: 1,
             policy: Policy::default(),
         };
-        AppState {
-            handle: Handle { units },
-            info: Arc::new(info),
-            metrics: Arc::new(Metrics::new().unwrap()),
-        }
+        AppState::new(
+            Handle { units },
+            Arc::new(info),
+            Arc::new(Metrics::new().unwrap()),
+        )
     }
 
     fn ready(tx: &watch::Sender<Snapshot>) {
@@ -307,6 +381,32 @@ mod tests {
         let (code, body) = call(&app, "GET", "/metrics").await;
         assert_eq!(code, StatusCode::OK);
         assert!(body.contains("stigmer_temporal_up"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_live_check_that_fails_makes_the_document_not_ready() {
+        let (t, tx) = unit("temporal");
+        ready(&tx);
+        let mut st = state(vec![t]);
+        // An address nobody listens on: the check is refused at once.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        st.temporal = GrpcChannel::new(closed);
+        let app = router(st);
+        let (_, body) = call(&app, "GET", "/status").await;
+        let doc: StatusDoc = serde_json::from_str(&body).unwrap();
+        assert!(doc.is_ready() && doc.live_check.is_none(), "{body}");
+        let (code, body) = call(&app, "GET", "/status?check=live").await;
+        assert_eq!(code, StatusCode::OK);
+        let doc: StatusDoc = serde_json::from_str(&body).unwrap();
+        let live = doc.live_check.clone().expect("a live check");
+        assert!(!live.ok && !live.detail.is_empty(), "{live:?}");
+        assert!(!doc.is_ready());
+        let (code, body) = call(&app, "GET", "/status?check=nope").await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert!(body.contains("live"), "{body}");
     }
 
     #[tokio::test]

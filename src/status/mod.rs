@@ -42,6 +42,21 @@ pub struct StatusDoc {
     /// Every declared service, by name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceSection>,
+    /// A gRPC health check of Temporal made for this request
+    /// (`/status?check=live`), else absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_check: Option<LiveCheck>,
+}
+
+/// One gRPC health check of Temporal, made while answering a request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LiveCheck {
+    /// SERVING?
+    pub ok: bool,
+    /// How long it took (ms).
+    pub latency_ms: f64,
+    /// What it found (the status, or why it failed).
+    pub detail: String,
 }
 
 /// One service of the stack.
@@ -145,6 +160,9 @@ pub struct ConfigSection {
     pub health_interval_seconds: f64,
     /// Timeout of port and gRPC checks.
     pub health_timeout_seconds: f64,
+    /// Timeout of the back-to-back checks that confirm a failure.
+    #[serde(default)]
+    pub confirm_timeout_seconds: f64,
     /// Failed checks before a restart.
     pub failure_threshold: u32,
     /// SIGTERM → SIGKILL grace.
@@ -201,6 +219,7 @@ impl StatusDoc {
             config: ConfigSection {
                 health_interval_seconds: c.health_interval.as_secs_f64(),
                 health_timeout_seconds: c.health_timeout.as_secs_f64(),
+                confirm_timeout_seconds: c.confirm_timeout.as_secs_f64(),
                 failure_threshold: c.failure_threshold,
                 stop_grace_seconds: c.stop_grace.as_secs_f64(),
                 start_timeout_seconds: c.start_timeout.as_secs_f64(),
@@ -209,6 +228,7 @@ impl StatusDoc {
             },
             last_error: snap.last_error.clone(),
             services,
+            live_check: None,
         }
     }
 
@@ -217,6 +237,7 @@ impl StatusDoc {
         self.temporal.ready
             && self.temporal.state == StateName::Running.as_str()
             && self.services.values().all(|s| s.ready)
+            && self.live_check.as_ref().is_none_or(|c| c.ok)
     }
 
     /// The services that are not ready, by name.

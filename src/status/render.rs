@@ -39,6 +39,13 @@ impl StatusDoc {
             "  health:    http://{}/healthz",
             self.supervisor.http_addr
         ));
+        if let Some(c) = &self.live_check {
+            let verdict = if c.ok { "answers" } else { "FAILS" };
+            line(format!(
+                "  gRPC now:  {verdict} ({}, {:.1} ms)",
+                c.detail, c.latency_ms
+            ));
+        }
         line(format!(
             "  daemon:    pid {}, up {}",
             self.supervisor.pid,

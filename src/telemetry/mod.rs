@@ -76,12 +76,21 @@ pub fn traces_on() -> bool {
 /// Install the global subscriber. `daemon` raises the default level to
 /// info (the daemon's log is its record of what happened).
 pub fn init(verbose: bool, format: LogFormat, daemon: bool, otlp: Option<Otlp>) -> Guard {
-    let default = match (verbose, daemon) {
-        (true, _) => "stigmer=debug,info",
-        (false, true) => "stigmer=info,warn",
-        (false, false) => "warn",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // RUST_LOG takes a full EnvFilter; without it a fixed Targets filter
+    // does (EnvFilter compiles regular expressions at start, which every
+    // short CLI command would pay for).
+    let env_filter = EnvFilter::try_from_default_env().ok();
+    let targets = env_filter.is_none().then(|| {
+        use tracing::level_filters::LevelFilter;
+        let (ours, rest) = match (verbose, daemon) {
+            (true, _) => (LevelFilter::DEBUG, LevelFilter::INFO),
+            (false, true) => (LevelFilter::INFO, LevelFilter::WARN),
+            (false, false) => (LevelFilter::WARN, LevelFilter::WARN),
+        };
+        tracing_subscriber::filter::Targets::new()
+            .with_target("stigmer", ours)
+            .with_default(rest)
+    });
     let ansi = std::io::stderr().is_terminal();
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -123,7 +132,8 @@ pub fn init(verbose: bool, format: LogFormat, daemon: bool, otlp: Option<Otlp>) 
         ),
     };
     let _ = tracing_subscriber::registry()
-        .with(filter)
+        .with(env_filter)
+        .with(targets)
         .with(fmt)
         .with(otel_layer)
         .try_init();

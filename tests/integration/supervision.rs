@@ -59,6 +59,37 @@ fn sigstop_hang_is_caught_by_grpc_layer_and_restarted() {
     assert_eq!(h.temporals(), vec![new]);
 }
 
+/// `status` and an idempotent `start` ask the daemon for a health check
+/// made for them: a Temporal that stopped answering a moment ago is not
+/// reported serving on the strength of the last periodic check.
+#[test]
+fn status_and_start_check_temporal_live() {
+    let mut h = TestHome::new();
+    // The daemon must not replace the hung process during the test.
+    h.extra
+        .extend(["--failure-threshold", "1000", "--health-interval", "60"].map(String::from));
+    h.start_ok();
+    let pid = h.serving_pid().unwrap();
+    let out = run(h.cmd(&["local", "status"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("gRPC now:  answers"), "{}", text(&out));
+    signal(pid, Signal::SIGSTOP);
+    // The daemon's own last check still passed (next one in 60 s), yet:
+    let out = run(h.cmd(&["local", "status"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("gRPC now:  FAILS"), "{}", text(&out));
+    let (code, v) = h.status_json();
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(v["live_check"]["ok"], false, "{v}");
+    assert_eq!(v["temporal"]["state"], "running", "the daemon's view: {v}");
+    // An idempotent start waits for a serving instance: not this one.
+    let out = run(h.start_cmd(&["--timeout", "2"]));
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    signal(pid, Signal::SIGCONT);
+    h.start_ok();
+    assert_eq!(h.serving_pid(), Some(pid), "nothing was restarted");
+}
+
 #[test]
 fn twenty_kill_cycles_one_temporal_at_a_time_no_leaks() {
     let h = TestHome::new();
