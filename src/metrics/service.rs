@@ -103,6 +103,10 @@ impl ServiceMetrics {
         for kind in ["exit", "hang"] {
             self.detection.with_label_values(&[name, kind]);
         }
+        // Histograms too: a series that first appears already counting two
+        // recoveries (both between two scrapes) shows no increase to rate().
+        self.recovery.with_label_values(&[name]);
+        self.start.with_label_values(&[name]);
         for l in Layer::SERVICE {
             self.probe_failures.with_label_values(&[name, l.as_str()]);
         }
