@@ -109,23 +109,64 @@ pub struct Local {
     pub start: StartArgs,
 }
 
-/// `stigmer local` subcommands.
+/// `stigmer local` subcommands. Each one's arguments are built only when
+/// it is the one invoked ([`Lazy`]): every start option is declared for
+/// four of them, and a `status` should not pay for building them all.
 #[derive(Debug, Subcommand)]
 pub enum LocalCommand {
     /// Start Temporal under a supervising daemon (idempotent).
-    Start(StartArgs),
+    Start(Lazy<StartArgs>),
     /// Stop the daemon and Temporal's whole process group (idempotent).
-    Stop(StopArgs),
+    Stop(Lazy<StopArgs>),
     /// Show state and health; exit 0 healthy, 1 not healthy, 3 not running.
-    Status(StatusArgs),
+    Status(Lazy<StatusArgs>),
     /// Restart Temporal or one service (new pid); starts everything if
     /// nothing runs.
-    Restart(RestartArgs),
+    Restart(Lazy<RestartArgs>),
     /// Print Temporal's log, or a service's.
-    Logs(LogsArgs),
+    Logs(Lazy<LogsArgs>),
     /// Print the effective configuration (flags, environment and the file
     /// merged) and check it, with start's errors and exit codes.
-    Config(StartArgs),
+    Config(Lazy<StartArgs>),
+}
+
+/// Arguments `T` of a subcommand, added to its `Command` only when that
+/// subcommand is parsed (clap's `Command::defer`); otherwise `T` itself.
+#[derive(Debug, Clone)]
+pub struct Lazy<T>(pub T);
+
+impl<T> std::ops::Deref for Lazy<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for Lazy<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+impl<T: clap::FromArgMatches> clap::FromArgMatches for Lazy<T> {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches(m).map(Lazy)
+    }
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(m)
+    }
+}
+
+impl<T: Args> Args for Lazy<T> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.defer(T::augment_args)
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        cmd.defer(T::augment_args_for_update)
+    }
+    fn group_id() -> Option<clap::Id> {
+        T::group_id()
+    }
 }
 
 /// The state directory.

@@ -51,9 +51,14 @@ pub fn home(arg: &Option<PathBuf>) -> StateDir {
     StateDir::new(arg.clone().unwrap_or_else(StateDir::default_root))
 }
 
+/// Does a daemon hold `home`'s lock?
+pub fn running(home: &StateDir) -> Result<bool, Failure> {
+    Ok(home.exists() && InstanceLock::is_held(&home.lock_file())?)
+}
+
 /// Is an instance running in `home`, and what does its PID file say?
 pub fn discover(home: &StateDir) -> Result<Found, Failure> {
-    if !home.exists() || !InstanceLock::is_held(&home.lock_file())? {
+    if !running(home)? {
         return Ok(Found::NotRunning);
     }
     Ok(Found::Running(match pidfile::read(&home.pid_file()) {
@@ -73,12 +78,8 @@ pub enum Check {
 }
 
 /// Fetch the daemon's status document: over the control socket in
-/// `home`, else from the HTTP address in its PID record.
-pub fn fetch_status(
-    home: &StateDir,
-    record: &PidRecord,
-    check: Check,
-) -> Result<StatusDoc, String> {
+/// `home`, else from the HTTP address in its PID file.
+pub fn fetch_status(home: &StateDir, check: Check) -> Result<StatusDoc, String> {
     let request = match check {
         Check::Snapshot => "status",
         Check::Live => "status live",
@@ -89,6 +90,9 @@ pub fn fetch_status(
     {
         return Ok(doc);
     }
+    let PidFile::Record(record) = pidfile::read(&home.pid_file()) else {
+        return Err("the PID file is missing or unreadable".into());
+    };
     let path = match check {
         Check::Snapshot => "/status",
         Check::Live => "/status?check=live",

@@ -5,7 +5,7 @@
 //! new pid is ready. When nothing runs (or the daemon goes away meanwhile,
 //! e.g. a concurrent stop), it starts everything.
 
-use super::{Check, Found, daemon_identity, discover, fetch_status};
+use super::{Check, Found, daemon_identity, discover, fetch_status, running};
 use crate::cli::RestartArgs;
 use crate::config::Config;
 use crate::config::services::TEMPORAL;
@@ -28,15 +28,12 @@ pub fn run(args: &RestartArgs, cfg: Config) -> Result<Code, Failure> {
 fn restart_service(args: &RestartArgs, cfg: Config, name: &str) -> Result<Code, Failure> {
     let t0 = Instant::now();
     let deadline = t0 + cfg.timeout + cfg.stop_grace;
-    let record = match discover(&cfg.home)? {
-        Found::NotRunning => return super::start::run(&args.start, cfg),
-        Found::Running(r) => r.ok_or_else(|| {
-            Failure::StartFailed("the daemon runs but its PID file is unreadable".into())
-        })?,
-    };
+    if !running(&cfg.home)? {
+        return super::start::run(&args.start, cfg);
+    }
     let service_pid =
         |doc: &crate::status::StatusDoc| doc.services.get(name).map(|s| (s.pid, s.ready));
-    let doc = fetch_status(&cfg.home, &record, Check::Snapshot).map_err(Failure::StartFailed)?;
+    let doc = fetch_status(&cfg.home, Check::Snapshot).map_err(Failure::StartFailed)?;
     let Some((old, _)) = service_pid(&doc) else {
         return Err(Failure::Relayed(
             Code::Usage,
@@ -52,7 +49,7 @@ fn restart_service(args: &RestartArgs, cfg: Config, name: &str) -> Result<Code, 
     control::request(&cfg.home.control_socket(), &format!("restart {name}"))
         .map_err(Failure::StartFailed)?;
     loop {
-        if let Ok(doc) = fetch_status(&cfg.home, &record, Check::Snapshot)
+        if let Ok(doc) = fetch_status(&cfg.home, Check::Snapshot)
             && let Some((Some(pid), true)) = service_pid(&doc)
             && Some(pid) != old
         {
@@ -86,8 +83,8 @@ fn restart_temporal(args: &RestartArgs, cfg: Config) -> Result<Code, Failure> {
         };
         let daemon = daemon_identity(&cfg.home, record.as_deref());
         match (&signalled, &daemon, record.as_deref()) {
-            (None, Some(d), Some(r)) => {
-                let old = fetch_status(&cfg.home, r, Check::Snapshot)
+            (None, Some(d), Some(_)) => {
+                let old = fetch_status(&cfg.home, Check::Snapshot)
                     .ok()
                     .and_then(|doc| doc.temporal.pid);
                 kill(Pid::from_raw(d.pid), Signal::SIGHUP).map_err(|e| {
@@ -95,8 +92,8 @@ fn restart_temporal(args: &RestartArgs, cfg: Config) -> Result<Code, Failure> {
                 })?;
                 signalled = Some((d.clone(), old));
             }
-            (Some((sig, old)), Some(d), Some(r)) if sig == d => {
-                if let Ok(doc) = fetch_status(&cfg.home, r, Check::Snapshot)
+            (Some((sig, old)), Some(d), Some(_)) if sig == d => {
+                if let Ok(doc) = fetch_status(&cfg.home, Check::Snapshot)
                     && doc.is_ready()
                     && doc.temporal.pid.is_some()
                     && doc.temporal.pid != *old

@@ -124,10 +124,7 @@ fn run_handed_over(cfg: Config, args: &StartArgs, lock_fd: i32) -> Result<Code, 
 /// Is the instance holding the lock serving right now? Both the daemon's
 /// view and a gRPC health check made for this request must agree.
 fn ready_instance(cfg: &Config) -> Result<Option<StatusDoc>, Failure> {
-    let crate::pidfile::PidFile::Record(record) = crate::pidfile::read(&cfg.home.pid_file()) else {
-        return Ok(None);
-    };
-    let Ok(doc) = fetch_status(&cfg.home, &record, Check::Live) else {
+    let Ok(doc) = fetch_status(&cfg.home, Check::Live) else {
         return Ok(None);
     };
     Ok(doc.is_ready().then_some(doc))
@@ -349,7 +346,7 @@ fn relay(code: Code, message: String) -> Failure {
 
 fn cfg_status(cfg: &Config) -> Option<StatusDoc> {
     match discover(&cfg.home).ok()? {
-        Found::Running(Some(r)) => fetch_status(&cfg.home, &r, Check::Snapshot).ok(),
+        Found::Running(_) => fetch_status(&cfg.home, Check::Snapshot).ok(),
         _ => None,
     }
 }

@@ -2,7 +2,7 @@
 //! runs but Temporal is not (yet) healthy, 3 when nothing runs. `--json`
 //! prints the daemon's status document (the same as `GET /status`).
 
-use super::{Check, Found, discover, fetch_status, home};
+use super::{Check, fetch_status, home, running};
 use crate::cli::StatusArgs;
 use crate::exit::{Code, Failure};
 use serde_json::json;
@@ -10,8 +10,8 @@ use serde_json::json;
 /// Run `status`.
 pub fn run(args: &StatusArgs) -> Result<Code, Failure> {
     let home = home(&args.home.home);
-    let record = match discover(&home)? {
-        Found::NotRunning => {
+    if !running(&home)? {
+        {
             if args.json {
                 println!(
                     "{}",
@@ -22,12 +22,8 @@ pub fn run(args: &StatusArgs) -> Result<Code, Failure> {
             }
             return Ok(Code::NotRunning);
         }
-        Found::Running(r) => r,
-    };
-    let doc = record
-        .as_deref()
-        .ok_or_else(|| "the PID file is missing or unreadable".to_string())
-        .and_then(|r| fetch_status(&home, r, Check::Live));
+    }
+    let doc = fetch_status(&home, Check::Live);
     match doc {
         Ok(doc) => {
             if args.json {
