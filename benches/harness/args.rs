@@ -8,12 +8,13 @@ use std::time::Duration;
 
 /// Every contender, in the default order (the floor first).
 /// `stigmer-stack` is stigmer with three stand-in services beside Temporal.
-pub const ALL_CONTENDERS: [&str; 6] = [
+pub const ALL_CONTENDERS: [&str; 7] = [
     "floor",
     "stigmer",
     "stigmer-stack",
     "runit",
     "s6",
+    "daemontools",
     "supervisord",
 ];
 
@@ -85,6 +86,12 @@ pub struct Args {
     /// Give up on a kill/cold/stop cycle after this long (at least 1 s).
     #[arg(long, default_value = "30", value_parser = secs, value_name = "SECS")]
     pub bound: Duration,
+    /// Extra argument for every contender's Temporal command (repeatable,
+    /// e.g. `--temporal-arg=--sqlite-pragma=journal_mode=wal`): how the
+    /// floor experiments of docs/benchmark.md were run. stigmer gets
+    /// `--sqlite-pragma` and `--log-level` as its own options.
+    #[arg(long = "temporal-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub temporal_extra: Vec<String>,
     /// Temporal binary [default: `temporal` on PATH, pyenv shim resolved].
     #[arg(long, value_name = "PATH")]
     pub temporal_bin: Option<PathBuf>,

@@ -101,6 +101,7 @@ fn run(args: Args) -> Result<i32, String> {
         stigmer: PathBuf::from(env!("CARGO_BIN_EXE_stigmer")),
         http_port,
         root: root.clone(),
+        extra: args.temporal_extra.clone(),
     };
     let meta_start = sys::loadavg();
     eprintln!(
@@ -125,6 +126,7 @@ fn run(args: Args) -> Result<i32, String> {
             "stigmer-stack" => Ok(Box::new(contender::Stigmer::new(&env, 3))),
             "runit" => contender::Runit::new(&env).map(|c| Box::new(c) as _),
             "s6" => contender::S6::new(&env).map(|c| Box::new(c) as _),
+            "daemontools" => contender::Daemontools::new(&env).map(|c| Box::new(c) as _),
             "supervisord" => contender::Supervisord::new(&env).map(|c| Box::new(c) as _),
             other => Err(format!("unknown contender {other}")),
         };

@@ -2,12 +2,14 @@
 //! binary, flags, database file and ports). The harness drives them all
 //! through [`Contender`] and does every measurement itself.
 
+mod daemontools;
 mod floor;
 mod runit;
 mod s6;
 mod stigmer;
 mod supervisord;
 
+pub use daemontools::Daemontools;
 pub use floor::Floor;
 pub use runit::Runit;
 pub use s6::S6;
@@ -35,6 +37,8 @@ pub struct Env {
     pub stigmer: PathBuf,
     /// stigmer's HTTP port (health, status, metrics).
     pub http_port: u16,
+    /// Extra Temporal arguments (`--temporal-arg`).
+    pub extra: Vec<String>,
 }
 
 impl Env {
@@ -51,6 +55,27 @@ impl Env {
             self.db.display().to_string(),
             "--headless".into(),
         ]
+        .into_iter()
+        .chain(self.extra.iter().cloned())
+        .collect()
+    }
+
+    /// The extra Temporal arguments as stigmer's own options (the ones it
+    /// has: `--sqlite-pragma`, `--log-level`).
+    pub fn extra_as_stigmer_options(&self) -> Vec<String> {
+        self.extra
+            .iter()
+            .filter_map(|a| {
+                let (k, v) = a.split_once('=')?;
+                let ours = match k {
+                    "--sqlite-pragma" => "--sqlite-pragma",
+                    "--log-level" => "--temporal-log-level",
+                    _ => return None,
+                };
+                Some([ours.to_string(), v.to_string()])
+            })
+            .flatten()
+            .collect()
     }
 
     /// The whole Temporal command line, for configs and the report.

@@ -74,7 +74,8 @@ impl Stigmer {
             .arg("--temporal-bin")
             .arg(&self.env.temporal)
             .arg("--db-file")
-            .arg(&self.env.db);
+            .arg(&self.env.db)
+            .args(self.env.extra_as_stigmer_options());
         c
     }
 
