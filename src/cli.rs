@@ -68,7 +68,8 @@ fn explicit(m: &clap::ArgMatches) -> BTreeSet<String> {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable.
     Pretty,
@@ -128,6 +129,31 @@ pub enum LocalCommand {
     /// Print the effective configuration (flags, environment and the file
     /// merged) and check it, with start's errors and exit codes.
     Config(Lazy<StartArgs>),
+    /// Replace the running daemon with this binary (or --binary), without
+    /// restarting Temporal or any service.
+    Upgrade(Lazy<UpgradeArgs>),
+    /// Internal: check that this binary can continue an upgrade's handover.
+    #[command(hide = true)]
+    Takeover(Lazy<TakeoverArgs>),
+}
+
+/// Options of `upgrade`.
+#[derive(Debug, Clone, Args)]
+pub struct UpgradeArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub home: HomeArg,
+    /// The binary that takes over [default: the one running this command].
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+}
+
+/// Internal options of `takeover`.
+#[derive(Debug, Clone, Args)]
+pub struct TakeoverArgs {
+    /// Read a handover on stdin and say whether this binary can continue it.
+    #[arg(long, required = true)]
+    pub check: bool,
 }
 
 /// Arguments `T` of a subcommand, added to its `Command` only when that
@@ -206,6 +232,9 @@ pub struct StartArgs {
     /// the launching CLI hands over, instead of flags and environment.
     #[arg(long, hide = true)]
     pub config_fd: Option<i32>,
+    /// Internal: continue the daemon an upgrade hands over in this fd.
+    #[arg(long, hide = true)]
+    pub takeover_fd: Option<i32>,
 }
 
 /// Options of `stop`.

@@ -36,13 +36,16 @@ pub enum Code {
     /// The configuration file is invalid (syntax, unknown key, bad value,
     /// unknown dependency, dependency cycle, port clash).
     ConfigFile = 11,
+    /// `upgrade`: the new binary did not take over; the running daemon
+    /// still supervises, and nothing was restarted.
+    UpgradeFailed = 12,
     /// Unexpected internal error.
     Internal = 70,
 }
 
 impl Code {
     /// Every code, in order.
-    pub const ALL: [Code; 13] = [
+    pub const ALL: [Code; 14] = [
         Code::Ok,
         Code::NotReady,
         Code::Usage,
@@ -55,6 +58,7 @@ impl Code {
         Code::StopFailed,
         Code::Config,
         Code::ConfigFile,
+        Code::UpgradeFailed,
         Code::Internal,
     ];
 }
@@ -119,6 +123,9 @@ pub enum Failure {
     /// A failure the daemon reported over the startup pipe, with its class.
     #[error("{1}")]
     Relayed(Code, String),
+    /// The new binary did not take over.
+    #[error("the upgrade failed: {0}; the running daemon still supervises (nothing was restarted)")]
+    Upgrade(String),
     /// Anything else.
     #[error("{0}")]
     Internal(String),
@@ -139,6 +146,7 @@ impl Failure {
             Failure::StartFailed(_) => Code::StartFailed,
             Failure::StopFailed(_) => Code::StopFailed,
             Failure::Relayed(code, _) => *code,
+            Failure::Upgrade(_) => Code::UpgradeFailed,
             Failure::Internal(_) => Code::Internal,
         }
     }
@@ -159,7 +167,7 @@ mod tests {
         for c in Code::ALL {
             assert_eq!(Code::try_from(c as u8), Ok(c));
         }
-        assert_eq!(Code::try_from(12), Err(12));
+        assert_eq!(Code::try_from(13), Err(13));
         assert_eq!(Code::try_from(255), Err(255));
     }
 }

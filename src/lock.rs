@@ -171,6 +171,21 @@ impl InstanceLock {
         }
     }
 
+    /// A second handle on the same held lock (a duplicated fd: the lock
+    /// stays held while either is open), for an upgrade's handover.
+    pub fn try_clone(&self) -> io::Result<InstanceLock> {
+        Ok(InstanceLock {
+            file: self.file.try_clone()?,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Give up the handle without closing it (its fd now belongs to a
+    /// handover): the lock stays held.
+    pub fn into_raw_fd(self) -> RawFd {
+        std::os::fd::IntoRawFd::into_raw_fd(self.file)
+    }
+
     /// The raw fd, for handing to a spawned daemon.
     pub fn raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()

@@ -78,37 +78,81 @@ fn generation(path: &Path, n: u32) -> PathBuf {
 /// Called with each line a child writes (e.g. to spot a readiness line).
 pub type OnLine = Box<dyn FnMut(&[u8]) + Send>;
 
+/// A running copy of one pipe into the log (see [`pump`]).
+pub struct Pump {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Option<OwnedFd>>,
+}
+
+impl Pump {
+    /// Stop copying and give the pipe back (for the next daemon), with
+    /// everything already read written to the log first; `None` when the
+    /// pipe had already reached EOF.
+    pub async fn hand_back(self) -> Option<OwnedFd> {
+        let _ = self.stop.send(());
+        self.task.await.ok().flatten()
+    }
+}
+
 /// Copy lines from a child's pipe into the shared log until EOF, showing
 /// each to `on_line` first.
 pub fn pump(
     fd: OwnedFd,
     log: Arc<Mutex<RotatingLog>>,
     mut on_line: Option<OnLine>,
-) -> io::Result<tokio::task::JoinHandle<()>> {
+) -> io::Result<Pump> {
     let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
-    Ok(tokio::spawn(async move {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let write = move |bytes: &[u8]| {
+        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = log.write(bytes) {
+            tracing::warn!(error = %e, "cannot write Temporal log");
+        }
+    };
+    let task = tokio::spawn(async move {
         let mut lines = tokio::io::BufReader::new(rx);
         let mut buf = Vec::with_capacity(512);
+        // A dropped Pump (its process is gone) just lets the copy finish.
+        let mut can_stop = true;
         loop {
-            buf.clear();
-            match lines.read_until(b'\n', &mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    if let Some(f) = on_line.as_mut() {
-                        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-                        f(line.strip_suffix(b"\r").unwrap_or(line));
+            tokio::select! {
+                biased;
+                asked = &mut stopped, if can_stop => {
+                    if asked.is_err() {
+                        can_stop = false;
+                        continue;
                     }
-                    if !buf.ends_with(b"\n") {
-                        buf.push(b'\n');
-                    }
-                    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Err(e) = log.write(&buf) {
-                        tracing::warn!(error = %e, "cannot write Temporal log");
-                    }
+                    // A line cut short by the stop is in `buf`, what was
+                    // read past it in the reader's buffer: both go to the
+                    // log now; the rest stays in the pipe for the next
+                    // reader, so no byte is lost or written twice.
+                    write(&buf);
+                    write(lines.buffer());
+                    return lines.into_inner().into_nonblocking_fd().ok();
                 }
+                read = lines.read_until(b'\n', &mut buf) => match read {
+                    Ok(0) | Err(_) => {
+                        write(&buf);
+                        return None;
+                    }
+                    Ok(_) => {
+                        if let Some(f) = on_line.as_mut() {
+                            let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                            f(line.strip_suffix(b"\r").unwrap_or(line));
+                        }
+                        // A last line without its end (EOF): the log stays
+                        // line-oriented.
+                        if !buf.ends_with(b"\n") {
+                            buf.push(b'\n');
+                        }
+                        write(&buf);
+                        buf.clear();
+                    }
+                },
             }
         }
-    }))
+    });
+    Ok(Pump { stop, task })
 }
 
 /// The last `n` lines of the file at `path` (empty if absent).
@@ -216,7 +260,7 @@ mod tests {
         let (rx, tx) = nix::unistd::pipe().unwrap();
         let seen = Arc::new(Mutex::new(Vec::<String>::new()));
         let s = seen.clone();
-        let task = pump(
+        let pump = pump(
             rx,
             log,
             Some(Box::new(move |line: &[u8]| {
@@ -229,7 +273,7 @@ mod tests {
         let mut w = std::fs::File::from(tx);
         w.write_all(b"ready\r\nnext\nlast").unwrap();
         drop(w);
-        task.await.unwrap();
+        pump.task.await.unwrap();
         let lines = seen.lock().unwrap().clone();
         assert_eq!(lines, ["ready", "next", "last"]);
         let re = regex::Regex::new("^ready$").unwrap();
@@ -237,6 +281,47 @@ mod tests {
             re.is_match(&lines[0]),
             "anchored patterns match a whole line"
         );
+    }
+
+    #[tokio::test]
+    async fn a_handed_back_pipe_loses_and_repeats_nothing() {
+        use std::io::Read;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("l");
+        let log = Arc::new(Mutex::new(RotatingLog::open(&path, 1 << 20).unwrap()));
+        let (rx, tx) = nix::unistd::pipe().unwrap();
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let p = pump(
+            rx,
+            log,
+            Some(Box::new(move |line: &[u8]| {
+                let _ = seen_tx.send(line.to_vec());
+            })),
+        )
+        .unwrap();
+        let mut w = std::fs::File::from(tx);
+        w.write_all(b"a\nb\npartial").unwrap();
+        assert_eq!(seen.recv().await.unwrap(), b"a");
+        assert_eq!(seen.recv().await.unwrap(), b"b");
+        let fd = p.hand_back().await.expect("the pipe comes back");
+        w.write_all(b"-rest\n").unwrap();
+        drop(w);
+        let mut rest = Vec::new();
+        let mut r = std::fs::File::from(fd);
+        crate::process::spawn::close_on_exec(&r).unwrap();
+        // The fd came back non-blocking; the writer is closed, so read to EOF.
+        loop {
+            let mut chunk = [0u8; 64];
+            match r.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => rest.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => tokio::task::yield_now().await,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let mut logged = std::fs::read(&path).unwrap();
+        logged.extend_from_slice(&rest);
+        assert_eq!(logged, b"a\nb\npartial-rest\n");
     }
 
     #[test]

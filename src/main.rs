@@ -59,6 +59,14 @@ fn run(cli: &Cli, local: &stigmer::cli::Local) -> Result<Code, Failure> {
             let _t = logs(None, false);
             commands::logs::run(a)
         }
+        Some(LocalCommand::Upgrade(a)) => {
+            let _t = logs(None, false);
+            commands::upgrade::run(a)
+        }
+        Some(LocalCommand::Takeover(_)) => {
+            stigmer::daemon::upgrade::check_main()?;
+            Ok(Code::Ok)
+        }
     }
 }
 
@@ -68,6 +76,11 @@ fn start(
     a: &StartArgs,
     logs: impl Fn(Option<Otlp>, bool) -> telemetry::Guard,
 ) -> Result<Code, Failure> {
+    if let Some(fd) = a.takeover_fd {
+        // An upgrade exec'd us: everything comes from the handover.
+        stigmer::daemon::upgrade::takeover_main(fd)?;
+        return Ok(Code::Ok);
+    }
     let cfg = commands::load_config(a)?;
     let otlp = a
         .foreground

@@ -10,6 +10,7 @@ pub mod restart;
 pub mod start;
 pub mod status;
 pub mod stop;
+pub mod upgrade;
 
 use crate::cli::StartArgs;
 use crate::config::Config;

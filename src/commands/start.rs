@@ -156,6 +156,9 @@ fn print_ready(doc: &StatusDoc, already: bool) {
         let pid = svc.pid.map_or_else(|| "-".into(), |p| p.to_string());
         println!("  service: {name} ({}, pid {pid})", svc.state);
     }
+    if let Some(note) = doc.supervisor.other_binary_note() {
+        println!("{note}");
+    }
 }
 
 /// Launch the detached daemon, handing it the held lock, and wait for its

@@ -37,6 +37,9 @@ pub fn run(args: &StatusArgs) -> Result<Code, Failure> {
                 );
             } else {
                 print!("{}", doc.render());
+                if let Some(note) = doc.supervisor.other_binary_note() {
+                    println!("{note}");
+                }
             }
             Ok(if doc.is_ready() {
                 Code::Ok

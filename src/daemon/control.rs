@@ -5,6 +5,8 @@
 //!
 //! ```text
 //! restart NAME   →   ok | error <what is wrong>
+//! upgrade {JSON} →   ok {JSON} | error <why>   (answered by the daemon in
+//!                    charge after the handover: see `super::upgrade`)
 //! status [live]  →   the status document (JSON, one line), as `/status`
 //!                    (`?check=live`) answers it
 //! ```
@@ -15,23 +17,65 @@
 
 use crate::http::AppState;
 use crate::supervisor::Command;
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
 
 /// Longest a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The listening socket; removed when dropped.
+/// What `stigmer local upgrade` asks for (the request line's JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Upgrade {
+    /// The binary that takes over.
+    pub binary: PathBuf,
+    /// Test-only fault to inject (see [`super::upgrade`]).
+    #[serde(default)]
+    pub fault: Option<String>,
+}
+
+/// An upgrade request, with the connection to answer on (by whichever
+/// daemon ends up in charge).
+#[derive(Debug)]
+pub struct UpgradeRequest {
+    /// What was asked.
+    pub upgrade: Upgrade,
+    /// The requesting client.
+    pub client: std::os::unix::net::UnixStream,
+}
+
+/// The listening socket, bound and not yet served.
 pub struct Control {
     listener: UnixListener,
     path: PathBuf,
 }
 
-impl Drop for Control {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+/// The control socket being served.
+pub struct Serving {
+    task: tokio::task::JoinHandle<()>,
+    /// A second fd on the listening socket: it stays bound and queues
+    /// connections while an upgrade hands it to the next daemon.
+    socket: OwnedFd,
+    path: PathBuf,
+}
+
+impl Serving {
+    /// Stop serving; `remove`: unlink the socket too (at shutdown).
+    pub fn close(self, remove: bool) {
+        self.task.abort();
+        if remove {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    /// Stop serving and keep the listening socket for the next daemon.
+    pub fn hand_over(self) -> OwnedFd {
+        self.task.abort();
+        self.socket
     }
 }
 
@@ -47,29 +91,57 @@ impl Control {
         })
     }
 
-    /// Serve requests against `state` until the task is dropped.
-    pub async fn serve(self, state: AppState) {
-        let me = nix::unistd::geteuid().as_raw();
-        loop {
-            let Ok((stream, _)) = self.listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            if !stream.peer_cred().is_ok_and(|c| c.uid() == me) {
-                continue;
+    /// The listening socket a previous daemon handed over.
+    pub fn adopt(socket: OwnedFd, path: &Path) -> std::io::Result<Control> {
+        let std = std::os::unix::net::UnixListener::from(socket);
+        std.set_nonblocking(true)?;
+        Ok(Control {
+            listener: UnixListener::from_std(std)?,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Serve requests against `state` until closed; upgrade requests go
+    /// to `upgrades` (the daemon acts on them).
+    pub fn serve(
+        self,
+        state: AppState,
+        upgrades: mpsc::Sender<UpgradeRequest>,
+    ) -> std::io::Result<Serving> {
+        let socket = self.listener.as_fd().try_clone_to_owned()?;
+        let path = self.path.clone();
+        let task = tokio::spawn(async move {
+            let me = nix::unistd::geteuid().as_raw();
+            loop {
+                let Ok((stream, _)) = self.listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                if !stream.peer_cred().is_ok_and(|c| c.uid() == me) {
+                    continue;
+                }
+                let state = state.clone();
+                let upgrades = upgrades.clone();
+                tokio::spawn(async move {
+                    let _ =
+                        tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &state, &upgrades))
+                            .await;
+                });
             }
-            let state = state.clone();
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &state)).await;
-            });
-        }
+        });
+        Ok(Serving { task, socket, path })
     }
 }
 
-async fn answer(stream: UnixStream, state: &AppState) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
+async fn answer(
+    stream: UnixStream,
+    state: &AppState,
+    upgrades: &mpsc::Sender<UpgradeRequest>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
     let mut line = String::new();
-    BufReader::new(read).read_line(&mut line).await?;
+    reader.read_line(&mut line).await?;
+    let mut stream = reader.into_inner();
     let handle = &state.handle;
     let request = line.trim();
     let reply = match request.split_once(' ').unwrap_or((request, "")) {
@@ -77,6 +149,22 @@ async fn answer(stream: UnixStream, state: &AppState) -> std::io::Result<()> {
             let doc = state.status_doc(check == "live").await;
             serde_json::to_string(&doc).unwrap_or_else(|e| format!("error {e}"))
         }
+        ("upgrade", json) => match serde_json::from_str::<Upgrade>(json) {
+            Ok(upgrade) => {
+                let client = stream.into_std()?;
+                client.set_nonblocking(false)?;
+                let mut spare = client.try_clone()?;
+                return match upgrades.try_send(UpgradeRequest { upgrade, client }) {
+                    // The daemon in charge at the end answers.
+                    Ok(()) => Ok(()),
+                    Err(_) => {
+                        use std::io::Write;
+                        writeln!(spare, "error an upgrade is already in progress")
+                    }
+                };
+            }
+            Err(e) => format!("error unreadable upgrade request: {e}"),
+        },
         ("restart", name) if !name.is_empty() => match handle.unit(name.trim()) {
             Some(unit) => {
                 tracing::info!(unit = %unit.name, "restart requested");
@@ -89,7 +177,7 @@ async fn answer(stream: UnixStream, state: &AppState) -> std::io::Result<()> {
         },
         _ => format!("error unknown request {:?}", line.trim()),
     };
-    write.write_all(format!("{reply}\n").as_bytes()).await
+    stream.write_all(format!("{reply}\n").as_bytes()).await
 }
 
 /// Send `request` to the daemon of the socket at `path`; its answer line

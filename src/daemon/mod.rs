@@ -3,15 +3,21 @@
 //! delay it), turns SIGTERM/SIGINT into a clean shutdown and SIGHUP into a
 //! graceful Temporal restart, and removes its PID file on the way out.
 //!
-//! [`run`] is a list of named setup steps; [`preflight`] is what happens
-//! before anything is started, [`handover`] how a launching CLI passes the
-//! checked configuration. Startup is reported to that CLI as
-//! [`Report`](crate::startup::Report) lines on an inherited pipe.
+//! Threads: the process's main thread spawns every supervised process and
+//! is the one that execs a new binary on an upgrade ([`upgrade`]): see
+//! [`Spawner`] for why. The daemon itself runs on a thread beside it.
+//!
+//! A [`Daemon`] is set up from a fresh start (named setup steps after
+//! [`preflight`]) or adopted from an upgrade's handover; [`handover`] is
+//! how a launching CLI passes the checked configuration. Startup is
+//! reported to that CLI as [`Report`](crate::startup::Report) lines on an
+//! inherited pipe.
 
 pub mod control;
 pub mod handover;
 pub mod notify;
 pub mod preflight;
+pub mod upgrade;
 
 use crate::config::Config;
 use crate::config::services::TEMPORAL;
@@ -20,21 +26,22 @@ use crate::http::{self, AppState};
 use crate::lock::InstanceLock;
 use crate::metrics::Metrics;
 use crate::pidfile::{self, PidRecord};
-use crate::process::Spawner;
-use crate::process::{Identity, ports};
+use crate::process::{Identity, Spawner, ports};
 use crate::startup::{Notifier, Report};
 use crate::status::DaemonInfo;
 use crate::supervisor::actor::unix_now_ms;
 use crate::supervisor::external::Watcher;
+use crate::supervisor::frozen::FrozenUnit;
 use crate::supervisor::policy::Policy;
 use crate::supervisor::registry::SharedRegistry;
-use crate::supervisor::stack::{Runner, Stack};
+use crate::supervisor::stack::{Ended, Runner, Stack};
 use crate::supervisor::unit::Unit;
-use crate::supervisor::{Actor, Command, Handle, Observer, Observers};
+use crate::supervisor::{Actor, Command, Halt, Handle, Observer, Observers};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// The startup pipe, shared by the steps that may report on it; the first
 /// `Ready` or `Failed` closes it.
@@ -65,64 +72,203 @@ pub fn run(
     notifier: Option<Notifier>,
 ) -> Result<(), Failure> {
     let reporter = Reporter::new(notifier);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("stigmer-http")
-        .enable_all()
-        .build()?;
-    let result = rt.block_on(serve(cfg, bin, lock, reporter.clone()));
-    if let Err(f) = &result {
-        reporter.send(Report::Failed {
-            code: f.code(),
-            message: f.to_string(),
-        });
-    }
-    result
+    let start = Start::Fresh {
+        cfg: Box::new(cfg),
+        bin,
+        lock,
+    };
+    on_threads(reporter.clone(), move |spawner| {
+        serve(start, spawner, reporter)
+    })
 }
 
-async fn serve(
-    cfg: Config,
-    bin: PathBuf,
-    lock: InstanceLock,
-    reporter: Reporter,
-) -> Result<(), Failure> {
+/// Continue, in this process, the daemon an upgrade handed over (see
+/// [`upgrade`]): same lock, listeners and children.
+pub fn take_over(h: upgrade::Handover) -> Result<(), Failure> {
+    let start = Start::Adopt(Box::new(h));
+    on_threads(Reporter::default(), move |spawner| {
+        serve(start, spawner, Reporter::default())
+    })
+}
+
+/// Run `body` on a daemon thread (with its runtime) while this thread
+/// serves its [`Spawner`] until it is done.
+fn on_threads<F, Fut>(reporter: Reporter, body: F) -> Result<(), Failure>
+where
+    F: FnOnce(Spawner) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), Failure>>,
+{
+    let (spawner, spawn_loop) = Spawner::on_this_thread();
+    let quit = spawner.clone();
+    let worker = std::thread::Builder::new()
+        .name("stigmer-daemon".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("stigmer-http")
+                .enable_all()
+                .build()
+                .map_err(Failure::from)
+                .and_then(|rt| rt.block_on(body(spawner)));
+            if let Err(f) = &result {
+                reporter.send(Report::Failed {
+                    code: f.code(),
+                    message: f.to_string(),
+                });
+            }
+            quit.quit();
+            result
+        })?;
+    spawn_loop.run();
+    worker
+        .join()
+        .unwrap_or_else(|_| Err(Failure::Internal("the daemon thread panicked".into())))
+}
+
+/// Where a daemon comes from.
+enum Start {
+    /// A new instance: the launching CLI's checked configuration.
+    Fresh {
+        cfg: Box<Config>,
+        bin: PathBuf,
+        lock: InstanceLock,
+    },
+    /// An upgrade's handover (or a handover handed back).
+    Adopt(Box<upgrade::Handover>),
+}
+
+async fn serve(start: Start, spawner: Spawner, reporter: Reporter) -> Result<(), Failure> {
     // First of all, so a stop that arrives during startup is handled
     // (SIGTERM's default action would skip every cleanup).
     let mut signals = Signals::install()?;
-    for note in preflight::run(&cfg).await? {
-        tracing::warn!("{note}");
-        reporter.send(Report::Note(note));
+    let mut daemon = match start {
+        Start::Fresh { cfg, bin, lock } => {
+            Daemon::fresh(*cfg, bin, lock, &spawner, &reporter).await?
+        }
+        Start::Adopt(h) => upgrade::adopt_or_hand_back(*h, &spawner).await?,
+    };
+    loop {
+        match signals.wait(&mut daemon).await {
+            Wake::Stop(early) => return daemon.shutdown(early).await,
+            Wake::Upgrade(request) => daemon = upgrade::perform(daemon, request, &spawner).await?,
+        }
     }
-    let listener = bind_http(&cfg).await?;
-    let (record, _remove_pid_file) = write_pid_file(&cfg, &bin)?;
-    let info = Arc::new(DaemonInfo {
-        config: cfg,
-        binary: bin,
-        started_at_unix_ms: unix_now_ms(),
-        policy: Policy {
-            seed: u64::from(std::process::id()) ^ unix_now_ms(),
-            ..Policy::default()
-        },
-    });
-    let metrics = Arc::new(Metrics::new().map_err(|e| Failure::Internal(e.to_string()))?);
-    let mut supervisor = Supervisor::start(&info, record, lock, metrics.clone(), &reporter)?;
-    let state = AppState::new(supervisor.handle.clone(), info.clone(), metrics);
-    let http = Http::start(listener, state.clone());
-    let control = serve_control(&info.config, &state);
-    tracing::info!(http = %info.config.http_addr, home = %info.config.home.root().display(), "daemon running");
-    let systemd = notify::Systemd::from_env();
-    let follow = systemd.map(|sd| tokio::spawn(sd.follow(supervisor.handle.clone())));
-    let early = signals.wait_for_stop(&mut supervisor).await;
-    tracing::info!("shutting down");
-    if let Some(sd) = systemd {
-        sd.stopping();
+}
+
+/// A running daemon: what an upgrade hands over, or a shutdown stops.
+pub struct Daemon {
+    info: Arc<DaemonInfo>,
+    metrics: Arc<Metrics>,
+    supervisor: Supervisor,
+    http: Http,
+    /// The HTTP listening socket, kept so an upgrade can hand it over
+    /// while the server's own copy is closed (connections queue meanwhile).
+    http_socket: OwnedFd,
+    control: Option<control::Serving>,
+    upgrades: mpsc::Receiver<control::UpgradeRequest>,
+    follow: Option<tokio::task::JoinHandle<()>>,
+    pid_file: RemovePidFile,
+}
+
+impl Daemon {
+    /// A new instance: reclaim what a dead daemon left, bind, record who
+    /// we are, supervise.
+    async fn fresh(
+        cfg: Config,
+        bin: PathBuf,
+        lock: InstanceLock,
+        spawner: &Spawner,
+        reporter: &Reporter,
+    ) -> Result<Daemon, Failure> {
+        for note in preflight::run(&cfg).await? {
+            tracing::warn!("{note}");
+            reporter.send(Report::Note(note));
+        }
+        let listener = bind_http(&cfg).await?;
+        let (record, pid_file) = write_pid_file(&cfg, &bin)?;
+        let info = Arc::new(DaemonInfo {
+            config: cfg,
+            binary: bin,
+            started_at_unix_ms: unix_now_ms(),
+            policy: Policy {
+                seed: u64::from(std::process::id()) ^ unix_now_ms(),
+                ..Policy::default()
+            },
+        });
+        let metrics = Arc::new(Metrics::new().map_err(|e| Failure::Internal(e.to_string()))?);
+        let supervisor = Supervisor::start(
+            &info,
+            SharedRegistry::new(lock, info.config.home.pid_file(), record),
+            metrics.clone(),
+            spawner,
+            Some(reporter),
+            None,
+        )?;
+        let control = control::Control::bind(&info.config.home.control_socket());
+        Daemon::serving(info, metrics, supervisor, listener, control, pid_file)
     }
-    let outcome = supervisor.stop(early).await;
-    for task in [control, follow].into_iter().flatten() {
-        task.abort();
+
+    /// Start serving HTTP and the control socket beside the supervisor.
+    fn serving(
+        info: Arc<DaemonInfo>,
+        metrics: Arc<Metrics>,
+        supervisor: Supervisor,
+        listener: tokio::net::TcpListener,
+        control: std::io::Result<control::Control>,
+        pid_file: RemovePidFile,
+    ) -> Result<Daemon, Failure> {
+        use std::os::fd::AsFd;
+        let http_socket = listener.as_fd().try_clone_to_owned()?;
+        let state = AppState::new(supervisor.handle.clone(), info.clone(), metrics.clone());
+        let http = Http::start(listener, state.clone());
+        let (upgrade_tx, upgrades) = mpsc::channel(1);
+        let control = match control {
+            Ok(c) => Some(c.serve(state, upgrade_tx)?),
+            Err(e) => {
+                tracing::warn!(error = %e, "no control socket: `stigmer local restart SERVICE` and `upgrade` are unavailable");
+                None
+            }
+        };
+        tracing::info!(http = %info.config.http_addr, home = %info.config.home.root().display(), pid = std::process::id(), "daemon running");
+        let follow = notify::Systemd::from_env()
+            .map(|sd| tokio::spawn(sd.follow(supervisor.handle.clone())));
+        Ok(Daemon {
+            info,
+            metrics,
+            supervisor,
+            http,
+            http_socket,
+            control,
+            upgrades,
+            follow,
+            pid_file,
+        })
     }
-    http.stop().await;
-    outcome
+
+    /// Stop everything (Temporal's group and every service's go), in order.
+    async fn shutdown(mut self, early: Option<SupervisorOutcome>) -> Result<(), Failure> {
+        tracing::info!("shutting down");
+        if let Some(sd) = notify::Systemd::from_env() {
+            sd.stopping();
+        }
+        let outcome = self.supervisor.stop(early).await;
+        if let Some(f) = self.follow.take() {
+            f.abort();
+        }
+        if let Some(c) = self.control.take() {
+            c.close(true);
+        }
+        self.http.stop().await;
+        outcome
+    }
+}
+
+/// What woke the daemon.
+enum Wake {
+    /// SIGTERM/SIGINT (`None`) or the supervisor ended on its own.
+    Stop(Option<SupervisorOutcome>),
+    /// `stigmer local upgrade`.
+    Upgrade(control::UpgradeRequest),
 }
 
 /// The signals the daemon acts on.
@@ -141,31 +287,20 @@ impl Signals {
         })
     }
 
-    /// Until SIGTERM/SIGINT (`None`) or the supervisor ends on its own
-    /// (its outcome); SIGHUP asks for a graceful Temporal restart.
-    async fn wait_for_stop(&mut self, sup: &mut Supervisor) -> Option<SupervisorOutcome> {
+    /// Until a stop, the supervisor's end, or an upgrade request; SIGHUP
+    /// asks for a graceful Temporal restart on the way.
+    async fn wait(&mut self, d: &mut Daemon) -> Wake {
         loop {
             tokio::select! {
-                _ = self.term.recv() => return None,
-                _ = self.int.recv() => return None,
+                _ = self.term.recv() => return Wake::Stop(None),
+                _ = self.int.recv() => return Wake::Stop(None),
                 _ = self.hup.recv() => {
                     tracing::info!("SIGHUP: restarting Temporal");
-                    let _ = sup.handle.temporal().commands.send(Command::Restart).await;
+                    let _ = d.supervisor.handle.temporal().commands.send(Command::Restart).await;
                 }
-                r = &mut sup.done => return Some(r),
+                r = &mut d.supervisor.done => return Wake::Stop(Some(r)),
+                Some(request) = d.upgrades.recv() => return Wake::Upgrade(request),
             }
-        }
-    }
-}
-
-/// Serve the control socket (restart one service); a daemon that cannot
-/// bind it still runs, without that command.
-fn serve_control(cfg: &Config, state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
-    match control::Control::bind(&cfg.home.control_socket()) {
-        Ok(c) => Some(tokio::spawn(c.serve(state.clone()))),
-        Err(e) => {
-            tracing::warn!(error = %e, "no control socket: `stigmer local restart SERVICE` is unavailable");
-            None
         }
     }
 }
@@ -184,14 +319,23 @@ async fn bind_http(cfg: &Config) -> Result<tokio::net::TcpListener, Failure> {
         })
 }
 
-/// Removes the PID file when dropped. Declared after the lock in `serve`,
-/// so it runs first: the PID file is gone before the lock is released, and
-/// a start that wins the lock next never reads our stale record.
-struct RemovePidFile(PathBuf);
+/// Removes the PID file when dropped, unless disarmed (a handover keeps
+/// it for the next daemon). Declared after the lock, so it runs first: the
+/// PID file is gone before the lock is released, and a start that wins the
+/// lock next never reads our stale record.
+struct RemovePidFile(Option<PathBuf>);
+
+impl RemovePidFile {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for RemovePidFile {
     fn drop(&mut self) {
-        pidfile::remove(&self.0);
+        if let Some(p) = &self.0 {
+            pidfile::remove(p);
+        }
     }
 }
 
@@ -204,33 +348,35 @@ fn write_pid_file(
         .ok_or_else(|| Failure::Internal("cannot read own /proc entry".into()))?;
     let record = PidRecord::new(cfg, me, bin);
     pidfile::write(&cfg.home.pid_file(), &record)?;
-    Ok((record, RemovePidFile(cfg.home.pid_file())))
+    Ok((record, RemovePidFile(Some(cfg.home.pid_file()))))
 }
 
-type SupervisorOutcome = Result<Result<(), String>, oneshot::error::RecvError>;
+type SupervisorOutcome = Result<Result<Ended, String>, oneshot::error::RecvError>;
 
 /// The supervisor on its own thread and current-thread runtime.
 struct Supervisor {
     handle: Handle,
-    stop: watch::Sender<bool>,
-    done: oneshot::Receiver<Result<(), String>>,
+    registry: SharedRegistry,
+    halt: watch::Sender<Option<Halt>>,
+    done: oneshot::Receiver<Result<Ended, String>>,
 }
 
 impl Supervisor {
+    /// Supervise every unit of `info`'s configuration; `adopted`: continue
+    /// from a handover's frozen units instead of starting them.
     fn start(
         info: &DaemonInfo,
-        record: PidRecord,
-        lock: InstanceLock,
+        registry: SharedRegistry,
         metrics: Arc<Metrics>,
-        reporter: &Reporter,
+        spawner: &Spawner,
+        reporter: Option<&Reporter>,
+        adopted: Option<Vec<(String, FrozenUnit)>>,
     ) -> Result<Self, Failure> {
-        let registry = SharedRegistry::new(lock, info.config.home.pid_file(), record);
-        let mut stack = build_stack(info, &registry, &metrics);
+        let mut stack = build_stack(info, &registry, &metrics, spawner, adopted)?;
         let handle = stack.handle();
-        let reporter = reporter.clone();
-        let systemd = notify::Systemd::from_env();
+        let reporter = reporter.cloned();
         let ready_handle = handle.clone();
-        let (stop, mut stop_rx) = watch::channel(false);
+        let (halt, mut halt_rx) = watch::channel(None);
         let (done_tx, done) = oneshot::channel();
         std::thread::Builder::new()
             .name("stigmer-supervisor".into())
@@ -241,40 +387,54 @@ impl Supervisor {
                     .map_err(|e| e.to_string())
                     .and_then(|rt| {
                         rt.block_on(async move {
-                            let startup = stack.startup();
-                            tokio::spawn(async move {
-                                let Ok(report) = startup.await else { return };
-                                match (&report, systemd) {
-                                    (Report::Ready { .. }, Some(sd)) => sd.ready(&ready_handle),
-                                    (Report::Failed { message, .. }, Some(sd)) => {
-                                        sd.failed(message)
+                            // A fresh start reports when every unit is
+                            // ready (or one fails); an adopted one was
+                            // reported by the daemon that started it.
+                            if let Some(reporter) = reporter {
+                                let startup = stack.startup();
+                                let systemd = notify::Systemd::from_env();
+                                tokio::spawn(async move {
+                                    let Ok(report) = startup.await else { return };
+                                    match (&report, systemd) {
+                                        (Report::Ready { .. }, Some(sd)) => sd.ready(&ready_handle),
+                                        (Report::Failed { message, .. }, Some(sd)) => {
+                                            sd.failed(message)
+                                        }
+                                        _ => {}
                                     }
-                                    _ => {}
-                                }
-                                reporter.send(report);
-                            });
+                                    reporter.send(report);
+                                });
+                            }
                             stack
                                 .run(async move {
-                                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                                    match halt_rx.wait_for(Option::is_some).await {
+                                        Ok(h) => h.unwrap_or(Halt::Stop),
+                                        Err(_) => Halt::Stop,
+                                    }
                                 })
                                 .await
                         })
                     });
                 let _ = done_tx.send(result);
             })?;
-        Ok(Supervisor { handle, stop, done })
+        Ok(Supervisor {
+            handle,
+            registry,
+            halt,
+            done,
+        })
     }
 
     /// Stop supervising (Temporal's whole group goes) and report how the
     /// supervisor ended; `early` when it had already ended on its own.
     async fn stop(self, early: Option<SupervisorOutcome>) -> Result<(), Failure> {
-        let _ = self.stop.send(true);
+        let _ = self.halt.send(Some(Halt::Stop));
         let outcome = match early {
             Some(r) => r,
             None => self.done.await,
         };
         match outcome {
-            Ok(Ok(())) => {
+            Ok(Ok(_)) => {
                 tracing::info!("stopped");
                 Ok(())
             }
@@ -282,20 +442,55 @@ impl Supervisor {
             Err(_) => Err(Failure::Internal("supervisor thread died".into())),
         }
     }
+
+    /// Stop supervising without touching any process, and hand back every
+    /// unit's state.
+    async fn freeze(self) -> Result<Vec<(String, FrozenUnit)>, String> {
+        let _ = self.halt.send(Some(Halt::Freeze));
+        match self.done.await {
+            Ok(Ok(Ended::Frozen(units))) => Ok(units),
+            Ok(Ok(Ended::Stopped)) => Err("the supervisor stopped instead".into()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("the supervisor thread died".into()),
+        }
+    }
 }
 
 /// Every unit of `info`'s configuration as a supervisor: Temporal (run,
-/// or watched when attached) and each service, all spawning through one
-/// thread and reporting to `metrics` (and traces, when on).
-fn build_stack(info: &DaemonInfo, registry: &SharedRegistry, metrics: &Arc<Metrics>) -> Stack {
+/// or watched when attached) and each service, all spawning through
+/// `spawner` and reporting to `metrics` (and traces, when on). With
+/// `adopted`, each continues from its frozen state.
+fn build_stack(
+    info: &DaemonInfo,
+    registry: &SharedRegistry,
+    metrics: &Arc<Metrics>,
+    spawner: &Spawner,
+    adopted: Option<Vec<(String, FrozenUnit)>>,
+) -> Result<Stack, Failure> {
     let cfg = &info.config;
-    let spawner = Spawner::new();
+    let fresh = adopted.is_none();
+    let mut adopted: std::collections::BTreeMap<String, FrozenUnit> =
+        adopted.into_iter().flatten().collect();
+    let mut take = |name: &str| -> Result<Option<FrozenUnit>, Failure> {
+        match adopted.remove(name) {
+            Some(f) => Ok(Some(f)),
+            None if fresh => Ok(None),
+            None => Err(Failure::Internal(format!(
+                "the handover has no state for {name}"
+            ))),
+        }
+    };
     let observe = |name: &str| -> Arc<dyn Observer> {
         let mut observers: Vec<Arc<dyn Observer>> = vec![metrics.observer(name)];
         if crate::telemetry::traces_on() {
             observers.push(Arc::new(crate::telemetry::spans::SpanObserver::new(name)));
         }
         Arc::new(Observers(observers))
+    };
+    let mismatch =
+        |name: &str| Failure::Internal(format!("the handover's {name} is of another kind"));
+    let adopt_err = |name: &str, e: std::io::Error| {
+        Failure::Internal(format!("cannot adopt {name}'s process: {e}"))
     };
     let mut members = Vec::new();
     let mut startups = Vec::new();
@@ -308,26 +503,40 @@ fn build_stack(info: &DaemonInfo, registry: &SharedRegistry, metrics: &Arc<Metri
                 registry.clone(),
             );
             let mut w = w.with_observer(observe(TEMPORAL));
-            startups.push((TEMPORAL.to_string(), w.notify_startup()));
+            match take(TEMPORAL)? {
+                None => startups.push((TEMPORAL.to_string(), w.notify_startup())),
+                Some(FrozenUnit::Attached { state, snapshot }) => w = w.adopt(state, *snapshot),
+                Some(_) => return Err(mismatch(TEMPORAL)),
+            }
             (Runner::Attached(w), h)
         }
         None => {
             let unit = Unit::temporal(cfg, &info.binary, info.policy.clone());
             let (a, h) = Actor::new(unit, registry.clone(), spawner.clone());
             let mut a = a.with_observer(observe(TEMPORAL));
-            startups.push((TEMPORAL.to_string(), a.notify_startup()));
+            match take(TEMPORAL)? {
+                None => startups.push((TEMPORAL.to_string(), a.notify_startup())),
+                Some(FrozenUnit::Managed(f)) => {
+                    a = a.adopt(*f).map_err(|e| adopt_err(TEMPORAL, e))?
+                }
+                Some(_) => return Err(mismatch(TEMPORAL)),
+            }
             (Runner::Managed(Box::new(a)), h)
         }
     };
     members.push(temporal);
     for s in &cfg.services {
-        let unit = Unit::service(s, cfg, info.policy.clone(), &spawner);
+        let unit = Unit::service(s, cfg, info.policy.clone(), spawner);
         let (a, h) = Actor::new(unit, registry.clone(), spawner.clone());
         let mut a = a.with_observer(observe(&s.name));
-        startups.push((s.name.clone(), a.notify_startup()));
+        match take(&s.name)? {
+            None => startups.push((s.name.clone(), a.notify_startup())),
+            Some(FrozenUnit::Managed(f)) => a = a.adopt(*f).map_err(|e| adopt_err(&s.name, e))?,
+            Some(_) => return Err(mismatch(&s.name)),
+        }
         members.push((Runner::Managed(Box::new(a)), h));
     }
-    Stack::new(members, startups)
+    Ok(Stack::new(members, startups))
 }
 
 /// The HTTP server task; it outlives supervision, so monitors see
@@ -346,6 +555,7 @@ impl Http {
         Http { stop, task }
     }
 
+    /// Stop accepting, let in-flight requests finish (bounded), close.
     async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;

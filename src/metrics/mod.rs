@@ -16,6 +16,7 @@ use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
+use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,12 +47,153 @@ pub struct Metrics {
     sup_threads: IntGauge,
     services: service::ServiceMetrics,
     cpu_seen: Mutex<CpuSeen>,
+    started: Gauge,
+    /// What a previous daemon's counters and histograms had reached.
+    carried: Vec<CarriedSeries>,
 }
 
 #[derive(Default)]
 struct CpuSeen {
     temporal: Option<(i32, f64)>,
     supervisor: f64,
+}
+
+/// The counters and histograms of a daemon that hands over to the next
+/// one on an upgrade: the next one adds them to its own at every scrape,
+/// so no counter resets. (The supervisor's CPU counter needs nothing: the
+/// process, and its CPU time, continue across the exec.)
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Carried {
+    /// Every counter and histogram series.
+    pub series: Vec<CarriedSeries>,
+    /// The Temporal CPU already counted: (pid, CPU seconds).
+    pub temporal_cpu_seen: Option<(i32, f64)>,
+    /// When the supervisor started (Unix seconds).
+    pub started_at_seconds: f64,
+}
+
+/// One counter or histogram series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CarriedSeries {
+    /// Family name.
+    pub name: String,
+    /// Family help (a family without series of its own yet is re-created).
+    #[serde(default)]
+    pub help: String,
+    /// Label pairs, sorted by name.
+    pub labels: Vec<(String, String)>,
+    /// Its values.
+    pub value: CarriedValue,
+}
+
+/// A carried series' values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CarriedValue {
+    /// A counter.
+    Counter {
+        /// Its value.
+        value: f64,
+    },
+    /// A histogram.
+    Histogram {
+        /// Observations.
+        count: u64,
+        /// Their sum.
+        sum: f64,
+        /// Cumulative count per upper bound.
+        buckets: Vec<(f64, u64)>,
+    },
+}
+
+/// Not carried: the process's own CPU time continues by itself.
+const NOT_CARRIED: &[&str] = &["stigmer_supervisor_cpu_seconds_total"];
+
+fn labels_of(m: &prometheus::proto::Metric) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = m
+        .get_label()
+        .iter()
+        .map(|l| (l.name().to_string(), l.value().to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Add `c`'s values to the gathered families (a series the families lack
+/// is added as it was).
+fn add_carried(families: &mut Vec<prometheus::proto::MetricFamily>, carried: &[CarriedSeries]) {
+    use prometheus::proto::{
+        Bucket, Counter, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+    };
+    for c in carried {
+        let fam = match families.iter().position(|f| f.name() == c.name) {
+            Some(i) => &mut families[i],
+            None => {
+                // A labelled family exports nothing until its first series.
+                let mut f = MetricFamily::default();
+                f.set_name(c.name.clone());
+                f.set_help(c.help.clone());
+                f.set_field_type(match c.value {
+                    CarriedValue::Counter { .. } => MetricType::COUNTER,
+                    CarriedValue::Histogram { .. } => MetricType::HISTOGRAM,
+                });
+                families.push(f);
+                families.last_mut().expect("just pushed")
+            }
+        };
+        let metrics = fam.mut_metric();
+        let i = match metrics.iter().position(|m| labels_of(m) == c.labels) {
+            Some(i) => i,
+            None => {
+                let labels = c
+                    .labels
+                    .iter()
+                    .map(|(k, v)| {
+                        let mut p = LabelPair::default();
+                        p.set_name(k.clone());
+                        p.set_value(v.clone());
+                        p
+                    })
+                    .collect();
+                metrics.push(Metric::from_label(labels));
+                metrics.len() - 1
+            }
+        };
+        let m = &mut metrics[i];
+        match &c.value {
+            CarriedValue::Counter { value } => {
+                let mut counter = Counter::default();
+                counter.set_value(m.get_counter().get_value() + value);
+                m.set_counter(counter);
+            }
+            CarriedValue::Histogram {
+                count,
+                sum,
+                buckets,
+            } => {
+                let mine = m.get_histogram().clone();
+                let mut h = Histogram::default();
+                h.set_sample_count(mine.get_sample_count() + count);
+                h.set_sample_sum(mine.get_sample_sum() + sum);
+                let merged = buckets
+                    .iter()
+                    .map(|&(bound, n)| {
+                        let own = mine
+                            .get_bucket()
+                            .iter()
+                            .find(|b| b.upper_bound() == bound)
+                            .map_or(0, |b| b.cumulative_count());
+                        let mut b = Bucket::default();
+                        b.set_upper_bound(bound);
+                        b.set_cumulative_count(own + n);
+                        b
+                    })
+                    .collect();
+                h.set_bucket(merged);
+                m.set_histogram(h);
+            }
+        }
+    }
 }
 
 /// Register `metric` and hand it back: each metric is written once.
@@ -201,6 +343,11 @@ impl Metrics {
             )?,
             services: service::ServiceMetrics::new(&registry)?,
             cpu_seen: Mutex::new(CpuSeen::default()),
+            started: Gauge::new(
+                "stigmer_supervisor_start_time_seconds",
+                "Start time of the supervisor (Unix seconds)",
+            )?,
+            carried: Vec::new(),
             registry,
         };
         let build = prometheus::IntGaugeVec::new(
@@ -208,18 +355,14 @@ impl Metrics {
             &["version"],
         )?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        let started = Gauge::new(
-            "stigmer_supervisor_start_time_seconds",
-            "Start time of the supervisor (Unix seconds)",
-        )?;
-        started.set(
+        m.started.set(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
         );
         let r = &m.registry;
         r.register(Box::new(build))?;
-        r.register(Box::new(started))?;
+        r.register(Box::new(m.started.clone()))?;
         // Export every label value from the start, so rates and alerts work
         // before the first event.
         for s in StateName::ALL {
@@ -246,11 +389,73 @@ impl Metrics {
         Ok(m)
     }
 
+    /// Everything registered, with what a previous daemon carried added.
+    pub fn with_carried(carried: Carried) -> prometheus::Result<Self> {
+        let mut m = Metrics::new()?;
+        m.started.set(carried.started_at_seconds);
+        m.cpu_seen
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .temporal = carried.temporal_cpu_seen;
+        m.carried = carried.series;
+        Ok(m)
+    }
+
+    /// Every series now (process figures sampled, carried values added).
+    fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.sample();
+        let mut families = self.registry.gather();
+        add_carried(&mut families, &self.carried);
+        families
+    }
+
+    /// What the next daemon continues from (see [`Carried`]).
+    pub fn carry(&self) -> Carried {
+        use prometheus::proto::MetricType;
+        let mut series = Vec::new();
+        for fam in self.gather() {
+            if NOT_CARRIED.contains(&fam.name()) {
+                continue;
+            }
+            for m in fam.get_metric() {
+                let value = match fam.get_field_type() {
+                    MetricType::COUNTER => CarriedValue::Counter {
+                        value: m.get_counter().get_value(),
+                    },
+                    MetricType::HISTOGRAM => {
+                        let h = m.get_histogram();
+                        CarriedValue::Histogram {
+                            count: h.get_sample_count(),
+                            sum: h.get_sample_sum(),
+                            buckets: h
+                                .get_bucket()
+                                .iter()
+                                .map(|b| (b.upper_bound(), b.cumulative_count()))
+                                .collect(),
+                        }
+                    }
+                    _ => continue,
+                };
+                series.push(CarriedSeries {
+                    name: fam.name().to_string(),
+                    help: fam.help().to_string(),
+                    labels: labels_of(m),
+                    value,
+                });
+            }
+        }
+        let seen = self.cpu_seen.lock().unwrap_or_else(|p| p.into_inner());
+        Carried {
+            series,
+            temporal_cpu_seen: seen.temporal,
+            started_at_seconds: self.started.get(),
+        }
+    }
+
     /// Sample process figures and encode everything in the text format.
     pub fn render(&self) -> prometheus::Result<String> {
-        self.sample();
         let mut buf = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        TextEncoder::new().encode(&self.gather(), &mut buf)?;
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
 
@@ -378,6 +583,46 @@ mod tests {
         ] {
             assert!(text.contains(series), "missing {series} in\n{text}");
         }
+    }
+
+    #[test]
+    fn carried_counters_and_histograms_continue_in_the_next_daemon() {
+        let m = Metrics::new().unwrap();
+        let info = RestartInfo {
+            reason: RestartReason::Signaled { signal: 9 },
+            attempt: 1,
+            backoff: Duration::ZERO,
+            detection: Some(Duration::from_millis(2)),
+        };
+        m.restart(&info);
+        m.exited(1, ExitStatus::Signal(9));
+        m.serving(
+            2,
+            Duration::from_millis(90),
+            Some(Duration::from_millis(120)),
+        );
+        let carried = m.carry();
+        let json = serde_json::to_string(&carried).unwrap();
+        let next = Metrics::with_carried(serde_json::from_str(&json).unwrap()).unwrap();
+        let before = m.render().unwrap();
+        let after = next.render().unwrap();
+        for series in [
+            "stigmer_temporal_restarts_total{reason=\"signaled\"} 1",
+            "stigmer_temporal_exits_total{how=\"signal_9\"} 1",
+            "stigmer_temporal_recovery_seconds_count 1",
+            "stigmer_temporal_recovery_seconds_bucket{le=\"0.15\"} 1",
+            "stigmer_temporal_failure_detection_seconds_count{kind=\"exit\"} 1",
+        ] {
+            assert!(before.contains(series), "{series} before");
+            assert!(after.contains(series), "{series} after:\n{after}");
+        }
+        // And they keep counting.
+        next.restart(&info);
+        assert!(
+            next.render()
+                .unwrap()
+                .contains("stigmer_temporal_restarts_total{reason=\"signaled\"} 2")
+        );
     }
 
     #[test]

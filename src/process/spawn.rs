@@ -1,19 +1,23 @@
-//! Spawning Temporal: its own process group, a parent-death signal, and an
-//! exit that arrives as an event.
+//! Spawning supervised processes: each in its own process group, with a
+//! parent-death signal, and an exit that arrives as an event.
 //!
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits,
-//! not the process. Tokio's blocking-pool threads come and go, so every
-//! spawn goes through one dedicated thread that lives as long as the daemon.
-//! The exit is awaited on a pidfd (readable once the whole thread group is
-//! gone), then reaped with `waitpid`: no timer, no polling.
+//! not the process, and `execve` ends every thread but the one calling
+//! it. So every spawn goes through one thread that lives as long as the
+//! daemon: the daemon's main thread ([`Spawner::on_this_thread`]), which
+//! is also the one that execs a new daemon binary on an upgrade
+//! ([`Spawner::exec`]): the children's parent thread survives the exec,
+//! and the signal never fires. The exit is awaited on a pidfd (readable
+//! once the whole thread group is gone), then reaped with `waitpid`: no
+//! timer, no polling.
 
 use super::group::ExitStatus;
 use super::identity::pidfd_open;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -36,13 +40,71 @@ pub struct SpawnSpec {
     pub capture: bool,
 }
 
-type Job = (SpawnSpec, oneshot::Sender<io::Result<std::process::Child>>);
+/// The program an exec runs.
+#[derive(Debug)]
+pub enum Program {
+    /// By path (`execve`).
+    Path(CString),
+    /// By an open fd (`fexecve`): the file that was opened is the one
+    /// that runs, even if its path was replaced or removed since.
+    Fd(OwnedFd),
+}
 
-/// Handle to the spawner thread. Cloneable; the thread lives until every
-/// handle is dropped.
+/// Replace this process's program (see [`Spawner::exec`]).
+#[derive(Debug)]
+pub struct ExecSpec {
+    /// What to run.
+    pub program: Program,
+    /// `argv`, the program name first.
+    pub argv: Vec<CString>,
+    /// The whole environment, `KEY=value`.
+    pub env: Vec<CString>,
+}
+
+enum Job {
+    Spawn(SpawnSpec, oneshot::Sender<io::Result<std::process::Child>>),
+    Exec(ExecSpec, oneshot::Sender<io::Error>),
+    Quit,
+}
+
+/// Handle to the spawning thread. Cloneable.
 #[derive(Clone, Debug)]
 pub struct Spawner {
     tx: std::sync::mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Job::Spawn(..) => "Spawn",
+            Job::Exec(..) => "Exec",
+            Job::Quit => "Quit",
+        })
+    }
+}
+
+/// The loop that serves a [`Spawner`] on the thread that runs it.
+pub struct SpawnLoop {
+    rx: std::sync::mpsc::Receiver<Job>,
+}
+
+impl SpawnLoop {
+    /// Serve spawn and exec requests until [`Spawner::quit`] or every
+    /// handle is gone. Returns only then (an exec that succeeds never
+    /// returns).
+    pub fn run(self) {
+        for job in self.rx {
+            match job {
+                Job::Spawn(spec, reply) => {
+                    let _ = reply.send(spawn_now(&spec));
+                }
+                Job::Exec(spec, reply) => {
+                    let _ = reply.send(exec_now(&spec));
+                }
+                Job::Quit => return,
+            }
+        }
+    }
 }
 
 impl Default for Spawner {
@@ -52,42 +114,84 @@ impl Default for Spawner {
 }
 
 impl Spawner {
-    /// Start the long-lived spawner thread.
+    /// A spawner served by a new long-lived thread (tests, tools).
     pub fn new() -> Self {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let (spawner, spawn_loop) = Self::on_this_thread();
         std::thread::Builder::new()
             .name("stigmer-spawner".into())
-            .spawn(move || {
-                for (spec, reply) in rx {
-                    let _ = reply.send(spawn_now(&spec));
-                }
-            })
+            .spawn(move || spawn_loop.run())
             .expect("spawn thread");
-        Self { tx }
+        spawner
     }
 
-    /// Spawn `spec` from the spawner thread; returns once the child exists.
+    /// A spawner whose loop the caller runs on its own thread (the
+    /// daemon's main thread): see the module documentation.
+    pub fn on_this_thread() -> (Spawner, SpawnLoop) {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        (Spawner { tx }, SpawnLoop { rx })
+    }
+
+    /// End the loop (the daemon is done).
+    pub fn quit(&self) {
+        let _ = self.tx.send(Job::Quit);
+    }
+
+    /// Replace the whole process's program with `spec` from the spawning
+    /// thread. Returns only if the exec failed, with why.
+    pub async fn exec(&self, spec: ExecSpec) -> io::Error {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Job::Exec(spec, reply)).is_err() {
+            return io::Error::other("spawner thread is gone");
+        }
+        rx.await
+            .unwrap_or_else(|_| io::Error::other("spawner thread dropped the request"))
+    }
+
+    /// Spawn `spec` from the spawning thread; returns once the child exists.
     pub async fn spawn(&self, spec: SpawnSpec) -> io::Result<Spawned> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send((spec, reply))
+            .send(Job::Spawn(spec, reply))
             .map_err(|_| io::Error::other("spawner thread is gone"))?;
         let mut child = rx
             .await
             .map_err(|_| io::Error::other("spawner thread dropped the request"))??;
         let pid = child.id() as i32;
-        let pidfd = pidfd_open(pid)?;
-        // SAFETY: we own `pidfd` and it lives exactly as long as the AsyncFd.
-        let pidfd = unsafe { AsyncFd::register(pidfd) }.map_err(io::Error::from)?;
-        Ok(Spawned {
-            pid,
-            spawned_at: Instant::now(),
-            stdout: child.stdout.take().map(OwnedFd::from),
-            stderr: child.stderr.take().map(OwnedFd::from),
-            pidfd,
-            exited: None,
-        })
+        let mut spawned = Spawned::adopt(pid, Instant::now())?;
+        spawned.stdout = child.stdout.take().map(OwnedFd::from);
+        spawned.stderr = child.stderr.take().map(OwnedFd::from);
+        Ok(spawned)
     }
+}
+
+/// `fexecve`; returns only on failure.
+fn exec_now(spec: &ExecSpec) -> io::Error {
+    let result = match &spec.program {
+        Program::Path(path) => nix::unistd::execve(path, &spec.argv, &spec.env),
+        Program::Fd(fd) => nix::unistd::fexecve(fd, &spec.argv, &spec.env),
+    };
+    match result {
+        Ok(never) => match never {},
+        Err(e) => e.into(),
+    }
+}
+
+/// Let `fd` survive an exec (clear close-on-exec).
+pub fn keep_across_exec(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd the caller holds open.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Close `fd` on exec again (after adopting it).
+pub fn close_on_exec(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd the caller holds open.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn spawn_now(spec: &SpawnSpec) -> io::Result<std::process::Child> {
@@ -156,6 +260,23 @@ pub struct Spawned {
 }
 
 impl Spawned {
+    /// A child of this process, spawned at `spawned_at` (by this daemon or
+    /// by the one it took over from): its exit is watched on a new pidfd.
+    /// Its output pipes, if any, are set by the caller.
+    pub fn adopt(pid: i32, spawned_at: Instant) -> io::Result<Spawned> {
+        let pidfd = pidfd_open(pid)?;
+        // SAFETY: we own `pidfd` and it lives exactly as long as the AsyncFd.
+        let pidfd = unsafe { AsyncFd::register(pidfd) }.map_err(io::Error::from)?;
+        Ok(Spawned {
+            pid,
+            spawned_at,
+            stdout: None,
+            stderr: None,
+            pidfd,
+            exited: None,
+        })
+    }
+
     /// Process group id (we made the child a group leader).
     pub fn pgid(&self) -> i32 {
         self.pid

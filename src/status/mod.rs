@@ -107,6 +107,28 @@ pub struct SupervisorSection {
     pub http_addr: String,
     /// State directory.
     pub home: String,
+    /// The daemon's executable (`/proc/PID/exe`: after an upgrade, the
+    /// new binary; " (deleted)" when the file was replaced since).
+    #[serde(default)]
+    pub exe: Option<String>,
+}
+
+impl SupervisorSection {
+    /// When the binary running this command is not the daemon's: one line
+    /// saying so and what to do.
+    pub fn other_binary_note(&self) -> Option<String> {
+        let running = self.exe.as_deref()?;
+        let me = std::env::current_exe().ok()?;
+        let mine = env!("CARGO_PKG_VERSION");
+        if std::path::Path::new(running) == me && self.version == mine {
+            return None;
+        }
+        Some(format!(
+            "note: the daemon runs stigmer {} ({running}), not this stigmer {mine} ({}): `stigmer local upgrade` hands over to this binary without restarting Temporal",
+            self.version,
+            me.display()
+        ))
+    }
 }
 
 /// `temporal` section.
@@ -211,6 +233,9 @@ impl StatusDoc {
                 uptime_seconds: now.saturating_sub(info.started_at_unix_ms) as f64 / 1000.0,
                 http_addr: c.http_addr.to_string(),
                 home: c.home.root().display().to_string(),
+                exe: std::fs::read_link("/proc/self/exe")
+                    .ok()
+                    .map(|p| p.display().to_string()),
             },
             temporal: TemporalSection::build(snap, info, now),
             health: layers(snap),

@@ -46,10 +46,16 @@ impl StatusDoc {
                 c.detail, c.latency_ms
             ));
         }
+        let sup = &self.supervisor;
         line(format!(
-            "  daemon:    pid {}, up {}",
-            self.supervisor.pid,
-            human_secs(self.supervisor.uptime_seconds)
+            "  daemon:    pid {}, up {}, stigmer {}{}",
+            sup.pid,
+            human_secs(sup.uptime_seconds),
+            sup.version,
+            sup.exe
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
         ));
         let r = &self.restarts;
         let mut restarts = format!("  restarts:  {}", r.count);

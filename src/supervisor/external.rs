@@ -4,9 +4,10 @@
 //! Its state (`starting` until it first answers, then `running` or
 //! `unhealthy`) gates the services that depend on it, like a managed one.
 
+use super::frozen::FrozenUnit;
 use super::registry::SharedRegistry;
 use super::state::StateName;
-use super::{Command, LayerStatus, NoObserver, Observer, Snapshot, UnitHandle};
+use super::{Command, Halt, LayerStatus, NoObserver, Observer, Snapshot, UnitHandle};
 use crate::config::services::TEMPORAL;
 use crate::health::{self, Layer, Plan, Round, Target};
 use crate::startup::Report;
@@ -19,7 +20,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 const STARTUP_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What is known of the external Temporal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub enum Watched {
     /// Not answered yet.
     Starting,
@@ -67,6 +69,7 @@ pub struct Watcher {
     status: watch::Sender<Snapshot>,
     commands: mpsc::Receiver<Command>,
     startup: Option<oneshot::Sender<Report>>,
+    state: Watched,
 }
 
 impl Watcher {
@@ -93,6 +96,7 @@ impl Watcher {
             status,
             commands,
             startup: None,
+            state: Watched::Starting,
         };
         let handle = UnitHandle {
             name: TEMPORAL.into(),
@@ -116,22 +120,32 @@ impl Watcher {
         rx
     }
 
-    /// Probe until `shutdown` resolves.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut state = Watched::Starting;
+    /// Continue from what the previous daemon's watcher handed over.
+    pub fn adopt(mut self, state: Watched, snapshot: Snapshot) -> Self {
+        self.state = state;
+        self.status.send_replace(snapshot);
+        // Its first start was reported by the previous daemon.
+        self.startup = None;
+        self
+    }
+
+    /// Probe until `halt` resolves: on [`Halt::Freeze`], return what the
+    /// next daemon's watcher continues from.
+    pub async fn run(mut self, halt: impl Future<Output = Halt>) -> Option<FrozenUnit> {
+        tokio::pin!(halt);
+        let mut state = self.state;
         let mut next = Instant::now();
-        loop {
+        let how = loop {
             let round = tokio::select! {
                 biased;
-                () = &mut shutdown => break,
+                how = &mut halt => break how,
                 // Restarting an external Temporal is not ours to do.
                 Some(_) = self.commands.recv() => continue,
                 () = tokio::time::sleep_until(next.into()) => {
                     let started = Instant::now();
                     let round = tokio::select! {
                         biased;
-                        () = &mut shutdown => break,
+                        how = &mut halt => break how,
                         r = health::round(self.target()) => r,
                     };
                     let every = if state == Watched::Starting { STARTUP_INTERVAL } else { self.interval };
@@ -152,6 +166,12 @@ impl Watcher {
             }
             state = to;
             self.publish(state, &round);
+        };
+        if how == Halt::Freeze {
+            return Some(FrozenUnit::Attached {
+                state,
+                snapshot: Box::new(self.status.borrow().clone()),
+            });
         }
         self.observer
             .state_changed(state.name(), StateName::Stopped);
@@ -159,6 +179,7 @@ impl Watcher {
             s.state = StateName::Stopped;
             s.ready = false;
         });
+        None
     }
 
     fn target(&self) -> Target {

@@ -16,6 +16,7 @@
 
 pub mod actor;
 pub mod external;
+pub mod frozen;
 pub mod policy;
 pub mod registry;
 pub mod stack;
@@ -31,6 +32,16 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 pub use actor::Actor;
+
+/// Why a unit's supervisor stops supervising.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Halt {
+    /// Shut down: stop its process (whole group).
+    Stop,
+    /// Hand over to the next daemon: leave the process running and return
+    /// the supervisor's state ([`frozen`]).
+    Freeze,
+}
 
 /// Requests to one unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +172,7 @@ impl Observer for Observers {
 }
 
 /// The running process as its supervisor sees it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ProcessInfo {
     /// Pid.
     pub pid: i32,
@@ -265,7 +276,7 @@ pub struct Backoff {
 }
 
 /// Everything the supervisor knows, published after every event.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Snapshot {
     /// Current state.
     pub state: StateName,

@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 /// Tunables of the restart policy.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Policy {
     /// Delay of the second consecutive attempt (the first is immediate).
     pub base: Duration,

@@ -38,6 +38,11 @@ impl SharedRegistry {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A second handle on the held lock (see [`InstanceLock::try_clone`]).
+    pub fn lock_clone(&self) -> std::io::Result<InstanceLock> {
+        self.get().lock.try_clone()
+    }
+
     /// What the PID file says (or should say) now.
     pub fn record(&self) -> PidRecord {
         self.get().record.clone()

@@ -9,7 +9,9 @@
 
 use super::actor::Actor;
 use super::external::Watcher;
-use super::{Command, Handle, UnitHandle};
+use super::frozen::FrozenUnit;
+use super::state::StateName;
+use super::{Command, Halt, Handle, UnitHandle};
 use crate::config::services::TEMPORAL;
 use crate::startup::Report;
 use std::collections::BTreeSet;
@@ -25,18 +27,23 @@ pub enum Runner {
 }
 
 impl Runner {
-    async fn run(self, shutdown: oneshot::Receiver<()>) -> Result<(), String> {
-        let stop = async move {
-            let _ = shutdown.await;
-        };
+    async fn run(self, halt: oneshot::Receiver<Halt>) -> Result<Option<FrozenUnit>, String> {
+        let halt = async move { halt.await.unwrap_or(Halt::Stop) };
         match self {
-            Runner::Managed(actor) => actor.run(stop).await.map_err(|e| e.to_string()),
-            Runner::Attached(watcher) => {
-                watcher.run(stop).await;
-                Ok(())
-            }
+            Runner::Managed(actor) => actor.run(halt).await.map_err(|e| e.to_string()),
+            Runner::Attached(watcher) => Ok(watcher.run(halt).await),
         }
     }
+}
+
+/// How the stack's supervision ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// Every unit stopped (processes gone).
+    Stopped,
+    /// Every unit frozen for a handover (processes running), by name, in
+    /// the stack's order.
+    Frozen(Vec<(String, FrozenUnit)>),
 }
 
 /// Every unit of the stack, ready to run.
@@ -73,9 +80,10 @@ impl Stack {
         rx
     }
 
-    /// Supervise until `shutdown` resolves; then stop every unit, in
-    /// reverse dependency order. Errors when a unit's supervisor failed.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    /// Supervise until `halt` resolves; then stop every unit, in reverse
+    /// dependency order ([`Halt::Stop`]), or freeze them all for a
+    /// handover ([`Halt::Freeze`]). Errors when a unit's supervisor failed.
+    pub async fn run(self, halt: impl Future<Output = Halt>) -> Result<Ended, String> {
         let handle = self.handle();
         let mut stops = Vec::new();
         let mut tasks = JoinSet::new();
@@ -97,22 +105,65 @@ impl Stack {
                 }
             });
         }
-        tokio::pin!(shutdown);
-        let mut started: BTreeSet<String> = BTreeSet::new();
+        tokio::pin!(halt);
+        // Units adopted from a previous daemon that are past waiting have
+        // been started already.
+        let mut started: BTreeSet<String> = handle
+            .units
+            .iter()
+            .filter(|u| u.status.borrow().state != StateName::Waiting)
+            .map(|u| u.name.clone())
+            .collect();
         let early = loop {
             start_ready_dependents(&handle, &mut started).await;
             tokio::select! {
                 biased;
-                () = &mut shutdown => break None,
-                Some(Ok((name, result))) = tasks.join_next() => break Some((name, result)),
+                how = &mut halt => break Ok(how),
+                Some(Ok((name, result))) = tasks.join_next() => break Err((name, result)),
                 Some(()) = changed.recv() => {}
             }
         };
-        if let Some((name, Err(e))) = early {
-            tracing::error!(unit = %name, error = %e, "supervisor failed; stopping the stack");
+        match early {
+            Ok(Halt::Freeze) => return freeze_all(&mut stops, &mut tasks).await,
+            Ok(Halt::Stop) => {}
+            Err((name, Err(e))) => {
+                tracing::error!(unit = %name, error = %e, "supervisor failed; stopping the stack");
+            }
+            Err(_) => {}
         }
-        stop_in_order(&handle, &mut stops, &mut tasks).await
+        stop_in_order(&handle, &mut stops, &mut tasks).await?;
+        Ok(Ended::Stopped)
     }
+}
+
+type Stops = [(String, Option<oneshot::Sender<Halt>>)];
+type Tasks = JoinSet<(String, Result<Option<FrozenUnit>, String>)>;
+
+/// Freeze every unit at once; each hands back its state.
+async fn freeze_all(stops: &mut Stops, tasks: &mut Tasks) -> Result<Ended, String> {
+    let order: Vec<String> = stops.iter().map(|(n, _)| n.clone()).collect();
+    for (_, tx) in stops.iter_mut() {
+        if let Some(tx) = tx.take() {
+            let _ = tx.send(Halt::Freeze);
+        }
+    }
+    let mut frozen = std::collections::BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((name, Ok(Some(f)))) => {
+                frozen.insert(name, f);
+            }
+            Ok((name, Ok(None))) => return Err(format!("{name} had stopped before the handover")),
+            Ok((name, Err(e))) => return Err(format!("{name}: {e}")),
+            Err(e) => return Err(format!("a supervisor panicked: {e}")),
+        }
+    }
+    Ok(Ended::Frozen(
+        order
+            .into_iter()
+            .filter_map(|n| frozen.remove(&n).map(|f| (n, f)))
+            .collect(),
+    ))
 }
 
 /// Send `Start` to every waiting unit whose dependencies are all ready.
@@ -137,8 +188,8 @@ async fn start_ready_dependents(handle: &Handle, started: &mut BTreeSet<String>)
 /// running depends on it, and Temporal only after every service.
 async fn stop_in_order(
     handle: &Handle,
-    stops: &mut [(String, Option<oneshot::Sender<()>>)],
-    tasks: &mut JoinSet<(String, Result<(), String>)>,
+    stops: &mut Stops,
+    tasks: &mut Tasks,
 ) -> Result<(), String> {
     let mut remaining: BTreeSet<String> = handle.units.iter().map(|u| u.name.clone()).collect();
     let mut outcome = Ok(());
@@ -159,7 +210,7 @@ async fn stop_in_order(
             if let Some((_, tx)) = stops.iter_mut().find(|(n, _)| n == name)
                 && let Some(tx) = tx.take()
             {
-                let _ = tx.send(());
+                let _ = tx.send(Halt::Stop);
             }
         }
         let mut left: BTreeSet<String> = wave.iter().cloned().collect();

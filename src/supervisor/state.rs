@@ -88,7 +88,9 @@ impl RestartPolicy {
 
 /// Every state the supervisor can be in. Variants carry only what is valid
 /// there; `attempt` counts consecutive failures (0 after a stable run).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serializable for an upgrade's handover (instants as CLOCK_MONOTONIC
+/// readings, which an exec keeps).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum State {
     /// Declared, waiting for its dependencies to be ready.
     Waiting,
@@ -105,6 +107,7 @@ pub enum State {
         /// The process's pid.
         pid: i32,
         /// When it was spawned.
+        #[serde(with = "super::frozen::mono")]
         since: Instant,
         /// Consecutive failures so far.
         attempt: u32,
@@ -114,6 +117,7 @@ pub enum State {
         /// The process's pid.
         pid: i32,
         /// Ready since.
+        #[serde(with = "super::frozen::mono")]
         since: Instant,
         /// Consecutive failures so far (reset once stable).
         attempt: u32,
@@ -123,6 +127,7 @@ pub enum State {
         /// The process's pid.
         pid: i32,
         /// Ready since (kept, so recovery does not reset uptime).
+        #[serde(with = "super::frozen::mono")]
         since: Instant,
         /// Consecutive failures so far.
         attempt: u32,
@@ -138,6 +143,7 @@ pub enum State {
         /// Why.
         reason: RestartReason,
         /// When the failure was detected (for recovery time).
+        #[serde(with = "super::frozen::mono")]
         detected_at: Instant,
         /// Consecutive failures so far.
         attempt: u32,
@@ -147,6 +153,7 @@ pub enum State {
     /// Waiting before the next spawn.
     Backoff {
         /// Spawn at.
+        #[serde(with = "super::frozen::mono")]
         until: Instant,
         /// Consecutive failures so far.
         attempt: u32,
@@ -155,6 +162,7 @@ pub enum State {
     /// growing (capped) delays, never in a tight loop.
     CrashLoop {
         /// Spawn at.
+        #[serde(with = "super::frozen::mono")]
         until: Instant,
         /// Consecutive failures so far.
         attempt: u32,
@@ -171,7 +179,7 @@ pub enum State {
 
 /// The state's name, for status output, metrics labels and the
 /// allowed-transitions table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StateName {
     #[allow(missing_docs)]

@@ -73,9 +73,21 @@ pub fn traces_on() -> bool {
     TRACES_ON.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+static SETTINGS: std::sync::OnceLock<(bool, LogFormat)> = std::sync::OnceLock::new();
+
+/// The `(verbose, format)` the subscriber was installed with (what an
+/// upgrade's next daemon logs with too).
+pub fn settings() -> (bool, LogFormat) {
+    SETTINGS
+        .get()
+        .copied()
+        .unwrap_or((false, LogFormat::Pretty))
+}
+
 /// Install the global subscriber. `daemon` raises the default level to
 /// info (the daemon's log is its record of what happened).
 pub fn init(verbose: bool, format: LogFormat, daemon: bool, otlp: Option<Otlp>) -> Guard {
+    let _ = SETTINGS.set((verbose, format));
     // RUST_LOG takes a full EnvFilter; without it a fixed Targets filter
     // does (EnvFilter compiles regular expressions at start, which every
     // short CLI command would pay for).

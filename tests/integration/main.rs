@@ -16,3 +16,4 @@ mod soak;
 mod stack;
 mod supervision;
 mod surface;
+mod upgrade;

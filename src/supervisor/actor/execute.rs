@@ -193,6 +193,8 @@ impl Actor {
             }
         };
         let pid = child.pid;
+        // The previous process's pumps have reached EOF (or will).
+        self.pumps.clear();
         self.pump_output(&mut child);
         let identity = Identity::of(pid).map_or(
             Identity {
@@ -222,7 +224,7 @@ impl Actor {
 
     /// Copy the child's stdout and stderr into the unit's log; for a unit
     /// that is ready when it logs a line, watch for that line.
-    fn pump_output(&mut self, child: &mut process::Spawned) {
+    pub(super) fn pump_output(&mut self, child: &mut process::Spawned) {
         let pid = child.pid;
         for fd in [child.stdout.take(), child.stderr.take()]
             .into_iter()
@@ -244,10 +246,13 @@ impl Actor {
                 }
                 _ => None,
             };
-            if let Some(log) = &self.log
-                && let Err(e) = logfile::pump(fd, log.clone(), on_line)
-            {
-                tracing::warn!(unit = %self.unit.name, error = %e, "cannot read the process's output");
+            if let Some(log) = &self.log {
+                match logfile::pump(fd, log.clone(), on_line) {
+                    Ok(p) => self.pumps.push(p),
+                    Err(e) => {
+                        tracing::warn!(unit = %self.unit.name, error = %e, "cannot read the process's output")
+                    }
+                }
             }
         }
     }

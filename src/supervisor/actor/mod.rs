@@ -11,10 +11,11 @@
 mod execute;
 mod probing;
 
+use super::frozen::{FrozenActor, FrozenChild, FrozenUnit};
 use super::registry::SharedRegistry;
 use super::state::{Event, State, StateName, step};
 use super::unit::Unit;
-use super::{Command, NoObserver, Observer, Snapshot, UnitHandle};
+use super::{Command, Halt, NoObserver, Observer, Snapshot, UnitHandle};
 use crate::health::Round;
 use crate::logfile::RotatingLog;
 use crate::process::{self, Identity, Spawned, Spawner};
@@ -42,6 +43,8 @@ pub struct Actor {
     observer: Arc<dyn Observer>,
     spawner: Spawner,
     log: Option<Arc<Mutex<RotatingLog>>>,
+    /// The copies of the child's output into the log.
+    pumps: Vec<crate::logfile::Pump>,
     status: watch::Sender<Snapshot>,
     commands: mpsc::Receiver<Command>,
     /// Pids whose readiness line the log pump saw.
@@ -95,6 +98,7 @@ impl Actor {
             observer: Arc::new(NoObserver),
             spawner,
             log: None,
+            pumps: Vec::new(),
             status,
             commands,
             ready_lines: mpsc::unbounded_channel(),
@@ -131,12 +135,88 @@ impl Actor {
         rx
     }
 
-    /// Supervise until `shutdown` resolves; then stop the process (whole
-    /// group) and return. Errors only on an illegal transition (a bug).
+    /// Continue supervising from what the previous daemon's actor handed
+    /// over ([`FrozenActor`]): its state, history, timers and child, whose
+    /// exit is watched on a new pidfd and whose output pipes are read
+    /// again once it runs.
+    pub fn adopt(mut self, f: FrozenActor) -> std::io::Result<Self> {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        self.state = f.state;
+        self.snap = f.snapshot;
+        self.wake = f.wake;
+        self.kill_at = f.kill_at;
+        self.exit_seen_at = f.exit_seen_at;
+        self.failure_seen_at = f.failure_seen_at;
+        self.first_failed_probe = f.first_failed_probe;
+        self.exited_pid = f.exited_pid;
+        if let super::unit::Ready::Log { seen, .. } = &self.unit.ready {
+            seen.store(f.ready_line_seen, std::sync::atomic::Ordering::Release);
+        }
+        if let Some(c) = f.child {
+            let mut child = Spawned::adopt(c.identity.pid, c.spawned_at)?;
+            let mut pipes = c.pipes.into_iter().map(|raw| {
+                // SAFETY: the handover gives each pipe fd to this actor alone.
+                let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+                let _ = process::spawn::close_on_exec(&fd);
+                fd
+            });
+            child.stdout = pipes.next();
+            child.stderr = pipes.next();
+            self.live = Some(Live {
+                child,
+                identity: c.identity,
+            });
+        }
+        // Its first start was reported by the daemon that made it.
+        self.startup = None;
+        self.status.send_replace(self.snap.clone());
+        Ok(self)
+    }
+
+    /// Stop supervising and hand everything over (for an upgrade): the
+    /// process keeps running; its output pipes come back from the log
+    /// pumps (what they read is in the log, the rest still in the pipes).
+    /// The pipe fds are released into the returned state.
+    async fn freeze(mut self) -> FrozenUnit {
+        use std::os::fd::IntoRawFd;
+        self.probe = None;
+        let mut pipes = Vec::new();
+        for p in std::mem::take(&mut self.pumps) {
+            if let Some(fd) = p.hand_back().await {
+                pipes.push(fd.into_raw_fd());
+            }
+        }
+        let ready_line_seen = match &self.unit.ready {
+            super::unit::Ready::Log { seen, .. } => seen.load(std::sync::atomic::Ordering::Acquire),
+            _ => 0,
+        };
+        let child = self.live.take().map(|l| FrozenChild {
+            identity: l.identity,
+            spawned_at: l.child.spawned_at,
+            pipes,
+        });
+        FrozenUnit::Managed(Box::new(FrozenActor {
+            state: self.state.clone(),
+            snapshot: self.snap.clone(),
+            child,
+            wake: self.wake,
+            kill_at: self.kill_at,
+            exit_seen_at: self.exit_seen_at,
+            failure_seen_at: self.failure_seen_at,
+            first_failed_probe: self.first_failed_probe,
+            exited_pid: self.exited_pid,
+            ready_line_seen,
+        }))
+    }
+
+    /// Supervise until `halt` resolves: on [`Halt::Stop`], stop the process
+    /// (whole group) and return `None`; on [`Halt::Freeze`], leave it
+    /// running and return the state the next daemon continues from.
+    /// Errors only on an illegal transition (a bug).
     pub async fn run(
         mut self,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<(), super::state::Illegal> {
+        halt: impl Future<Output = Halt>,
+    ) -> Result<Option<FrozenUnit>, super::state::Illegal> {
         self.log = match RotatingLog::open(&self.unit.log_path, self.unit.log_max_bytes) {
             Ok(l) => Some(Arc::new(Mutex::new(l))),
             Err(e) => {
@@ -144,11 +224,18 @@ impl Actor {
                 None
             }
         };
-        tokio::pin!(shutdown);
+        // An adopted child's pipes are read again from here.
+        if let Some(mut live) = self.live.take() {
+            self.pump_output(&mut live.child);
+            self.live = Some(live);
+        }
+        tokio::pin!(halt);
         let mut shutdown_seen = false;
+        // A new unit starts now (or waits for its dependencies); an
+        // adopted one continues where it was.
         let mut pending = match self.state {
-            State::Waiting => vec![],
-            _ => vec![Event::Start],
+            State::Stopped => vec![Event::Start],
+            _ => vec![],
         };
         loop {
             for ev in std::mem::take(&mut pending) {
@@ -159,7 +246,7 @@ impl Actor {
             }
             self.publish();
             if self.finished {
-                return Ok(());
+                return Ok(None);
             }
             let probing_due = self.probe.is_none() && self.wants_probes();
             let child_running = self
@@ -168,7 +255,10 @@ impl Actor {
                 .is_some_and(|l| l.child.exit_status().is_none());
             tokio::select! {
                 biased;
-                () = &mut shutdown, if !shutdown_seen => {
+                how = &mut halt, if !shutdown_seen => {
+                    if how == Halt::Freeze {
+                        return Ok(Some(self.freeze().await));
+                    }
                     shutdown_seen = true;
                     self.probe = None; // cancel an in-flight probe at once
                     pending.push(Event::Shutdown);
