@@ -125,8 +125,10 @@ fn run(args: Args) -> Result<i32, String> {
             "stigmer" => Ok(Box::new(contender::Stigmer::new(&env, 0))),
             "stigmer-stack" => Ok(Box::new(contender::Stigmer::new(&env, 3))),
             "runit" => contender::Runit::new(&env).map(|c| Box::new(c) as _),
-            "s6" => contender::S6::new(&env).map(|c| Box::new(c) as _),
-            "daemontools" => contender::Daemontools::new(&env).map(|c| Box::new(c) as _),
+            "s6" => contender::Svc::new(&env, &contender::S6).map(|c| Box::new(c) as _),
+            "daemontools" => {
+                contender::Svc::new(&env, &contender::DAEMONTOOLS).map(|c| Box::new(c) as _)
+            }
             "supervisord" => contender::Supervisord::new(&env).map(|c| Box::new(c) as _),
             other => Err(format!("unknown contender {other}")),
         };

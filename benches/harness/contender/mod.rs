@@ -2,19 +2,17 @@
 //! binary, flags, database file and ports). The harness drives them all
 //! through [`Contender`] and does every measurement itself.
 
-mod daemontools;
 mod floor;
 mod runit;
-mod s6;
 mod stigmer;
 mod supervisord;
+mod svc;
 
-pub use daemontools::Daemontools;
 pub use floor::Floor;
 pub use runit::Runit;
-pub use s6::S6;
 pub use stigmer::Stigmer;
 pub use supervisord::Supervisord;
+pub use svc::{DAEMONTOOLS, S6, Svc};
 
 use crate::harness::sys;
 use std::fs;
