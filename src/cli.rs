@@ -132,9 +132,6 @@ pub enum LocalCommand {
     /// Replace the running daemon with this binary (or --binary), without
     /// restarting Temporal or any service.
     Upgrade(Lazy<UpgradeArgs>),
-    /// Internal: check that this binary can continue an upgrade's handover.
-    #[command(hide = true)]
-    Takeover(Lazy<TakeoverArgs>),
 }
 
 /// Options of `upgrade`.
@@ -146,14 +143,6 @@ pub struct UpgradeArgs {
     /// The binary that takes over [default: the one running this command].
     #[arg(long, value_name = "PATH")]
     pub binary: Option<PathBuf>,
-}
-
-/// Internal options of `takeover`.
-#[derive(Debug, Clone, Args)]
-pub struct TakeoverArgs {
-    /// Read a handover on stdin and say whether this binary can continue it.
-    #[arg(long, required = true)]
-    pub check: bool,
 }
 
 /// Arguments `T` of a subcommand, added to its `Command` only when that
@@ -235,6 +224,10 @@ pub struct StartArgs {
     /// Internal: continue the daemon an upgrade hands over in this fd.
     #[arg(long, hide = true)]
     pub takeover_fd: Option<i32>,
+    /// Internal: read an upgrade's handover on stdin and say whether this
+    /// binary can continue from it.
+    #[arg(long, hide = true, conflicts_with = "takeover_fd")]
+    pub takeover_check: bool,
 }
 
 /// Options of `stop`.

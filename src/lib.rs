@@ -52,7 +52,7 @@
 //! → same path. A deleted lock file flows: lock probe fails →
 //! `Event::Tampered` → `Action::Repair` → registry re-creates and locks it.
 //! An upgrade flows: control.sock → `Halt::Freeze` → every actor returns
-//! its `FrozenUnit` → handover memfd → `NEW local takeover --check` → exec
+//! its `FrozenUnit` → handover memfd → `NEW local start --takeover-check` → exec
 //! from the main thread → `Actor::adopt` → answer on the client's socket.
 
 pub mod cli;

@@ -63,10 +63,6 @@ fn run(cli: &Cli, local: &stigmer::cli::Local) -> Result<Code, Failure> {
             let _t = logs(None, false);
             commands::upgrade::run(a)
         }
-        Some(LocalCommand::Takeover(_)) => {
-            stigmer::daemon::upgrade::check_main()?;
-            Ok(Code::Ok)
-        }
     }
 }
 
@@ -76,8 +72,13 @@ fn start(
     a: &StartArgs,
     logs: impl Fn(Option<Otlp>, bool) -> telemetry::Guard,
 ) -> Result<Code, Failure> {
+    // An upgrade runs us on its handover: first to check it, then (exec'd)
+    // to continue from it; everything comes from the handover.
+    if a.takeover_check {
+        stigmer::daemon::upgrade::check_main()?;
+        return Ok(Code::Ok);
+    }
     if let Some(fd) = a.takeover_fd {
-        // An upgrade exec'd us: everything comes from the handover.
         stigmer::daemon::upgrade::takeover_main(fd)?;
         return Ok(Code::Ok);
     }

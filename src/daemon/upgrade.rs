@@ -17,7 +17,8 @@
 //!    client's connection and an fd on its own executable, the frozen
 //!    units, the metric values) to a memory file,
 //! 4. runs the new binary as a child on that exact handover first
-//!    (`local takeover --check`): a binary that cannot read it, exits or
+//!    (`local start --foreground --home HOME --takeover-check`, the exec's
+//!    command line but for its last flag): a binary that cannot read it, exits or
 //!    hangs is refused, and this daemon continues from the same handover
 //!    (nothing was restarted),
 //! 5. execs the new binary from its main thread, the thread every
@@ -272,12 +273,17 @@ pub(super) async fn perform(
     adopt(h, spawner)
 }
 
-/// Run `binary` on the handover as a child (`local takeover --check`):
-/// its version when it read it, else why not.
+/// Run `binary` on the handover as a child (`local start --foreground
+/// --home HOME --takeover-check`): its version when it read it, else why
+/// not.
 async fn check(binary: &Path, h: &Handover) -> Result<String, String> {
     let json = serde_json::to_vec(h).map_err(|e| e.to_string())?;
     let mut cmd = tokio::process::Command::new(binary);
-    cmd.args(["local", "takeover", "--check"])
+    // The command line the exec will use, but for the last flag: the new
+    // binary parses exactly what it will parse then.
+    cmd.args(["local", "start", "--foreground", "--home"])
+        .arg(h.config.home.root())
+        .arg("--takeover-check")
         .env_remove(FAULT_VAR)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -538,8 +544,9 @@ fn adopt(h: Handover, spawner: &Spawner) -> Result<Daemon, Failure> {
     Ok(daemon)
 }
 
-/// `stigmer local takeover --check`: read a handover on stdin and say
-/// whether this binary can continue from it (`ok VERSION`).
+/// `stigmer local start --foreground --home HOME --takeover-check`: read
+/// a handover on stdin and say whether this binary can continue from it
+/// (`ok VERSION`).
 pub fn check_main() -> Result<(), Failure> {
     match std::env::var(FAULT_VAR).as_deref() {
         Ok("exit") => std::process::exit(1),
