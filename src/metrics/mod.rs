@@ -510,6 +510,16 @@ impl Observer for Metrics {
         self.up.set(i64::from(to == StateName::Running));
     }
 
+    fn adopted(&self, state: StateName, pid: Option<i32>) {
+        for s in StateName::ALL {
+            self.state
+                .with_label_values(&[s.as_str()])
+                .set(i64::from(s == state));
+        }
+        self.up.set(i64::from(state == StateName::Running));
+        self.temporal_pid.set(pid.map_or(0, i64::from));
+    }
+
     fn probe(&self, c: &Check) {
         let l = c.layer.as_str();
         self.probe_duration

@@ -134,6 +134,20 @@ impl Observer for ServiceObserver {
             .set(i64::from(to == StateName::Running));
     }
 
+    fn adopted(&self, state: StateName, _pid: Option<i32>) {
+        let n = self.name.as_str();
+        for s in StateName::ALL {
+            self.m
+                .state
+                .with_label_values(&[n, s.as_str()])
+                .set(i64::from(s == state));
+        }
+        self.m
+            .up
+            .with_label_values(&[n])
+            .set(i64::from(state == StateName::Running));
+    }
+
     fn probe(&self, c: &Check) {
         let labels = [self.name.as_str(), c.layer.as_str()];
         self.m

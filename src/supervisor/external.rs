@@ -134,6 +134,9 @@ impl Watcher {
     pub async fn run(mut self, halt: impl Future<Output = Halt>) -> Option<FrozenUnit> {
         tokio::pin!(halt);
         let mut state = self.state;
+        if state != Watched::Starting {
+            self.observer.adopted(state.name(), None);
+        }
         let mut next = Instant::now();
         let how = loop {
             let round = tokio::select! {

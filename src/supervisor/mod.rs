@@ -106,6 +106,9 @@ impl Handle {
 pub trait Observer: Send + Sync {
     /// The state changed.
     fn state_changed(&self, _from: StateName, _to: StateName) {}
+    /// Supervision continues, after an upgrade, in `state` with process
+    /// `pid`: gauges show it again (counters were carried).
+    fn adopted(&self, _state: StateName, _pid: Option<i32>) {}
     /// One layer was checked.
     fn probe(&self, _check: &Check) {}
     /// A new Temporal was spawned.
@@ -147,6 +150,9 @@ pub struct Observers(pub Vec<std::sync::Arc<dyn Observer>>);
 impl Observer for Observers {
     fn state_changed(&self, from: StateName, to: StateName) {
         self.0.iter().for_each(|o| o.state_changed(from, to));
+    }
+    fn adopted(&self, state: StateName, pid: Option<i32>) {
+        self.0.iter().for_each(|o| o.adopted(state, pid));
     }
     fn probe(&self, check: &Check) {
         self.0.iter().for_each(|o| o.probe(check));

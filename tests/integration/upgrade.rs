@@ -178,14 +178,15 @@ fn upgrade_keeps_temporal_serving_and_supervised() {
         after["restarts"]["recent"], before["restarts"]["recent"],
         "history kept"
     );
+    let m = h.metrics();
     assert_eq!(
-        metric(
-            &h.metrics(),
-            "stigmer_temporal_restarts_total{reason=\"signaled\"}"
-        ),
+        metric(&m, "stigmer_temporal_restarts_total{reason=\"signaled\"}"),
         restarts,
         "counters continue"
     );
+    assert_eq!(metric(&m, "stigmer_temporal_up"), 1.0, "gauges too");
+    assert_eq!(metric(&m, "stigmer_temporal_pid"), f64::from(temporal));
+    assert_eq!(metric(&m, "stigmer_temporal_state{state=\"running\"}"), 1.0);
 
     // The old binary sees it is not the daemon's.
     let out = run(h.cmd(&["local", "status"]));

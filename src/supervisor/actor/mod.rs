@@ -224,10 +224,14 @@ impl Actor {
                 None
             }
         };
-        // An adopted child's pipes are read again from here.
+        // An adopted child's pipes are read again from here, and the
+        // gauges show where supervision continues.
         if let Some(mut live) = self.live.take() {
             self.pump_output(&mut live.child);
             self.live = Some(live);
+        }
+        if !matches!(self.state, State::Stopped | State::Waiting) {
+            self.observer.adopted(self.state.name(), self.state.pid());
         }
         tokio::pin!(halt);
         let mut shutdown_seen = false;
