@@ -28,7 +28,6 @@ from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 BASE, STIGMER, HOME, SHOT = sys.argv[1:5]
@@ -44,15 +43,19 @@ def status():
 
 
 def text(css):
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
+    # One script, so the page cannot re-render between finding an element
+    # and reading it (selenium's find-then-read raises "stale element"
+    # when a poll replaces the node in between).
+    return driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", css
+    )
 
 
 def wait_for(what, cond, timeout):
     try:
         WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: cond())
     except TimeoutException:
-        print(f"FAILED within {timeout} s: {what}\npage text:\n{driver.find_element(By.TAG_NAME, 'body').text}")
+        print(f"FAILED within {timeout} s: {what}\npage text:\n{text('body')}")
         sys.exit(1)
 
 
@@ -97,14 +100,10 @@ try:
         time.sleep(0.02)
 
     def shows_restart():
-        rows = driver.find_elements(By.CSS_SELECTOR, "#history tbody tr")
-        if not rows:
-            return False
-        first = rows[0].text
         return (
             text("#temporal-pid") == str(new)
-            and "signaled (signal 9)" in first
-            and " ms" in rows[0].find_element(By.CSS_SELECTOR, ".recovery").text
+            and "signaled (signal 9)" in text("#history tbody tr")
+            and " ms" in text("#history tbody tr .recovery")
         )
 
     wait_for("the new pid and the restart, within 2 s of /status", shows_restart, PAGE_LAG)
