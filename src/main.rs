@@ -83,6 +83,9 @@ fn start(
         return Ok(Code::Ok);
     }
     let cfg = commands::load_config(a)?;
+    if let Some(code) = commands::start::already_serving(a, &cfg) {
+        return Ok(code);
+    }
     let otlp = a
         .foreground
         .then(|| Otlp::from_env(cfg.otlp_endpoint.as_deref()))

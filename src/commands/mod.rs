@@ -78,17 +78,25 @@ pub enum Check {
     Live,
 }
 
-/// Fetch the daemon's status document: over the control socket in
-/// `home`, else from the HTTP address in its PID file.
-pub fn fetch_status(home: &StateDir, check: Check) -> Result<StatusDoc, String> {
+/// The status document from the daemon's control socket in `home`, if a
+/// daemon answers there. An answer proves an instance runs (the socket is
+/// in the owner-only state directory and goes with the daemon), so the
+/// commands that only report ask here first, before any lock or PID file.
+pub fn daemon_answer(home: &StateDir, check: Check) -> Option<StatusDoc> {
     let request = match check {
         Check::Snapshot => "status",
         Check::Live => "status live",
     };
-    if let Ok(json) =
+    let json =
         crate::daemon::control::query(&home.control_socket(), request, Duration::from_secs(2))
-        && let Ok(doc) = serde_json::from_str(&json)
-    {
+            .ok()?;
+    serde_json::from_str(&json).ok()
+}
+
+/// Fetch the daemon's status document: over the control socket in
+/// `home`, else from the HTTP address in its PID file.
+pub fn fetch_status(home: &StateDir, check: Check) -> Result<StatusDoc, String> {
+    if let Some(doc) = daemon_answer(home, check) {
         return Ok(doc);
     }
     let PidFile::Record(record) = pidfile::read(&home.pid_file()) else {

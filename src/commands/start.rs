@@ -101,6 +101,21 @@ pub fn run(args: &StartArgs, cfg: Config) -> Result<Code, Failure> {
     }
 }
 
+/// The common idempotent start: the instance runs and serves. Asked of
+/// the daemon's socket before anything else (no logging set up, no state
+/// directory checks, no lock), since its answer is the whole command; any
+/// other case (nothing answers, or not ready yet) goes the full way.
+pub fn already_serving(args: &StartArgs, cfg: &Config) -> Option<Code> {
+    if args.lock_fd.is_some() {
+        return None;
+    }
+    let doc = super::daemon_answer(&cfg.home, Check::Live)?;
+    doc.is_ready().then(|| {
+        print_ready(&doc, true);
+        Code::Ok
+    })
+}
+
 /// Does the PID file name a live, verified daemon other than us?
 fn daemon_elsewhere(cfg: &Config) -> bool {
     matches!(crate::pidfile::read(&cfg.home.pid_file()), crate::pidfile::PidFile::Record(r)
@@ -131,34 +146,44 @@ fn ready_instance(cfg: &Config) -> Result<Option<StatusDoc>, Failure> {
 }
 
 fn print_ready(doc: &StatusDoc, already: bool) {
+    use std::fmt::Write as _;
     let t = &doc.temporal;
     let pid = t.pid.map_or_else(|| "?".into(), |p| p.to_string());
+    // One write to stdout, not one per line.
+    let mut out = String::new();
     if !t.managed {
         let again = if already { "already " } else { "" };
-        println!(
+        let _ = writeln!(
+            out,
             "Attached {again}to the external Temporal at {} (not run or stopped by stigmer).",
             t.frontend
         );
     } else if already {
-        println!(
+        let _ = writeln!(
+            out,
             "Temporal is already running (pid {pid}, up {}).",
             human_secs(t.uptime_seconds.unwrap_or(0.0))
         );
     } else {
-        println!("Temporal is running (pid {pid}).");
+        let _ = writeln!(out, "Temporal is running (pid {pid}).");
     }
-    println!("  address: {}", t.frontend);
+    let _ = writeln!(out, "  address: {}", t.frontend);
     if let Some(ui) = &t.ui_url {
-        println!("  web UI:  {ui}");
+        let _ = writeln!(out, "  web UI:  {ui}");
     }
-    println!("  health:  http://{}/healthz", doc.supervisor.http_addr);
+    let _ = writeln!(
+        out,
+        "  health:  http://{}/healthz",
+        doc.supervisor.http_addr
+    );
     for (name, svc) in &doc.services {
         let pid = svc.pid.map_or_else(|| "-".into(), |p| p.to_string());
-        println!("  service: {name} ({}, pid {pid})", svc.state);
+        let _ = writeln!(out, "  service: {name} ({}, pid {pid})", svc.state);
     }
     if let Some(note) = doc.supervisor.other_binary_note() {
-        println!("{note}");
+        let _ = writeln!(out, "{note}");
     }
+    print!("{out}");
 }
 
 /// Launch the detached daemon, handing it the held lock, and wait for its

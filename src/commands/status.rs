@@ -2,51 +2,34 @@
 //! runs but Temporal is not (yet) healthy, 3 when nothing runs. `--json`
 //! prints the daemon's status document (the same as `GET /status`).
 
-use super::{Check, fetch_status, home, running};
+use super::{Check, daemon_answer, fetch_status, home, running};
 use crate::cli::StatusArgs;
 use crate::exit::{Code, Failure};
+use crate::status::StatusDoc;
 use serde_json::json;
+use std::io::Write;
 
 /// Run `status`.
 pub fn run(args: &StatusArgs) -> Result<Code, Failure> {
     let home = home(&args.home.home);
-    if !running(&home)? {
-        {
-            if args.json {
-                println!(
-                    "{}",
-                    json!({"version": crate::status::SCHEMA_VERSION, "running": false, "temporal": {"state": "not_running", "ready": false}})
-                );
-            } else {
-                println!("Not running (home {}).", home.root().display());
-            }
-            return Ok(Code::NotRunning);
-        }
+    // A daemon answering on its socket is the running instance: no lock
+    // probe needed (it is the slower half of this command otherwise).
+    if let Some(doc) = daemon_answer(&home, Check::Live) {
+        return show(args, doc);
     }
-    let doc = fetch_status(&home, Check::Live);
-    match doc {
-        Ok(doc) => {
-            if args.json {
-                // The same document as `GET /status`; the live check made
-                // for this command shows only when it failed.
-                let mut shown = doc.clone();
-                shown.live_check.take_if(|c| c.ok);
-                println!(
-                    "{}",
-                    serde_json::to_string(&shown).map_err(|e| Failure::Internal(e.to_string()))?
-                );
-            } else {
-                print!("{}", doc.render());
-                if let Some(note) = doc.supervisor.other_binary_note() {
-                    println!("{note}");
-                }
-            }
-            Ok(if doc.is_ready() {
-                Code::Ok
-            } else {
-                Code::NotReady
-            })
+    if !running(&home)? {
+        if args.json {
+            println!(
+                "{}",
+                json!({"version": crate::status::SCHEMA_VERSION, "running": false, "temporal": {"state": "not_running", "ready": false}})
+            );
+        } else {
+            println!("Not running (home {}).", home.root().display());
         }
+        return Ok(Code::NotRunning);
+    }
+    match fetch_status(&home, Check::Live) {
+        Ok(doc) => show(args, doc),
         Err(why) => {
             if args.json {
                 println!(
@@ -59,4 +42,33 @@ pub fn run(args: &StatusArgs) -> Result<Code, Failure> {
             Ok(Code::NotReady)
         }
     }
+}
+
+/// Print the daemon's document (one write) and say whether it serves.
+fn show(args: &StatusArgs, doc: StatusDoc) -> Result<Code, Failure> {
+    let code = if doc.is_ready() {
+        Code::Ok
+    } else {
+        Code::NotReady
+    };
+    let text = if args.json {
+        // The same document as `GET /status`; the live check made for
+        // this command shows only when it failed.
+        let mut shown = doc;
+        shown.live_check.take_if(|c| c.ok);
+        let json = serde_json::to_string(&shown).map_err(|e| Failure::Internal(e.to_string()))?;
+        format!("{json}\n")
+    } else {
+        let mut text = doc.render();
+        if let Some(note) = doc.supervisor.other_binary_note() {
+            text.push_str(&note);
+            text.push('\n');
+        }
+        text
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(|e| Failure::Internal(format!("cannot write to stdout: {e}")))?;
+    Ok(code)
 }

@@ -188,7 +188,10 @@ pub fn query(path: &Path, request: &str, timeout: Duration) -> Result<String, St
         .map_err(|e| format!("cannot reach the daemon at {}: {e}", path.display()))?;
     s.set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
-    writeln!(s, "{request}").map_err(|e| e.to_string())?;
+    // One write: the daemon reads a line, and a line in two writes costs
+    // it a second wake-up.
+    s.write_all(format!("{request}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut reply = String::new();
     std::io::BufReader::new(s)
         .read_line(&mut reply)

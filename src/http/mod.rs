@@ -201,11 +201,16 @@ async fn status(State(s): State<AppState>, Query(q): Query<StatusQuery>) -> Resp
 impl AppState {
     /// The status document, with a live check of Temporal when `live`.
     pub async fn status_doc(&self, live: bool) -> StatusDoc {
-        let check = match live {
-            true => Some(live_check(&self.temporal).await),
-            false => None,
+        // The document is built while Temporal answers the check: the
+        // join polls the check first (its request goes out), then builds.
+        let check = async {
+            match live {
+                true => Some(live_check(&self.temporal).await),
+                false => None,
+            }
         };
-        let mut doc = StatusDoc::build(&self.handle.snapshots(), &self.info);
+        let build = async { StatusDoc::build(&self.handle.snapshots(), &self.info) };
+        let (check, mut doc) = tokio::join!(check, build);
         doc.live_check = check;
         doc
     }
