@@ -245,6 +245,12 @@ impl Actor {
             for ev in std::mem::take(&mut pending) {
                 self.handle(ev, &mut pending).await?;
             }
+            // A wake that is already due (a restart with no backoff) is
+            // handled now: a timer rounds up to its next millisecond tick.
+            if self.wake.is_some_and(|t| t <= Instant::now()) {
+                self.wake = None;
+                pending.push(Event::Wake);
+            }
             if !pending.is_empty() {
                 continue;
             }
