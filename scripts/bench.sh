@@ -2,7 +2,7 @@
 # Benchmark `stigmer local` against supervisord, runit, s6, daemontools and bare Temporal
 # restarted by hand, on the same real Temporal dev server (docs/benchmark.md).
 #
-#   scripts/bench.sh                      # full run: N=20, every contender (~30 min)
+#   scripts/bench.sh                      # full run: N=20, every contender (~40 min)
 #   scripts/bench.sh --cycles 50          # more cycles
 #   scripts/bench.sh --contenders stigmer,floor --skip hang,idle
 #   scripts/bench.sh --help               # every flag
