@@ -4,6 +4,7 @@
 #
 #   scripts/bench.sh                      # full run: N=20, every contender (~40 min)
 #   scripts/bench.sh --cycles 50          # more cycles
+#   scripts/bench.sh --rounds 5 --cycles 8  # interleaved: drift falls on every contender
 #   scripts/bench.sh --contenders stigmer,floor --skip hang,idle
 #   scripts/bench.sh --help               # every flag
 #

@@ -47,6 +47,12 @@ pub struct Args {
     /// Cycles per measured figure.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
     pub cycles: u16,
+    /// Run the whole contender sequence this many times, each round
+    /// measuring --cycles cycles of each figure; samples are pooled. The
+    /// machine's slow drift then falls on every contender alike (a ratio
+    /// between contenders measured in one block each can drift ±15 %).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub rounds: u16,
     /// SIGSTOP cycles [default: --cycles].
     #[arg(long)]
     pub hang_cycles: Option<u16>,

@@ -13,6 +13,9 @@
 //! 5. `idle`: supervisor RSS (sampled each second) and CPU over the window.
 //! 6. `load`: `/healthz` and `/metrics` under a bounded load (ours only).
 //!
+//! `--rounds R` repeats the whole contender sequence R times and pools the
+//! samples, so the machine's drift over minutes falls on every contender.
+//!
 //! "Settle" = SERVING confirmed continuously for `--settle` (1.5 s) on the
 //! same pid, plus, for ours, no pending backoff: every contender gets the
 //! same stable run before the next failure, so each restart is a "first
@@ -113,64 +116,46 @@ fn run(args: Args) -> Result<i32, String> {
     );
 
     let grpc = probe::Grpc::new(port);
-    let mut results = Vec::new();
     let mut loads = Vec::new();
+    // Each contender is made once; with --rounds the sequence repeats and
+    // its samples accumulate in the same result.
+    let mut lineup: Vec<(ContenderResult, Option<Box<dyn Contender>>)> = Vec::new();
     for name in &args.contenders {
         let mut r = ContenderResult {
             name: name.clone(),
             ..Default::default()
         };
-        let made: Result<Box<dyn Contender>, String> = match name.as_str() {
-            "floor" => Ok(Box::new(contender::Floor::new(&env))),
-            "stigmer" => Ok(Box::new(contender::Stigmer::new(&env, 0))),
-            "stigmer-stack" => Ok(Box::new(contender::Stigmer::new(&env, 3))),
-            "runit" => contender::Runit::new(&env).map(|c| Box::new(c) as _),
-            "s6" => contender::Svc::new(&env, &contender::S6).map(|c| Box::new(c) as _),
-            "daemontools" => {
-                contender::Svc::new(&env, &contender::DAEMONTOOLS).map(|c| Box::new(c) as _)
-            }
-            "supervisord" => contender::Supervisord::new(&env).map(|c| Box::new(c) as _),
-            other => Err(format!("unknown contender {other}")),
-        };
-        let mut c = match made {
-            Ok(c) => c,
+        let made = match make(name, &env) {
+            Ok(c) => Some(c),
             Err(why) => {
                 eprintln!("== {name}: skipped: {why}");
                 r.skipped = Some(why);
-                results.push(r);
-                continue;
+                None
             }
         };
-        r.describe = c.describe();
-        r.loadavg_before = sys::loadavg();
-        eprintln!("== {name}: {} (load {})", r.describe, r.loadavg_before);
-        let t0 = Instant::now();
-        let mut bench = Bench {
-            args: &args,
-            env: &env,
-            grpc: &grpc,
-            r: &mut r,
-            loads: &mut loads,
-        };
-        if let Err(e) = bench.all(c.as_mut()) {
-            eprintln!("   error: {e}");
-            r.errors.push(e);
+        if let Some(c) = &made {
+            r.describe = c.describe();
         }
-        c.teardown();
-        let leftovers = sys::reap_all(&root_s);
-        if leftovers > 0 {
-            r.notes.push(format!(
-                "teardown left {leftovers} process(es); the harness killed them"
-            ));
-        }
-        if !wait_until(Duration::from_secs(30), || !sys::port_accepts(port)) {
-            r.errors
-                .push(format!("port {port} still in use 30 s after teardown"));
-        }
-        r.seconds = t0.elapsed().as_secs_f64();
-        r.loadavg_after = sys::loadavg();
-        results.push(r);
+        lineup.push((r, made));
     }
+    let rounds = args.rounds;
+    for round in 1..=rounds {
+        for (r, c) in &mut lineup {
+            let Some(c) = c else { continue };
+            let load = sys::loadavg();
+            if round == 1 {
+                r.loadavg_before = load.clone();
+            }
+            let of = if rounds > 1 {
+                format!(" [round {round}/{rounds}]")
+            } else {
+                String::new()
+            };
+            eprintln!("== {}{of}: {} (load {load})", r.name, r.describe);
+            measure(c.as_mut(), r, &args, &env, &grpc, &mut loads);
+        }
+    }
+    let results: Vec<ContenderResult> = lineup.into_iter().map(|(r, _)| r).collect();
 
     let meta = serde_json::json!({
         "date": sh(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]),
@@ -181,6 +166,7 @@ fn run(args: Args) -> Result<i32, String> {
         "temporal_command": env.temporal_command_line().replace(&root_s, "$TMP"),
         "flags": args.raw,
         "cycles": args.cycles(),
+        "rounds": args.rounds,
         "hang_cycles": args.hang_cycles(),
         "hang_wait_seconds": args.hang_wait.as_secs_f64(),
         "settle_seconds": args.settle.as_secs_f64(),
@@ -208,6 +194,62 @@ fn run(args: Args) -> Result<i32, String> {
     );
     let failed = run.contenders.iter().any(|c| !c.errors.is_empty());
     Ok(if failed { 1 } else { 0 })
+}
+
+/// The contender called `name`, or why it cannot run here.
+fn make(name: &str, env: &Env) -> Result<Box<dyn Contender>, String> {
+    match name {
+        "floor" => Ok(Box::new(contender::Floor::new(env))),
+        "stigmer" => Ok(Box::new(contender::Stigmer::new(env, 0))),
+        "stigmer-stack" => Ok(Box::new(contender::Stigmer::new(env, 3))),
+        "runit" => contender::Runit::new(env).map(|c| Box::new(c) as _),
+        "s6" => contender::Svc::new(env, &contender::S6).map(|c| Box::new(c) as _),
+        "daemontools" => {
+            contender::Svc::new(env, &contender::DAEMONTOOLS).map(|c| Box::new(c) as _)
+        }
+        "supervisord" => contender::Supervisord::new(env).map(|c| Box::new(c) as _),
+        other => Err(format!("unknown contender {other}")),
+    }
+}
+
+/// One block of every phase for `c`, then its teardown and the check that
+/// it left nothing behind; samples, notes and time go to `r`.
+fn measure(
+    c: &mut dyn Contender,
+    r: &mut ContenderResult,
+    args: &Args,
+    env: &Env,
+    grpc: &probe::Grpc,
+    loads: &mut Vec<load::LoadResult>,
+) {
+    let t0 = Instant::now();
+    let mut bench = Bench {
+        args,
+        env,
+        grpc,
+        r,
+        loads,
+    };
+    if let Err(e) = bench.all(c) {
+        eprintln!("   error: {e}");
+        r.errors.push(e);
+    }
+    c.teardown();
+    let root = env.root.display().to_string();
+    let leftovers = sys::reap_all(&root);
+    if leftovers > 0 {
+        r.notes.push(format!(
+            "teardown left {leftovers} process(es); the harness killed them"
+        ));
+    }
+    if !wait_until(Duration::from_secs(30), || !sys::port_accepts(env.port)) {
+        r.errors.push(format!(
+            "port {} still in use 30 s after teardown",
+            env.port
+        ));
+    }
+    r.seconds += t0.elapsed().as_secs_f64();
+    r.loadavg_after = sys::loadavg();
 }
 
 /// When a failure was recovered from, each since the signal.
