@@ -8,8 +8,9 @@
 //!   │               file: stigmer.toml; services: [services.NAME], checked;
 //!   │               Config: the checked form, handed over unchanged)
 //!   └ commands/{start,stop,status,restart,logs,config,upgrade,completions}
-//!       short-lived; discover the instance via lock → control.sock (status live,
-//!       restart SERVICE, upgrade) → PID file + the daemon's /status (http::client)
+//!       short-lived; discover the instance via control.sock (status live,
+//!       restart SERVICE, upgrade; an answer there is the running instance)
+//!       → lock → PID file + the daemon's /status (http::client)
 //!                │ start: takes the lock, hands it, the Config (memfd)
 //!                ▼ and a report pipe (startup::Report) to
 //! daemon ── main thread: process::Spawner's loop (spawns every child; execs on upgrade)
