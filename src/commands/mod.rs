@@ -96,9 +96,16 @@ pub fn daemon_answer(home: &StateDir, check: Check) -> Option<StatusDoc> {
 /// Fetch the daemon's status document: over the control socket in
 /// `home`, else from the HTTP address in its PID file.
 pub fn fetch_status(home: &StateDir, check: Check) -> Result<StatusDoc, String> {
-    if let Some(doc) = daemon_answer(home, check) {
-        return Ok(doc);
+    match daemon_answer(home, check) {
+        Some(doc) => Ok(doc),
+        None => endpoint_status(home, check),
     }
+}
+
+/// The status document from the daemon's `/status` endpoint, at the HTTP
+/// address its PID file names (for when the control socket does not
+/// answer).
+pub fn endpoint_status(home: &StateDir, check: Check) -> Result<StatusDoc, String> {
     let PidFile::Record(record) = pidfile::read(&home.pid_file()) else {
         return Err("the PID file is missing or unreadable".into());
     };

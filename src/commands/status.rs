@@ -2,7 +2,7 @@
 //! runs but Temporal is not (yet) healthy, 3 when nothing runs. `--json`
 //! prints the daemon's status document (the same as `GET /status`).
 
-use super::{Check, daemon_answer, fetch_status, home, running};
+use super::{Check, daemon_answer, endpoint_status, home, running};
 use crate::cli::StatusArgs;
 use crate::exit::{Code, Failure};
 use crate::status::StatusDoc;
@@ -28,7 +28,8 @@ pub fn run(args: &StatusArgs) -> Result<Code, Failure> {
         }
         return Ok(Code::NotRunning);
     }
-    match fetch_status(&home, Check::Live) {
+    // The socket did not answer: the HTTP endpoint may.
+    match endpoint_status(&home, Check::Live) {
         Ok(doc) => show(args, doc),
         Err(why) => {
             if args.json {
