@@ -3,8 +3,11 @@
 //! process start-up is half of that; docs/benchmark.md, "Start and status").
 
 fn main() {
+    let gnu = std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu");
     // Non-PIE: no relocation of the binary's own pointers at each start.
-    println!("cargo:rustc-link-arg-bins=-no-pie");
+    if gnu {
+        println!("cargo:rustc-link-arg-bins=-no-pie");
+    }
     // The unwinder linked in (libgcc_eh), so `--as-needed` drops
     // libgcc_s.so: one shared library less to map and relocate, and no run
     // of its constructor, which probes the CPU with `cpuid` (a trap to the

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Build the release binary as one static executable (musl libc, non-PIE)
+# and print its path on the last line of stdout:
+#
+#   scripts/build-static.sh            # -> target/<arch>-unknown-linux-musl/release/stigmer
+#   install -m 0755 "$(scripts/build-static.sh | tail -n1)" ~/.local/bin/stigmer
+#
+# This is the build we ship (docker/Dockerfile) and benchmark
+# (scripts/bench.sh): no dynamic loader, no shared libraries to map and
+# relocate, so `stigmer local status` and an idempotent `start` spend ~0.5 ms
+# less in process start-up than the glibc build `cargo build --release`
+# makes (docs/benchmark.md, "Start and status"). Both builds behave the
+# same; CI runs the integration suite against each.
+#
+# Adds the musl target with rustup if it is missing. Exit status 1 with one
+# line on stderr when it cannot (no rustup, or no network for it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target="$(uname -m)-unknown-linux-musl"
+if ! rustc --print target-libdir --target "$target" 2>/dev/null | xargs -r test -d; then
+  if ! command -v rustup >/dev/null 2>&1 || ! rustup target add "$target" >&2; then
+    echo "build-static: the Rust target $target is not installed and rustup could not add it; run \`rustup target add $target\`, or use \`cargo build --release\` (glibc build)" >&2
+    exit 1
+  fi
+fi
+cargo build --release --locked --bin stigmer --target "$target" >&2
+echo "target/$target/release/stigmer"
