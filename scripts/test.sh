@@ -42,3 +42,15 @@ fi
 # Library, binary, integration and property tests (the benchmark is run by
 # scripts/bench.sh; clippy still checks it).
 cargo test --lib --bins --tests
+
+# The integration suite again, against the binary we ship and benchmark:
+# the static release build (musl, scripts/build-static.sh). CI sets
+# STIGMER_REQUIRE_STATIC=1; elsewhere a machine that cannot add the musl
+# target says so and stops here.
+if bin=$(scripts/build-static.sh | tail -n1); then
+  STIGMER_TEST_BIN="$bin" cargo test --test integration
+elif [ "${STIGMER_REQUIRE_STATIC:-0}" = 1 ]; then
+  exit 1
+else
+  echo "warning: the static build was not tested (see the line above)" >&2
+fi

@@ -20,8 +20,14 @@ pub const CMD_TIMEOUT: Duration = Duration::from_secs(90);
 /// Longest any wait-for-condition may take.
 pub const WAIT: Duration = Duration::from_secs(60);
 
+/// The binary under test: `STIGMER_TEST_BIN` when set (scripts/test.sh
+/// runs this suite a second time against the static release build of
+/// scripts/build-static.sh), else the one cargo built for this test run.
 pub fn stigmer_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_stigmer"))
+    match std::env::var_os("STIGMER_TEST_BIN") {
+        Some(p) => std::path::absolute(&p).expect("STIGMER_TEST_BIN: an absolute path"),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_stigmer")),
+    }
 }
 
 /// The real `temporal` binary (PATH lookup; pyenv shims resolved).
