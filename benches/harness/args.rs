@@ -101,6 +101,11 @@ pub struct Args {
     /// Temporal binary [default: `temporal` on PATH, pyenv shim resolved].
     #[arg(long, value_name = "PATH")]
     pub temporal_bin: Option<PathBuf>,
+    /// The `stigmer` binary the stigmer contenders run [default: the one
+    /// this `cargo bench` built]. scripts/bench.sh passes the static
+    /// release build (README, "Install").
+    #[arg(long, value_name = "PATH")]
+    pub stigmer_bin: Option<PathBuf>,
     /// Output directory.
     #[arg(long, default_value = "bench-results", value_name = "DIR")]
     pub out: PathBuf,

@@ -101,7 +101,10 @@ fn run(args: Args) -> Result<i32, String> {
         db: root.join("shared").join("temporal.db"),
         temporal: temporal.clone(),
         port,
-        stigmer: PathBuf::from(env!("CARGO_BIN_EXE_stigmer")),
+        stigmer: args
+            .stigmer_bin
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_stigmer"))),
         http_port,
         root: root.clone(),
         extra: args.temporal_extra.clone(),
@@ -164,6 +167,8 @@ fn run(args: Args) -> Result<i32, String> {
         "kernel": sh(&["uname", "-r"]),
         "temporal_version": contender::version_of(&temporal, "--version"),
         "temporal_command": env.temporal_command_line().replace(&root_s, "$TMP"),
+        "stigmer_binary": env.stigmer.display().to_string(),
+        "stigmer_linkage": sys::linkage(&env.stigmer),
         "flags": args.raw,
         "cycles": args.cycles(),
         "rounds": args.rounds,

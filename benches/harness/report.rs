@@ -216,9 +216,11 @@ impl Run {
         );
         let _ = writeln!(
             s,
-            "Temporal {}: `{}`\n\nFlags: `{}`\n",
+            "Temporal {}: `{}`\n\nstigmer: `{}` ({})\n\nFlags: `{}`\n",
             m["temporal_version"].as_str().unwrap_or(""),
             m["temporal_command"].as_str().unwrap_or(""),
+            m["stigmer_binary"].as_str().unwrap_or(""),
+            m["stigmer_linkage"].as_str().unwrap_or(""),
             m["flags"].as_str().unwrap_or(""),
         );
         let ours = self.find("stigmer");

@@ -201,3 +201,45 @@ pub fn sleep(d: Duration) {
 pub fn remove(p: &Path) {
     let _ = std::fs::remove_file(p);
 }
+
+/// How an ELF executable is linked: "static" when it has no program
+/// interpreter (PT_INTERP), "dynamic" when it has one, "unknown" when it
+/// is not a 64-bit little-endian ELF file. Start-up time depends on it
+/// (docs/benchmark.md, "Start and status").
+pub fn linkage(path: &Path) -> &'static str {
+    const PT_INTERP: u32 = 3;
+    let Ok(elf) = std::fs::read(path) else {
+        return "unknown";
+    };
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| {
+        elf.get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    };
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    // e_ident: magic, ELFCLASS64 (2), ELFDATA2LSB (1).
+    if elf.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+        return "unknown";
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return "unknown";
+    };
+    let headers = (0..usize::from(phnum)).map(|i| {
+        usize::try_from(phoff)
+            .unwrap_or(usize::MAX)
+            .saturating_add(i * usize::from(phentsize))
+    });
+    let mut interp = false;
+    for h in headers {
+        match u32_at(h) {
+            Some(PT_INTERP) => interp = true,
+            Some(_) => {}
+            None => return "unknown",
+        }
+    }
+    if interp { "dynamic" } else { "static" }
+}
