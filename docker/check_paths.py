@@ -16,8 +16,10 @@ Offline: no Docker engine, no network. Run from the repository root:
   the rules found where the container will find them), Grafana's dashboard
   provider path and home dashboard, and the datasource URL are resolved
   there.
-- Dockerfile: COPY sources exist in the build context; the HEALTHCHECK path
-  is an endpoint of the daemon (src/http/).
+- Dockerfile: COPY sources exist in the build context; what the build
+  stage copies is a package cargo can parse (`cargo fetch --offline` on a
+  staged copy: a declared target left out fails the image build at once);
+  the HEALTHCHECK path is an endpoint of the daemon (src/http/).
 - Kubernetes: probe paths are endpoints of the daemon; the scrape port
   annotation is the container port.
 - Dashboards and rules: every stigmer_* metric they use is defined in
@@ -250,6 +252,7 @@ def check_dockerfile(routes: set[str]) -> None:
                 ok(f"Dockerfile: COPY {src} exists in the build context")
             else:
                 problem(f"Dockerfile: COPY source {src} does not exist in the build context")
+    check_build_stage(lines)
     hc = [line for line in lines if re.match(r"^\s*HEALTHCHECK\b", line)]
     if not hc:
         problem("Dockerfile: no HEALTHCHECK")
@@ -260,6 +263,55 @@ def check_dockerfile(routes: set[str]) -> None:
                 ok(f"Dockerfile: HEALTHCHECK GET {p} is a daemon endpoint")
             else:
                 problem(f"Dockerfile: HEALTHCHECK path {p} is not a daemon endpoint {sorted(routes)}")
+
+
+def check_build_stage(lines: list[str]) -> None:
+    """Stage what the first (build) stage COPYs at its WORKDIR and let
+    cargo parse it: the manifest and every target it declares must be
+    there (a declared benchmark whose file was not copied fails `cargo
+    build` at once). `cargo fetch --offline --locked` parses and resolves
+    without compiling; the registry is the one this checkout built with."""
+    stage: list[str] = []
+    froms = 0
+    for line in lines:
+        if re.match(r"^\s*FROM\b", line, re.I):
+            froms += 1
+            if froms == 2:
+                break
+        stage.append(line)
+    workdir = "/"
+    with tempfile.TemporaryDirectory(prefix="stigmer-build-stage-") as t:
+        root = Path(t)
+        for line in stage:
+            w = re.match(r"^\s*WORKDIR\s+(\S+)", line, re.I)
+            if w:
+                workdir = w.group(1)
+            m = re.match(r"^\s*COPY\s+(.*)$", line, re.I)
+            if not m or "--from=" in m.group(1):
+                continue
+            parts = [p for p in m.group(1).split() if not p.startswith("--")]
+            dest = root / (Path(workdir) / parts[-1]).relative_to("/")
+            for src in parts[:-1]:
+                s = ROOT / src
+                if not s.exists():
+                    continue  # reported by the COPY check
+                to = dest / s.name if parts[-1].endswith("/") or len(parts) > 2 else dest
+                if s.is_dir():
+                    shutil.copytree(s, to, dirs_exist_ok=True)
+                else:
+                    to.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(s, to)
+        manifest = root / Path(workdir).relative_to("/") / "Cargo.toml"
+        r = subprocess.run(
+            ["cargo", "fetch", "--offline", "--locked", "--manifest-path", str(manifest)],
+            capture_output=True,
+            text=True,
+        )
+        if r.returncode == 0:
+            ok("Dockerfile: the build stage's COPYs give cargo a complete package (cargo fetch --offline --locked)")
+        else:
+            why = " ".join(r.stderr.split())[:400]
+            problem(f"Dockerfile: cargo cannot parse the build stage's package: {why}")
 
 
 def check_k8s(routes: set[str]) -> None:
