@@ -43,6 +43,9 @@
 //!               └── logfile  a child's stdout/stderr → size-rotated log (pumps that
 //!                            can hand their pipe back)
 //! paths: state-dir layout and safety (0700, owner, no symlinks) · exit: exit codes
+//!
+//! builds: `cargo build` (glibc; build.rs links it non-PIE, without libgcc_s)
+//!         scripts/build-static.sh (musl, non-PIE, dlmalloc: what we ship and bench)
 //! ```
 //!
 //! A crash flows: kernel → pidfd readable → actor `Event::Exited` → `step`
