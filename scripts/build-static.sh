@@ -7,10 +7,11 @@
 #
 # This is the build we ship (docker/Dockerfile) and benchmark
 # (scripts/bench.sh): no dynamic loader, no shared libraries to map and
-# relocate, so `stigmer local status` and an idempotent `start` spend ~0.5 ms
-# less in process start-up than the glibc build `cargo build --release`
-# makes (docs/benchmark.md, "Start and status"). Both builds behave the
-# same; CI runs the integration suite against each.
+# relocate, and dlmalloc instead of musl's allocator (src/main.rs), so
+# `stigmer local status` and an idempotent `start` take 0.5–0.8 ms less
+# than with the glibc build `cargo build --release` makes
+# (docs/benchmark.md, "Start and status"). Both builds behave the same;
+# scripts/test.sh runs the integration suite against each.
 #
 # Adds the musl target with rustup if it is missing. Exit status 1 with one
 # line on stderr when it cannot (no rustup, or no network for it).

@@ -11,7 +11,9 @@ use stigmer::telemetry::{self, Otlp};
 /// allocations come and go (44 mmap + 41 munmap calls in one `local
 /// start` that finds the instance serving, each unmap a TLB flush), which
 /// was a quarter of that command's time. dlmalloc keeps freed memory for
-/// reuse. The glibc build keeps glibc's allocator, which already does.
+/// reuse. Its one lock costs the daemon's HTTP endpoints throughput under
+/// heavy concurrent load (docs/benchmark.md, "Start and status"). The
+/// glibc build keeps glibc's allocator, which already reuses memory.
 #[cfg(target_env = "musl")]
 #[global_allocator]
 static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
