@@ -243,7 +243,7 @@ fn measure(
     let root = env.root.display().to_string();
     let leftovers = sys::reap_all(&root);
     if leftovers > 0 {
-        r.notes.push(format!(
+        r.note(format!(
             "teardown left {leftovers} process(es); the harness killed them"
         ));
     }
@@ -311,7 +311,7 @@ impl Bench<'_> {
                     &a.load_tool,
                 ) {
                     Ok(l) => self.loads.push(l),
-                    Err(e) => self.r.notes.push(format!("load {path}: {e}")),
+                    Err(e) => self.r.note(format!("load {path}: {e}")),
                 }
             }
         }
@@ -491,12 +491,12 @@ impl Bench<'_> {
             self.r.push(key, t.status.is_some().then(|| ms(t.elapsed)));
         }
         let after = self.temporal_pid(c);
-        self.r.notes.push(format!(
+        self.r.note(format!(
             "{what}: `{shown}` (exit codes seen: {})",
             codes.into_iter().collect::<Vec<_>>().join(", ")
         ));
         if before != after {
-            self.r.notes.push(format!(
+            self.r.note(format!(
                 "{what} changed the Temporal pid ({before:?} → {after:?})"
             ));
         }
@@ -517,7 +517,7 @@ impl Bench<'_> {
             let rec = self.fail_and_recover(c, pid, libc::SIGKILL, self.args.bound)?;
             self.record("kill", &rec, c.records_child());
             if rec.serving.is_none() {
-                self.r.notes.push(format!(
+                self.r.note(format!(
                     "SIGKILL cycle {}: not serving within {:?}",
                     i + 1,
                     self.args.bound
@@ -653,8 +653,7 @@ impl Bench<'_> {
         self.r.push("cpu", Some(cpu));
         if self.temporal_pid(c) != Some(pid) {
             self.r
-                .notes
-                .push("Temporal was restarted during the idle window".into());
+                .note("Temporal was restarted during the idle window".into());
         }
         Ok(())
     }

@@ -131,6 +131,14 @@ impl ContenderResult {
     pub fn push(&mut self, key: &'static str, v: Option<f64>) {
         self.samples.entry(key).or_default().push(v);
     }
+
+    /// Add a note once: with `--rounds` every round measures again and
+    /// would otherwise repeat the same command lines.
+    pub fn note(&mut self, note: String) {
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+    }
 }
 
 /// Statistics of one figure for one contender.

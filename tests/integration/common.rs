@@ -25,7 +25,7 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// scripts/build-static.sh), else the one cargo built for this test run.
 pub fn stigmer_bin() -> PathBuf {
     match std::env::var_os("STIGMER_TEST_BIN") {
-        Some(p) => std::path::absolute(&p).expect("STIGMER_TEST_BIN: an absolute path"),
+        Some(p) => std::path::absolute(&p).expect("STIGMER_TEST_BIN is empty"),
         None => PathBuf::from(env!("CARGO_BIN_EXE_stigmer")),
     }
 }
