@@ -13,7 +13,7 @@
 //! no thread of it is left.
 
 use procfs::process::{FDTarget, Process};
-use procfs::{Current, FromRead, FromReadSI};
+use procfs::{Current, FromBufRead, FromRead, FromReadSI};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
@@ -302,21 +302,75 @@ pub fn parse_tcp_listeners(table: &str, port: u16) -> Vec<u64> {
 }
 
 /// The pids the kernel's lock table (`/proc/locks`) names as holding a
-/// lock on the file at `path`.
+/// lock on the file at `path`, each once, waiters (`->` lines) left out.
+///
+/// The kernel prints that table a page at a time and walks its lock list
+/// again by position on every `read`, so a lock taken or dropped anywhere
+/// between two reads shifts the entries after it: a reader that reads in
+/// small pieces (as `read_to_string` does, starting with a 32-byte probe)
+/// sees an entry twice (in 40% of reads while other locks churn, measured
+/// by the test below) or, when an entry before it goes, not at all; the
+/// first cost an upgrade test its "one holder" in CI. [`read_lock_table`]
+/// reads with one large buffer, which returns a whole page of entries per
+/// `read`, so a table of up to a page (some 70 locks) is one snapshot plus,
+/// at most, repeats that the dedup removes. A larger table can still miss
+/// an entry: callers treat the answer as a lead to verify, never as the
+/// lock's state (that is `flock` itself).
 pub fn lock_holders(path: &Path) -> Vec<i32> {
     let Ok(meta) = std::fs::metadata(path) else {
+        return Vec::new();
+    };
+    let Ok(table) = read_lock_table() else {
+        return Vec::new();
+    };
+    holders_in(&table, &meta)
+}
+
+/// `/proc/locks`, read with a buffer far larger than the kernel's page of
+/// output per `read`.
+fn read_lock_table() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open("/proc/locks")?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0;
+    loop {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if buf.len() - len < 8 * 1024 {
+            buf.resize(buf.len() * 2, 0);
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(std::io::Error::other)
+}
+
+/// The holders of locks on the file `meta` describes, in `table`.
+fn holders_in(table: &str, meta: &std::fs::Metadata) -> Vec<i32> {
+    let held: String = table
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) != Some("->"))
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    let Ok(locks) = procfs::Locks::from_buf_read(held.as_bytes()) else {
         return Vec::new();
     };
     let (major, minor) = (
         nix::sys::stat::major(meta.dev()) as u32,
         nix::sys::stat::minor(meta.dev()) as u32,
     );
-    procfs::locks()
-        .unwrap_or_default()
+    let mut pids: Vec<i32> = locks
+        .0
         .into_iter()
         .filter(|l| l.inode == meta.ino() && l.devmaj == major && l.devmin == minor)
         .filter_map(|l| l.pid)
-        .collect()
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
 }
 
 /// Processes (other than us) that hold the file at `path` open, through
@@ -387,5 +441,86 @@ mod tests {
         assert_eq!(lock_holders(&p), vec![me]);
         let m = std::fs::metadata(&p).unwrap();
         assert!(has_open(me, m.dev(), m.ino()));
+    }
+
+    #[test]
+    fn lock_holders_leave_out_waiters_and_repeats() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("l");
+        std::fs::write(&p, "").unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        let id = format!(
+            "{:02x}:{:02x}:{}",
+            nix::sys::stat::major(m.dev()),
+            nix::sys::stat::minor(m.dev()),
+            m.ino()
+        );
+        let table = format!(
+            "1: FLOCK  ADVISORY  WRITE 700 {id} 0 EOF\n\
+             1: -> FLOCK  ADVISORY  WRITE 800 {id} 0 EOF\n\
+             2: POSIX  ADVISORY  WRITE 900 00:14:16200 0 EOF\n\
+             3: FLOCK  ADVISORY  WRITE 700 {id} 0 EOF\n"
+        );
+        assert_eq!(holders_in(&table, &m), vec![700]);
+        assert!(holders_in("", &m).is_empty());
+    }
+
+    /// `/proc/locks` is printed a page at a time, and each `read` walks the
+    /// kernel's lock list again by position: a lock taken or dropped
+    /// elsewhere between two reads shifts every later entry, so a reader
+    /// that reads in small pieces sees an entry twice or not at all. Churn
+    /// other locks while reading ours; every read names us exactly once.
+    #[test]
+    fn lock_holders_is_one_snapshot_while_other_locks_churn() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("ours");
+        let f = std::fs::File::create(&p).unwrap();
+        f.try_lock().unwrap();
+        let me = std::process::id() as i32;
+        // Held locks around ours, so the table spans several reads' worth
+        // of boundaries.
+        let held: Vec<std::fs::File> = (0..40)
+            .map(|i| {
+                let f = std::fs::File::create(tmp.path().join(format!("held{i}"))).unwrap();
+                f.try_lock().unwrap();
+                f
+            })
+            .collect();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let churn: Vec<std::fs::File> = (0..8)
+                    .map(|i| std::fs::File::create(tmp.path().join(format!("churn{i}"))).unwrap())
+                    .collect();
+                while !stop.load(Ordering::Relaxed) {
+                    for c in &churn {
+                        c.try_lock().unwrap();
+                    }
+                    for c in &churn {
+                        c.unlock().unwrap();
+                    }
+                }
+            });
+            // Our entry is in every raw read of the table (a later read of
+            // a one-page table can only repeat an entry, never drop one)
+            // and named once by `lock_holders`.
+            let ino = format!(":{} ", std::fs::metadata(&p).unwrap().ino());
+            let seen: Vec<(usize, Vec<i32>)> = (0..3000)
+                .map(|_| {
+                    let raw = read_lock_table().unwrap();
+                    (raw.matches(&ino).count().min(1), lock_holders(&p))
+                })
+                .collect();
+            stop.store(true, Ordering::Relaxed);
+            let torn: Vec<_> = seen.iter().filter(|(n, h)| *n != 1 || *h != [me]).collect();
+            assert!(
+                torn.is_empty(),
+                "{} of 3000 reads: {:?}",
+                torn.len(),
+                &torn[..torn.len().min(5)]
+            );
+        });
+        drop(held);
     }
 }
