@@ -469,7 +469,8 @@ mod tests {
     /// kernel's lock list again by position: a lock taken or dropped
     /// elsewhere between two reads shifts every later entry, so a reader
     /// that reads in small pieces sees an entry twice or not at all. Churn
-    /// other locks while reading ours; every read names us exactly once.
+    /// other locks while reading ours: every read finds our entry, and
+    /// `lock_holders` names us exactly once.
     #[test]
     fn lock_holders_is_one_snapshot_while_other_locks_churn() {
         use std::sync::atomic::{AtomicBool, Ordering};
@@ -502,6 +503,15 @@ mod tests {
                     }
                 }
             });
+            // Stops the churn however this closure ends, before the scope
+            // joins it (a panic below must not leave the test hanging).
+            struct StopOnDrop<'a>(&'a AtomicBool);
+            impl Drop for StopOnDrop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Relaxed);
+                }
+            }
+            let _stop = StopOnDrop(&stop);
             // Our entry is in every raw read of the table (a later read of
             // a one-page table can only repeat an entry, never drop one)
             // and named once by `lock_holders`.
@@ -512,7 +522,6 @@ mod tests {
                     (raw.matches(&ino).count().min(1), lock_holders(&p))
                 })
                 .collect();
-            stop.store(true, Ordering::Relaxed);
             let torn: Vec<_> = seen.iter().filter(|(n, h)| *n != 1 || *h != [me]).collect();
             assert!(
                 torn.is_empty(),
