@@ -73,8 +73,23 @@ fn stop_right_after_a_daemon_crash_leaves_the_port_free() {
     }
 }
 
-/// The pid `lslocks` shows for the file with inode `ino`.
-fn lslocks_pid(ino: u64) -> Option<i32> {
+/// The pid `lslocks` shows for the file with inode `ino`. lslocks reads
+/// `/proc/locks` 1 KiB at a time (stdio on a procfs file; strace shows it),
+/// and that table is not a snapshot across reads (`proc::lock_holders`
+/// says why): while other tests take and drop their locks, one run can
+/// miss our entry (CI saw `None` once). So it runs until it shows the
+/// entry; the pid it then shows is returned, and a wrong one fails the
+/// caller at once.
+fn lslocks_pid(ino: u64) -> i32 {
+    let mut shown = None;
+    wait_until("lslocks shows the lock", || {
+        shown = lslocks_once(ino);
+        shown.is_some()
+    });
+    shown.unwrap()
+}
+
+fn lslocks_once(ino: u64) -> Option<i32> {
     let out = Command::new("lslocks")
         .args(["--noheadings", "--raw", "-o", "PID,INODE"])
         .output()
@@ -103,7 +118,7 @@ fn kernel_lock_table_names_the_live_daemon() {
             "{why}: /proc/locks"
         );
         let ino = std::fs::metadata(&lock).unwrap().ino();
-        assert_eq!(lslocks_pid(ino), Some(daemon), "{why}: lslocks");
+        assert_eq!(lslocks_pid(ino), daemon, "{why}: lslocks");
     };
     // Launched by a CLI that took the lock and handed it over.
     h.start_ok();
