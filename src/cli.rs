@@ -221,13 +221,6 @@ pub struct StartArgs {
     /// the launching CLI hands over, instead of flags and environment.
     #[arg(long, hide = true)]
     pub config_fd: Option<i32>,
-    /// Internal: continue the daemon an upgrade hands over in this fd.
-    #[arg(long, hide = true)]
-    pub takeover_fd: Option<i32>,
-    /// Internal: read an upgrade's handover on stdin and say whether this
-    /// binary can continue from it.
-    #[arg(long, hide = true, conflicts_with = "takeover_fd")]
-    pub takeover_check: bool,
 }
 
 /// Options of `stop`.

@@ -39,13 +39,20 @@ pub enum Code {
     /// `upgrade`: the new binary did not take over; the running daemon
     /// still supervises, and nothing was restarted.
     UpgradeFailed = 12,
+    /// A configuration file (or a file it names) is not trusted: owned by
+    /// another user, or writable by others.
+    Untrusted = 13,
     /// Unexpected internal error.
     Internal = 70,
+    /// `logs -f`: stopped by Ctrl-C (SIGINT).
+    Interrupted = 130,
+    /// `logs -f`: stopped by SIGTERM.
+    Terminated = 143,
 }
 
 impl Code {
     /// Every code, in order.
-    pub const ALL: [Code; 14] = [
+    pub const ALL: [Code; 17] = [
         Code::Ok,
         Code::NotReady,
         Code::Usage,
@@ -59,7 +66,10 @@ impl Code {
         Code::Config,
         Code::ConfigFile,
         Code::UpgradeFailed,
+        Code::Untrusted,
         Code::Internal,
+        Code::Interrupted,
+        Code::Terminated,
     ];
 }
 
@@ -137,6 +147,7 @@ impl Failure {
         match self {
             Failure::Config(e) if e.1 => Code::ConfigFile,
             Failure::Config(_) => Code::Config,
+            Failure::File(e) if e.untrusted => Code::Untrusted,
             Failure::File(_) => Code::ConfigFile,
             Failure::Binary(_) => Code::Binary,
             Failure::StateDir(_) => Code::StateDir,
@@ -167,7 +178,7 @@ mod tests {
         for c in Code::ALL {
             assert_eq!(Code::try_from(c as u8), Ok(c));
         }
-        assert_eq!(Code::try_from(13), Err(13));
+        assert_eq!(Code::try_from(14), Err(14));
         assert_eq!(Code::try_from(255), Err(255));
     }
 }

@@ -93,22 +93,30 @@ impl InstanceLock {
     /// `fd` must be an open fd owned by nobody else in this process.
     pub unsafe fn from_inherited(fd: RawFd, path: &Path) -> Result<Self, LockError> {
         // SAFETY: the caller promises `fd` is open and unowned.
-        let file = unsafe { File::from_raw_fd(fd) };
-        let lock = InstanceLock {
-            file,
-            path: path.to_path_buf(),
-        };
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
         nix::fcntl::fcntl(
-            &lock.file,
+            &fd,
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
         )
         .map_err(|e| LockError::Io {
             path: path.to_path_buf(),
             source: e.into(),
         })?;
+        Self::adopt(fd, path)
+    }
+
+    /// Adopt `fd`, an fd on the held lock file at `path` (inherited, or a
+    /// duplicate of one): verify it, and take the lock in this process's
+    /// name (see [`Self::retake`]).
+    pub fn adopt(fd: std::os::fd::OwnedFd, path: &Path) -> Result<Self, LockError> {
+        let raw = fd.as_raw_fd();
+        let lock = InstanceLock {
+            file: File::from(fd),
+            path: path.to_path_buf(),
+        };
         if !lock.names_locked_file() {
             return Err(LockError::NotLockFile {
-                fd,
+                fd: raw,
                 path: path.to_path_buf(),
             });
         }

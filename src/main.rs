@@ -27,6 +27,12 @@ fn main() -> std::process::ExitCode {
     unsafe {
         dlmalloc::enable_alloc_after_fork()
     };
+    // An upgrade's takeover runs before anything else parses the command
+    // line: from its first instruction, any failure hands back.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(entry) = stigmer::daemon::takeover::entry(&args) {
+        return std::process::ExitCode::from(stigmer::daemon::takeover::main(entry));
+    }
     let cli = Cli::parse_args();
     let result = match &cli.command {
         Top::Local(local) => run(&cli, local),
@@ -49,38 +55,44 @@ fn main() -> std::process::ExitCode {
 fn run(cli: &Cli, local: &stigmer::cli::Local) -> Result<Code, Failure> {
     // The CLI's short life has no traces to tell; the guard flushes the
     // daemon's before it exits.
-    let logs = |daemon: Option<Otlp>, foreground: bool| {
-        telemetry::init(cli.verbose, cli.log_format, foreground, daemon)
+    let logs = |daemon: Option<Otlp>, foreground: Option<&std::path::Path>| {
+        telemetry::init(
+            cli.verbose,
+            cli.log_format,
+            foreground.is_some(),
+            foreground,
+            daemon,
+        )
     };
     match &local.command {
         None => start(&local.start, logs),
         Some(LocalCommand::Start(a)) => start(a, logs),
         Some(LocalCommand::Restart(a)) => {
             let cfg = commands::load_config(&a.start)?;
-            let _t = logs(None, false);
+            let _t = logs(None, None);
             commands::restart::run(a, cfg)
         }
         Some(LocalCommand::Stop(a)) => {
-            let _t = logs(None, false);
+            let _t = logs(None, None);
             commands::stop::run(a)
         }
         Some(LocalCommand::Status(a)) => {
             // A report, not an action: nothing to log unless asked (and
             // the subscriber's setup is a tenth of its 2 ms).
             let _t =
-                (cli.verbose || std::env::var_os("RUST_LOG").is_some()).then(|| logs(None, false));
+                (cli.verbose || std::env::var_os("RUST_LOG").is_some()).then(|| logs(None, None));
             commands::status::run(a)
         }
         Some(LocalCommand::Config(a)) => {
-            let _t = logs(None, false);
+            let _t = logs(None, None);
             commands::config::run(a)
         }
         Some(LocalCommand::Logs(a)) => {
-            let _t = logs(None, false);
+            let _t = logs(None, None);
             commands::logs::run(a)
         }
         Some(LocalCommand::Upgrade(a)) => {
-            let _t = logs(None, false);
+            let _t = logs(None, None);
             commands::upgrade::run(a)
         }
     }
@@ -90,18 +102,8 @@ fn run(cli: &Cli, local: &stigmer::cli::Local) -> Result<Code, Failure> {
 /// it says.
 fn start(
     a: &StartArgs,
-    logs: impl Fn(Option<Otlp>, bool) -> telemetry::Guard,
+    logs: impl Fn(Option<Otlp>, Option<&std::path::Path>) -> telemetry::Guard,
 ) -> Result<Code, Failure> {
-    // An upgrade runs us on its handover: first to check it, then (exec'd)
-    // to continue from it; everything comes from the handover.
-    if a.takeover_check {
-        stigmer::daemon::upgrade::check_main()?;
-        return Ok(Code::Ok);
-    }
-    if let Some(fd) = a.takeover_fd {
-        stigmer::daemon::upgrade::takeover_main(fd)?;
-        return Ok(Code::Ok);
-    }
     let cfg = commands::load_config(a)?;
     if let Some(code) = commands::start::already_serving(a, &cfg) {
         return Ok(code);
@@ -110,6 +112,7 @@ fn start(
         .foreground
         .then(|| Otlp::from_env(cfg.otlp_endpoint.as_deref()))
         .flatten();
-    let _telemetry = logs(otlp, a.foreground);
+    let daemon_log = cfg.home.daemon_log();
+    let _telemetry = logs(otlp, a.foreground.then_some(daemon_log.as_path()));
     commands::start::run(a, cfg)
 }

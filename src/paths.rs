@@ -1,5 +1,7 @@
 //! The state directory: where every file of one instance lives, and the
-//! checks that keep it ours (0700, owned by us, no symlinks).
+//! checks that keep it ours (owned by us, writable by nobody else, no
+//! symlinks), and the trust rule for files we read and act on
+//! ([`trusted`]): what another user can write, we do not run.
 //!
 //! ```text
 //! $STIGMER_HOME/            0700
@@ -12,7 +14,9 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+#[cfg(test)]
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// Why the state directory cannot be used.
@@ -41,6 +45,14 @@ pub enum StateDirError {
         owner: u32,
         /// Our uid.
         me: u32,
+    },
+    /// Someone else can write into it: what they put there, we would run.
+    #[error("state dir {path} is not trusted: {why}")]
+    Untrusted {
+        /// The directory.
+        path: PathBuf,
+        /// Who else can write it, and what to do.
+        why: String,
     },
     /// Not a directory at all.
     #[error("{path} exists but is not a directory")]
@@ -188,14 +200,72 @@ fn check_dir(dir: &Path, meta: &fs::Metadata) -> Result<(), StateDirError> {
             me,
         });
     }
-    if meta.mode() & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| StateDirError::io(dir, e))?;
+    // Refused, not repaired: a directory others could write may already
+    // hold what they wrote.
+    if let Err(why) = writable_only_by_owner(dir, meta) {
+        return Err(StateDirError::Untrusted {
+            path: dir.to_path_buf(),
+            why,
+        });
     }
     // Writable? Root bypasses mode bits, so ask the kernel.
     nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK)
         .map_err(|e| StateDirError::io(dir, io::Error::from(e)))?;
     Ok(())
+}
+
+/// Can only its owner write it? Group-writable is fine when the group is
+/// the owner's own private group (Debian's user private groups: a group
+/// named after its one user, that user's primary group, no other
+/// members), as ssh's StrictModes allows.
+fn writable_only_by_owner(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
+    let mode = meta.mode();
+    let shown = path.display();
+    if mode & 0o002 != 0 {
+        return Err(format!(
+            "anyone can write it (mode {:o}); run `chmod o-w {shown}`",
+            mode & 0o7777
+        ));
+    }
+    if mode & 0o020 != 0 && !private_group(meta.uid(), meta.gid()) {
+        return Err(format!(
+            "group {} can write it (mode {:o}); run `chmod g-w {shown}`",
+            meta.gid(),
+            mode & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// Is `gid` the private group of user `uid` (named after it, its primary
+/// group, no other members)?
+fn private_group(uid: u32, gid: u32) -> bool {
+    use nix::unistd::{Gid, Group, Uid, User};
+    let (Ok(Some(user)), Ok(Some(group))) = (
+        User::from_uid(Uid::from_raw(uid)),
+        Group::from_gid(Gid::from_raw(gid)),
+    ) else {
+        return false;
+    };
+    user.gid.as_raw() == gid && group.name == user.name && group.mem.iter().all(|m| *m == user.name)
+}
+
+/// May we read `path` and act on what it says (a configuration file, an
+/// env file)? It must be owned by us or root and writable by nobody else
+/// (see [`writable_only_by_owner`]); a symlink is judged by what it points
+/// to. `Err` says why not and what to do.
+pub fn trusted(path: &Path) -> Result<(), String> {
+    let meta = fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(format!(
+            "{} is owned by uid {}, not by you (uid {me}) or root",
+            path.display(),
+            meta.uid()
+        ));
+    }
+    writable_only_by_owner(path, &meta)
+        .map_err(|why| format!("{} is not trusted: {why}", path.display()))
 }
 
 /// Refuse to operate on `path` if it is a symlink (it must be a regular
@@ -246,12 +316,31 @@ mod tests {
     }
 
     #[test]
-    fn tightens_loose_mode() {
+    fn refuses_what_others_can_write_and_repairs_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("h");
         fs::create_dir(&root).unwrap();
+        // Readable by others is their business; it is left as it is.
         fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
         StateDir::new(&root).ensure().unwrap();
-        assert_eq!(fs::metadata(&root).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(fs::metadata(&root).unwrap().mode() & 0o777, 0o755);
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o757)).unwrap();
+        let err = StateDir::new(&root).ensure().unwrap_err();
+        assert!(matches!(err, StateDirError::Untrusted { .. }), "{err}");
+        assert_eq!(
+            fs::metadata(&root).unwrap().mode() & 0o777,
+            0o757,
+            "not repaired"
+        );
+        let file = tmp.path().join("stigmer.toml");
+        fs::write(&file, "").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o646)).unwrap();
+        assert!(trusted(&file).unwrap_err().contains("anyone can write"));
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        trusted(&file).unwrap();
+        let link = tmp.path().join("link.toml");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(trusted(&link).is_err(), "a symlink is judged by its target");
     }
 }

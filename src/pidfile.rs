@@ -12,7 +12,7 @@
 
 use crate::process::Identity;
 use serde::{Deserialize, Serialize};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -47,6 +47,11 @@ pub struct PidRecord {
     pub temporal_bin: PathBuf,
     /// When the daemon started (seconds since the Unix epoch).
     pub started_at: u64,
+    /// The boot it was written in (`/proc/sys/kernel/random/boot_id`): a
+    /// record from another boot is stale as a whole, whatever its pids
+    /// name now. Absent in records of 0.1.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
 }
 
 impl PidRecord {
@@ -66,6 +71,29 @@ impl PidRecord {
             started_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            boot_id: crate::process::proc::boot_id(),
+        }
+    }
+
+    /// Record the identity of unit `name` (`None`: none runs).
+    pub fn set_unit(&mut self, name: &str, id: Option<Identity>) {
+        if name == crate::config::services::TEMPORAL {
+            self.temporal = id;
+        } else {
+            match id {
+                Some(id) => self.services.insert(name.to_string(), id),
+                None => self.services.remove(name),
+            };
+        }
+    }
+
+    /// Was it written in another boot of this machine? (Unknown for a
+    /// record that does not say: then its identities are checked one by
+    /// one, as before.)
+    pub fn from_another_boot(&self) -> bool {
+        match (&self.boot_id, crate::process::proc::boot_id()) {
+            (Some(then), Some(now)) => *then != now,
+            _ => false,
         }
     }
 }
@@ -140,32 +168,21 @@ pub fn read(path: &Path) -> PidFile {
     }
 }
 
-/// Write `record` atomically: a reader sees the old file or the new one,
-/// never a torn one; on error nothing half-written is left behind.
+/// The file's bytes for `record`.
+pub fn encode(record: &PidRecord) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(record).expect("a record always serializes");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// Write `record` atomically, now: a reader sees the old file or the new
+/// one, never a torn one; on error nothing half-written is left behind.
+/// (The daemon's later writes go through the disk thread.)
 pub fn write(path: &Path, record: &PidRecord) -> Result<(), WriteError> {
-    let err = |source| WriteError {
+    crate::disk::replace(path, &encode(record)).map_err(|source| WriteError {
         path: path.to_path_buf(),
         source,
-    };
-    let tmp = path.with_extension(format!("pid.tmp.{}", std::process::id()));
-    let result = (|| {
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        let mut bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-        bytes.push(b'\n');
-        f.write_all(&bytes)?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(err(e));
-    }
-    Ok(())
+    })
 }
 
 /// Remove the PID file (absent is fine).
@@ -194,6 +211,7 @@ mod tests {
             db_file: "/x/temporal.db".into(),
             temporal_bin: "/usr/bin/temporal".into(),
             started_at: 1,
+            boot_id: Some("b".into()),
         }
     }
 

@@ -1,11 +1,21 @@
 //! `stigmer local logs [SERVICE] [-f] [-n LINES] [--daemon]`: Temporal's
-//! log, a service's, or the daemon's, following across rotation.
+//! log, a service's, or the daemon's. `-f` follows across rotation until
+//! its reader goes away (exit 0), Ctrl-C (130) or SIGTERM (143), or the
+//! instance stops (3); whatever bytes the log holds, each line is printed
+//! (invalid UTF-8 lossily) and flushed as it comes.
 
-use super::home;
+use super::{home, running};
 use crate::cli::LogsArgs;
 use crate::exit::{Code, Failure};
-use crate::logfile;
+use crate::logfile::{self, Followed};
+use crate::paths::StateDir;
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often `-f` asks whether the instance still runs.
+const INSTANCE_CHECK: Duration = Duration::from_secs(1);
 
 /// Run `logs`.
 pub fn run(args: &LogsArgs) -> Result<Code, Failure> {
@@ -17,11 +27,17 @@ pub fn run(args: &LogsArgs) -> Result<Code, Failure> {
         Some(name) => {
             return Err(Failure::Relayed(
                 Code::Usage,
-                format!("{name:?} is not a service name (lowercase letters, digits, '-', '_')"),
+                format!(
+                    "{name:?} is not a service name (lowercase letters, digits, '-', '_'; at most {} characters)",
+                    crate::config::services::MAX_NAME
+                ),
             ));
         }
     };
     crate::paths::refuse_symlink(&path)?;
+    // Before anything is printed: a Ctrl-C after the first line ends the
+    // follow with its own exit code, not the default action's.
+    let signals = args.follow.then(Signals::register).transpose()?;
     let mut out = std::io::stdout().lock();
     let lines = logfile::tail(&path, args.lines)?;
     if lines.is_empty() && !args.follow && !path.exists() {
@@ -33,9 +49,61 @@ pub fn run(args: &LogsArgs) -> Result<Code, Failure> {
             return Ok(Code::Ok);
         }
     }
-    if args.follow {
-        // Ends when stdout closes (e.g. piped into `head`).
-        let _ = logfile::follow(&path, &mut out);
+    match signals {
+        Some(signals) if out.flush().is_ok() => follow(&home, &path, &mut out, &signals),
+        _ => Ok(Code::Ok),
     }
-    Ok(Code::Ok)
+}
+
+/// Ctrl-C and SIGTERM, noted (not acted on) while following.
+struct Signals {
+    int: Arc<AtomicBool>,
+    term: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Signals> {
+        let s = Signals {
+            int: Arc::new(AtomicBool::new(false)),
+            term: Arc::new(AtomicBool::new(false)),
+        };
+        signal_hook::flag::register(signal_hook::consts::SIGINT, s.int.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, s.term.clone())?;
+        Ok(s)
+    }
+}
+
+/// Follow `path` until the output goes away, a signal, or the instance
+/// stops; the exit code says which.
+fn follow(
+    home: &StateDir,
+    path: &std::path::Path,
+    out: &mut impl Write,
+    signals: &Signals,
+) -> Result<Code, Failure> {
+    let (int, term) = (&signals.int, &signals.term);
+    let mut gone = false;
+    let mut next_check = Instant::now();
+    let followed = logfile::follow(path, out, || {
+        if int.load(Ordering::Relaxed) || term.load(Ordering::Relaxed) {
+            return false;
+        }
+        if Instant::now() >= next_check {
+            next_check = Instant::now() + INSTANCE_CHECK;
+            gone = !running(home).unwrap_or(false);
+        }
+        !gone
+    })?;
+    Ok(match followed {
+        Followed::OutputClosed => Code::Ok,
+        Followed::Stopped if int.load(Ordering::Relaxed) => Code::Interrupted,
+        Followed::Stopped if term.load(Ordering::Relaxed) => Code::Terminated,
+        Followed::Stopped => {
+            eprintln!(
+                "The instance in {} is not running: nothing more will be logged.",
+                home.root().display()
+            );
+            Code::NotRunning
+        }
+    })
 }

@@ -137,8 +137,10 @@ pub fn daemon_identity(home: &StateDir, record: Option<&PidRecord>) -> Option<Id
     }
     let ours = std::env::current_exe().ok()?;
     let is_daemon = |pid: &i32| {
+        let argv = proc::cmdline(*pid);
         proc::exe(*pid).as_ref() == Some(&ours)
-            && proc::cmdline(*pid).iter().any(|a| a == "--foreground")
+            && (argv.iter().any(|a| a == "--foreground")
+                || argv.get(1).is_some_and(|a| a == "daemon"))
     };
     let lock = home.lock_file();
     let me = std::process::id() as i32;

@@ -37,6 +37,10 @@ pub fn run(args: &StartArgs, cfg: Config) -> Result<Code, Failure> {
         Ok(bin)
     };
     cfg.home.ensure()?;
+    // Each service's log is written by the daemon: never through a link.
+    for s in &cfg.services {
+        crate::paths::refuse_symlink(&cfg.home.service_log(&s.name))?;
+    }
     let deadline = Instant::now() + cfg.timeout;
     let mut spinner = Spinner::new("waiting for the running instance to become ready");
     loop {

@@ -132,7 +132,7 @@ fn terminate_daemon(
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
     for (_, id) in record.map(recorded).unwrap_or_default() {
-        if id.verify() == Verdict::Match {
+        if process::group::owner(id) == process::GroupOwner::Ours {
             let _ = process::signal_group(id.pgid, Signal::SIGKILL);
         }
     }

@@ -8,7 +8,7 @@
 use super::{home, running};
 use crate::cli::UpgradeArgs;
 use crate::daemon::control::{self, Upgrade};
-use crate::daemon::upgrade::{FAULT_VAR, Upgraded};
+use crate::daemon::upgrade::Upgraded;
 use crate::exit::{Code, Failure};
 use std::time::Duration;
 
@@ -32,10 +32,7 @@ pub fn run(args: &UpgradeArgs) -> Result<Code, Failure> {
         })?,
         None => std::env::current_exe()?,
     };
-    let request = Upgrade {
-        binary,
-        fault: std::env::var(FAULT_VAR).ok(),
-    };
+    let request = Upgrade { binary };
     let json = serde_json::to_string(&request).map_err(|e| Failure::Internal(e.to_string()))?;
     let answer = control::query(&home.control_socket(), &format!("upgrade {json}"), TIMEOUT)
         .map_err(Failure::Upgrade)?;

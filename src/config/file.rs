@@ -30,6 +30,10 @@ pub struct FileError {
     pub line: Option<usize>,
     /// What is wrong, naming the table and key.
     pub message: String,
+    /// The file may not be read at all: another user owns it or can
+    /// write it (a distinct exit code).
+    #[doc(hidden)]
+    pub untrusted: bool,
 }
 
 /// Where each `[temporal]` value came from, to name it in messages.
@@ -71,15 +75,29 @@ pub struct ConfigFile {
 impl ConfigFile {
     /// Read and parse `path` (syntax, unknown keys, value types).
     pub fn read(path: &Path) -> Result<ConfigFile, FileError> {
+        // What another user can write, we do not run: checked before a
+        // byte of it is read.
+        if path.exists()
+            && let Err(why) = crate::paths::trusted(path)
+        {
+            return Err(FileError {
+                file: path.to_path_buf(),
+                line: None,
+                message: why,
+                untrusted: true,
+            });
+        }
         let text = std::fs::read_to_string(path).map_err(|e| FileError {
             file: path.to_path_buf(),
             line: None,
             message: format!("cannot read it: {e}"),
+            untrusted: false,
         })?;
         let doc: FileDoc = toml::from_str(&text).map_err(|e| FileError {
             file: path.to_path_buf(),
             line: e.span().map(|s| line_of(&text, s.start)),
             message: one_line(e.message()),
+            untrusted: false,
         })?;
         Ok(ConfigFile {
             path: path.to_path_buf(),
@@ -114,6 +132,7 @@ impl ConfigFile {
             file: self.path.clone(),
             line,
             message: one_line(&format!("{header} {message}")),
+            untrusted: false,
         }
     }
 
@@ -137,6 +156,7 @@ impl ConfigFile {
                 file: self.path.clone(),
                 line: Some(line),
                 message,
+                untrusted: false,
             };
             if !keys.contains(key) {
                 return Err(err(format!(

@@ -37,6 +37,9 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// Whether a non-loopback HTTP address was explicitly allowed.
     pub allow_remote_http: bool,
+    /// Host names the HTTP server answers to besides IPs and `localhost`.
+    #[serde(default)]
+    pub http_allowed_hosts: Vec<String>,
     /// Temporal binary as given, or as resolved once by the CLI.
     pub temporal_bin: Option<PathBuf>,
     /// Temporal database.
@@ -153,13 +156,21 @@ impl Effective {
             #[serde(skip_serializing_if = "Option::is_none")]
             services: Option<&'a std::collections::BTreeMap<String, services::ServiceDecl>>,
         }
+        let mut temporal = self.options.clone();
+        temporal.otlp_endpoint = temporal.otlp_endpoint.map(|u| crate::redact::url(&u));
+        let services = self
+            .file
+            .as_ref()
+            .map(|f| {
+                f.services
+                    .iter()
+                    .map(|(n, d)| (n.clone(), d.redacted()))
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            })
+            .filter(|s| !s.is_empty());
         let doc = Doc {
-            temporal: &self.options,
-            services: self
-                .file
-                .as_ref()
-                .map(|f| &f.services)
-                .filter(|s| !s.is_empty()),
+            temporal: &temporal,
+            services: services.as_ref(),
         };
         toml::to_string(&doc).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
@@ -255,6 +266,26 @@ impl Problems<'_> {
         addr
     }
 
+    /// Host names: letters, digits, '-', '.' and '_' only.
+    fn allowed_hosts(&mut self, a: &Options) -> Vec<String> {
+        for h in &a.http_allowed_hosts {
+            let ok = !h.is_empty()
+                && h.len() <= 253
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            if !ok {
+                self.push(
+                    "http_allowed_hosts",
+                    format!("{h:?} is not a host name (no port, no scheme)"),
+                );
+            }
+        }
+        a.http_allowed_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect()
+    }
+
     fn failure_threshold(&mut self, a: &Options) -> u32 {
         match u32::try_from(a.failure_threshold) {
             Ok(n) if (1..=1000).contains(&n) => n,
@@ -328,6 +359,7 @@ impl Config {
             ui_port,
             http_addr: p.http_addr(a, ui_port),
             allow_remote_http: a.allow_remote_http,
+            http_allowed_hosts: p.allowed_hosts(a),
             temporal_bin: a.temporal_bin.clone(),
             db_file: a.db_file.clone().unwrap_or_else(|| home.db_file()),
             temporal_metrics_port: a.temporal_metrics_port,

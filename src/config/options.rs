@@ -44,6 +44,17 @@ pub struct Options {
     /// Allow --http-addr on a non-loopback address (exposes status and metrics).
     #[arg(long, env = "STIGMER_ALLOW_REMOTE_HTTP")]
     pub allow_remote_http: bool,
+    /// A host name the HTTP server answers to besides IP addresses and
+    /// `localhost` (e.g. a Kubernetes Service's); repeatable. Requests
+    /// naming any other host get 403, but `/livez` and `/readyz`.
+    #[arg(
+        long = "http-allowed-host",
+        env = "STIGMER_HTTP_ALLOWED_HOST",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub http_allowed_hosts: Vec<String>,
     /// Temporal CLI binary [default: `temporal` on PATH].
     #[arg(long, env = "STIGMER_TEMPORAL_BIN", value_name = "PATH")]
     pub temporal_bin: Option<PathBuf>,

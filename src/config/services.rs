@@ -213,9 +213,14 @@ impl ServiceSpec {
     }
 }
 
+/// Longest service name: its log and rotated generations
+/// (`NAME.log.2`) must be file names well within the 255-byte limit.
+pub const MAX_NAME: usize = 64;
+
 /// Is `name` a valid service name?
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
+        && name.len() <= MAX_NAME
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
@@ -303,6 +308,29 @@ fn check_url(url: &str) -> Result<(), String> {
 }
 
 impl ServiceDecl {
+    /// This declaration as it may be shown: credentials in its command,
+    /// environment and probe URLs masked (see [`crate::redact`]).
+    pub fn redacted(&self) -> ServiceDecl {
+        let probe = |p: &Option<ProbeDecl>| {
+            p.clone().map(|mut p| {
+                p.http = p.http.map(|u| crate::redact::url(&u));
+                p.exec = p.exec.map(|a| crate::redact::argv(&a));
+                p
+            })
+        };
+        ServiceDecl {
+            command: crate::redact::argv(&self.command),
+            env: self
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), crate::redact::value(k, v)))
+                .collect(),
+            ready: probe(&self.ready),
+            health: probe(&self.health),
+            ..self.clone()
+        }
+    }
+
     /// Check this declaration of service `name`, whose relative paths are
     /// relative to `base` (the configuration file's directory). Errors
     /// name the key.
@@ -311,7 +339,9 @@ impl ServiceDecl {
             return Err("`temporal` is the built-in service; choose another name".into());
         }
         if !valid_name(name) {
-            return Err("the name must be lowercase letters, digits, '-' or '_'".into());
+            return Err(format!(
+                "the name must be 1-{MAX_NAME} lowercase letters, digits, '-' or '_'"
+            ));
         }
         if self.command.first().is_none_or(|p| p.is_empty()) {
             return Err("command: must name a program (a non-empty list, no shell)".into());

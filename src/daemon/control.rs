@@ -33,9 +33,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Upgrade {
     /// The binary that takes over.
     pub binary: PathBuf,
-    /// Test-only fault to inject (see [`super::upgrade`]).
-    #[serde(default)]
-    pub fault: Option<String>,
 }
 
 /// An upgrade request, with the connection to answer on (by whichever
@@ -186,6 +183,18 @@ pub fn query(path: &Path, request: &str, timeout: Duration) -> Result<String, St
     use std::io::{BufRead, Write};
     let mut s = std::os::unix::net::UnixStream::connect(path)
         .map_err(|e| format!("cannot reach the daemon at {}: {e}", path.display()))?;
+    // Only a daemon of this user is believed (or given a request): the
+    // socket's directory is ours, but trust is checked, not assumed.
+    let peer = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| format!("cannot identify the daemon at {}: {e}", path.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if peer.uid() != me {
+        return Err(format!(
+            "{} is served by uid {}, not by you (uid {me}): not asked",
+            path.display(),
+            peer.uid()
+        ));
+    }
     s.set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     // One write: the daemon reads a line, and a line in two writes costs

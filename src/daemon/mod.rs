@@ -17,13 +17,16 @@ pub mod control;
 pub mod handover;
 pub mod notify;
 pub mod preflight;
+pub mod takeover;
 pub mod upgrade;
 
 use crate::config::Config;
 use crate::config::services::TEMPORAL;
+use crate::disk::Disk;
 use crate::exit::Failure;
 use crate::http::{self, AppState};
 use crate::lock::InstanceLock;
+use crate::logfile::Logs;
 use crate::metrics::Metrics;
 use crate::pidfile::{self, PidRecord};
 use crate::process::{Identity, Spawner, ports};
@@ -36,9 +39,10 @@ use crate::supervisor::policy::Policy;
 use crate::supervisor::registry::SharedRegistry;
 use crate::supervisor::stack::{Ended, Runner, Stack};
 use crate::supervisor::unit::Unit;
-use crate::supervisor::{Actor, Command, Halt, Handle, Observer, Observers};
+use crate::supervisor::{Actor, Command, Context, Halt, Handle, Observer, Observers};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -83,9 +87,11 @@ pub fn run(
 }
 
 /// Continue, in this process, the daemon an upgrade handed over (see
-/// [`upgrade`]): same lock, listeners and children.
-pub fn take_over(h: upgrade::Handover) -> Result<(), Failure> {
-    let start = Start::Adopt(Box::new(h));
+/// [`takeover`]): same lock, listeners and children. `serving` is set
+/// once its processes are supervised again (past that, a failure is no
+/// longer handed back).
+pub fn take_over(h: upgrade::Handover, serving: Arc<AtomicBool>) -> Result<(), Failure> {
+    let start = Start::Adopt(Box::new(h), serving);
     on_threads(Reporter::default(), move |spawner| {
         serve(start, spawner, Reporter::default())
     })
@@ -103,6 +109,15 @@ where
     let worker = std::thread::Builder::new()
         .name("stigmer-daemon".into())
         .spawn(move || {
+            // However this thread ends (a panic too), the spawning loop
+            // on the main thread ends with it.
+            struct Quit(Spawner);
+            impl Drop for Quit {
+                fn drop(&mut self) {
+                    self.0.quit();
+                }
+            }
+            let _quit = Quit(quit);
             let result = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("stigmer-http")
@@ -116,7 +131,6 @@ where
                     message: f.to_string(),
                 });
             }
-            quit.quit();
             result
         })?;
     spawn_loop.run();
@@ -133,19 +147,21 @@ enum Start {
         bin: PathBuf,
         lock: InstanceLock,
     },
-    /// An upgrade's handover (or a handover handed back).
-    Adopt(Box<upgrade::Handover>),
+    /// An upgrade's handover (or a handover handed back), and the flag
+    /// set once its processes are supervised.
+    Adopt(Box<upgrade::Handover>, Arc<AtomicBool>),
 }
 
 async fn serve(start: Start, spawner: Spawner, reporter: Reporter) -> Result<(), Failure> {
     // First of all, so a stop that arrives during startup is handled
     // (SIGTERM's default action would skip every cleanup).
     let mut signals = Signals::install()?;
+    let logs = Logs::start(Disk::start()?)?;
     let mut daemon = match start {
         Start::Fresh { cfg, bin, lock } => {
-            Daemon::fresh(*cfg, bin, lock, &spawner, &reporter).await?
+            Daemon::fresh(*cfg, bin, lock, &spawner, &logs, &reporter).await?
         }
-        Start::Adopt(h) => upgrade::adopt_or_hand_back(*h, &spawner).await?,
+        Start::Adopt(h, serving) => takeover::adopt(*h, &spawner, &logs, &serving).await?,
     };
     loop {
         match signals.wait(&mut daemon).await {
@@ -168,6 +184,8 @@ pub struct Daemon {
     upgrades: mpsc::Receiver<control::UpgradeRequest>,
     follow: Option<tokio::task::JoinHandle<()>>,
     pid_file: RemovePidFile,
+    /// The disk thread and the pumps' runtime.
+    logs: Logs,
 }
 
 impl Daemon {
@@ -178,6 +196,7 @@ impl Daemon {
         bin: PathBuf,
         lock: InstanceLock,
         spawner: &Spawner,
+        logs: &Logs,
         reporter: &Reporter,
     ) -> Result<Daemon, Failure> {
         for note in preflight::run(&cfg).await? {
@@ -196,16 +215,20 @@ impl Daemon {
             },
         });
         let metrics = Arc::new(Metrics::new().map_err(|e| Failure::Internal(e.to_string()))?);
-        let supervisor = Supervisor::start(
-            &info,
-            SharedRegistry::new(lock, info.config.home.pid_file(), record),
-            metrics.clone(),
-            spawner,
-            Some(reporter),
-            None,
-        )?;
+        let ctx = Context {
+            registry: SharedRegistry::new(
+                lock,
+                info.config.home.pid_file(),
+                record,
+                logs.disk.clone(),
+                false,
+            ),
+            spawner: spawner.clone(),
+            logs: logs.clone(),
+        };
+        let supervisor = Supervisor::start(&info, ctx, metrics.clone(), Some(reporter), None)?;
         let control = control::Control::bind(&info.config.home.control_socket());
-        Daemon::serving(info, metrics, supervisor, listener, control, pid_file)
+        Daemon::serving(info, metrics, supervisor, listener, control, pid_file, logs)
     }
 
     /// Start serving HTTP and the control socket beside the supervisor.
@@ -216,6 +239,7 @@ impl Daemon {
         listener: tokio::net::TcpListener,
         control: std::io::Result<control::Control>,
         pid_file: RemovePidFile,
+        logs: &Logs,
     ) -> Result<Daemon, Failure> {
         use std::os::fd::AsFd;
         let http_socket = listener.as_fd().try_clone_to_owned()?;
@@ -242,6 +266,7 @@ impl Daemon {
             upgrades,
             follow,
             pid_file,
+            logs: logs.clone(),
         })
     }
 
@@ -259,6 +284,9 @@ impl Daemon {
             c.close(true);
         }
         self.http.stop().await;
+        // What was queued for the logs is written before the PID file goes
+        // (bounded: a stalled disk does not hold the stop forever).
+        self.logs.disk.sync(crate::disk::STALL_BOUND).await;
         outcome
     }
 }
@@ -356,7 +384,7 @@ type SupervisorOutcome = Result<Result<Ended, String>, oneshot::error::RecvError
 /// The supervisor on its own thread and current-thread runtime.
 struct Supervisor {
     handle: Handle,
-    registry: SharedRegistry,
+    ctx: Context,
     halt: watch::Sender<Option<Halt>>,
     done: oneshot::Receiver<Result<Ended, String>>,
 }
@@ -366,14 +394,16 @@ impl Supervisor {
     /// from a handover's frozen units instead of starting them.
     fn start(
         info: &DaemonInfo,
-        registry: SharedRegistry,
+        ctx: Context,
         metrics: Arc<Metrics>,
-        spawner: &Spawner,
         reporter: Option<&Reporter>,
         adopted: Option<Vec<(String, FrozenUnit)>>,
     ) -> Result<Self, Failure> {
-        let mut stack = build_stack(info, &registry, &metrics, spawner, adopted)?;
+        let mut stack = build_stack(info, &ctx, &metrics, adopted)?;
         let handle = stack.handle();
+        for u in &handle.units {
+            metrics.watch_log(&u.name, u.log.clone());
+        }
         let reporter = reporter.cloned();
         let ready_handle = handle.clone();
         let (halt, mut halt_rx) = watch::channel(None);
@@ -419,7 +449,7 @@ impl Supervisor {
             })?;
         Ok(Supervisor {
             handle,
-            registry,
+            ctx,
             halt,
             done,
         })
@@ -462,9 +492,8 @@ impl Supervisor {
 /// `adopted`, each continues from its frozen state.
 fn build_stack(
     info: &DaemonInfo,
-    registry: &SharedRegistry,
+    ctx: &Context,
     metrics: &Arc<Metrics>,
-    spawner: &Spawner,
     adopted: Option<Vec<(String, FrozenUnit)>>,
 ) -> Result<Stack, Failure> {
     let cfg = &info.config;
@@ -500,7 +529,7 @@ fn build_stack(
                 addr,
                 cfg.health_interval,
                 cfg.health_timeout,
-                registry.clone(),
+                ctx.registry.clone(),
             );
             let mut w = w.with_observer(observe(TEMPORAL));
             match take(TEMPORAL)? {
@@ -512,7 +541,7 @@ fn build_stack(
         }
         None => {
             let unit = Unit::temporal(cfg, &info.binary, info.policy.clone());
-            let (a, h) = Actor::new(unit, registry.clone(), spawner.clone());
+            let (a, h) = Actor::new(unit, ctx);
             let mut a = a.with_observer(observe(TEMPORAL));
             match take(TEMPORAL)? {
                 None => startups.push((TEMPORAL.to_string(), a.notify_startup())),
@@ -526,8 +555,8 @@ fn build_stack(
     };
     members.push(temporal);
     for s in &cfg.services {
-        let unit = Unit::service(s, cfg, info.policy.clone(), spawner);
-        let (a, h) = Actor::new(unit, registry.clone(), spawner.clone());
+        let unit = Unit::service(s, cfg, info.policy.clone(), &ctx.spawner);
+        let (a, h) = Actor::new(unit, ctx);
         let mut a = a.with_observer(observe(&s.name));
         match take(&s.name)? {
             None => startups.push((s.name.clone(), a.notify_startup())),

@@ -5,7 +5,7 @@
 //! is alive, and `STOPPING=1` at shutdown. Without `NOTIFY_SOCKET` nothing
 //! is sent. The variables are not passed on to the children.
 
-use crate::supervisor::{Handle, UnitHandle};
+use crate::supervisor::Handle;
 use sd_notify::NotifyState;
 use std::time::Duration;
 
@@ -65,9 +65,10 @@ impl Systemd {
         loop {
             tokio::select! {
                 _ = ticker.tick(), if ping.is_some() => {
-                    // Only while every supervisor lives: a dead loop must
-                    // let the manager's watchdog fire.
-                    if handle.units.iter().all(UnitHandle::alive) {
+                    // Only while the supervisor loop beats and every unit's
+                    // supervisor lives: a stuck loop must let the
+                    // manager's watchdog fire.
+                    if handle.alive() {
                         self.send(&[NotifyState::Watchdog]);
                     }
                 }

@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::exit::Failure;
 use crate::pidfile::{self, PidFile};
-use crate::process::{self, Identity, Verdict, ports};
+use crate::process::{self, GroupOwner, Identity, Verdict, group, ports};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -81,6 +81,10 @@ pub async fn reclaim_orphans(
         PidFile::Corrupt(why) => notes.push(format!(
             "ignored unusable PID file ({why}); nothing signalled"
         )),
+        PidFile::Record(r) if r.from_another_boot() => notes.push(
+            "ignored the PID file of an earlier boot: every process it names is gone; nothing signalled"
+                .into(),
+        ),
         PidFile::Record(r) => {
             if r.daemon.pid as u32 != std::process::id() && r.daemon.verify() == Verdict::Match {
                 return Err(Failure::StartFailed(format!(
@@ -103,18 +107,22 @@ pub async fn reclaim_orphans(
 
 /// Reclaim one process a dead daemon recorded (`what` names it): stop it
 /// when it verifies, wait out its exit when it is already exiting, and
-/// kill what is left of its process group when its leader is gone (the
-/// group id stays reserved while any member lives, so the members are
-/// ours). A process that does not verify is left alone and reported.
+/// kill what is left of its process group when its leader is gone and
+/// the group is still ours ([`group::owner`]: never on the group id
+/// alone). Anything that does not verify is left alone and reported.
 async fn reclaim(what: &str, t: &Identity, grace: Duration) -> Result<Option<String>, Failure> {
     let pid = t.pid;
+    let owner = group::owner(t);
+    if let GroupOwner::Foreign(why) = &owner {
+        return Ok(Some(format!(
+            "stale PID file entry for {what}: {why}; that group was left alone"
+        )));
+    }
     let note = match t.verify() {
         Verdict::Match => {
-            process::group::terminate_group(t.pgid, grace)
-                .await
-                .map_err(|e| {
-                    Failure::Internal(format!("cannot stop orphaned {what} pid {pid}: {e}"))
-                })?;
+            group::terminate_group(t.pgid, grace).await.map_err(|e| {
+                Failure::Internal(format!("cannot stop orphaned {what} pid {pid}: {e}"))
+            })?;
             return Ok(Some(format!(
                 "stopped orphaned {what} (pid {pid}) left by a dead daemon"
             )));
@@ -127,7 +135,7 @@ async fn reclaim(what: &str, t: &Identity, grace: Duration) -> Result<Option<Str
         // Killed with its daemon, its leader a zombie while other threads
         // still close its sockets: wait for the exit event.
         Verdict::Exiting => None,
-        Verdict::Gone if process::group::group_alive(t.pgid) => Some(format!(
+        Verdict::Gone if owner == GroupOwner::Ours => Some(format!(
             "stopped what was left of orphaned {what}'s process group ({})",
             t.pgid
         )),

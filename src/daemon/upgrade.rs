@@ -7,63 +7,63 @@
 //! pidfd-and-waitpid exit events on our own children; see the README.)
 //!
 //! Asked over its control socket, the running daemon
-//! 1. freezes every unit's supervisor: the processes keep running; their
+//! 1. opens the new binary once and refuses it unless it is a regular
+//!    executable file owned by us (or root) that nobody else can write:
+//!    the file checked is the file executed, through that one fd;
+//! 2. freezes every unit's supervisor: the processes keep running; their
 //!    state, restart history, timers and output pipes come back as
-//!    [`FrozenUnit`]s (the log pumps write out what they had read),
-//! 2. stops serving HTTP and the control socket but keeps both listening
+//!    [`FrozenUnit`]s (the log pumps queue what they had read, and the
+//!    disk thread writes it out),
+//! 3. stops serving HTTP and the control socket but keeps both listening
 //!    sockets open (connections queue in the kernel meanwhile) and a
 //!    second fd on the instance lock (it is never free),
-//! 3. writes the [`Handover`] (configuration, PID record, those fds, the
+//! 4. writes the [`Handover`] (configuration, PID record, those fds, the
 //!    client's connection and an fd on its own executable, the frozen
-//!    units, the metric values) to a memory file,
-//! 4. runs the new binary as a child on that exact handover first
-//!    (`local start --foreground --home HOME --takeover-check`, the exec's
-//!    command line but for its last flag): a binary that cannot read it, exits or
-//!    hangs is refused, and this daemon continues from the same handover
+//!    units, the metric values, and a fresh random nonce) to a memory
+//!    file,
+//! 5. runs the new binary (that fd) as a child on that exact handover
+//!    first: `daemon takeover --check`, the takeover entry itself, which
+//!    must parse it and answer with the nonce and the units it read.
+//!    A binary that cannot, that exits, hangs, or merely prints something
+//!    is refused, and this daemon continues from the same handover
 //!    (nothing was restarted),
-//! 5. execs the new binary from its main thread, the thread every
-//!    supervised process was spawned from: `execve` ends every other
-//!    thread, and `PR_SET_PDEATHSIG` fires when the *spawning* thread
-//!    exits, which this one never does.
+//! 6. execs that fd from its main thread, the thread every supervised
+//!    process was spawned from: `execve` ends every other thread, and
+//!    `PR_SET_PDEATHSIG` fires when the *spawning* thread exits, which
+//!    this one never does.
 //!
-//! The new program (same pid, lock, listeners and children) adopts the
-//! handover and answers the client. If it cannot, it execs the previous
-//! binary (through the fd it was handed) with the same handover, which
-//! continues and answers the client with the reason.
+//! The new program (same pid, lock, listeners and children) takes over in
+//! [`super::takeover`]; every failure there hands the untouched handover
+//! back to the previous binary.
 
-use super::{Daemon, RemovePidFile, Supervisor, control};
+use super::takeover::{self, HandBack};
+use super::{Daemon, control};
 use crate::cli::LogFormat;
 use crate::config::Config;
 use crate::exit::Failure;
-use crate::lock::InstanceLock;
-use crate::metrics::{Carried, Metrics};
-use crate::pidfile::{self, PidRecord};
+use crate::metrics::Carried;
+use crate::pidfile::PidRecord;
+use crate::process::Spawner;
 use crate::process::spawn::{ExecSpec, Program, close_on_exec, keep_across_exec};
-use crate::process::{Identity, Spawner};
-use crate::status::DaemonInfo;
 use crate::supervisor::frozen::{FrozenUnit, mono};
 use crate::supervisor::policy::Policy;
-use crate::supervisor::registry::SharedRegistry;
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The handover's format; a binary that speaks another is refused.
-pub const PROTOCOL: u32 = 1;
+/// The handover's format: 2 since the nonce and the `daemon takeover`
+/// entry; 1 is 0.1.0's (`local start --takeover-check` / `--takeover-fd`),
+/// which this binary still takes over from.
+pub const PROTOCOL: u32 = 2;
 
 /// How long the new binary may take to check the handover.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Test-only fault switch, read by the binary taking over: `exit` (it
-/// exits at once when run for the handover, so the check refuses it),
-/// `hang` (the check times out), `takeover` (it passes the check, then
-/// fails to adopt after the exec and hands back to the previous binary).
-pub const FAULT_VAR: &str = "STIGMER_UPGRADE_FAULT";
 
 /// A program: its version and executable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,27 +101,10 @@ pub struct Fds {
     pub previous_exe: RawFd,
 }
 
-impl Handover {
-    /// Every fd the handover carries: [`Fds`] and each child's pipes.
-    fn fds(&self) -> Vec<RawFd> {
-        let f = &self.fds;
-        let mut v = vec![f.lock, f.http, f.client, f.previous_exe];
-        v.extend(f.control);
-        for (_, unit) in &self.units {
-            if let FrozenUnit::Managed(a) = unit
-                && let Some(c) = &a.child
-            {
-                v.extend(&c.pipes);
-            }
-        }
-        v
-    }
-}
-
 /// Everything the next daemon continues from.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Handover {
-    /// [`PROTOCOL`].
+    /// [`PROTOCOL`] (1 from 0.1.0).
     pub protocol: u32,
     /// The daemon that wrote it.
     pub from: Binary,
@@ -146,12 +129,54 @@ pub struct Handover {
     /// When the upgrade was asked for.
     #[serde(with = "mono")]
     pub requested_at: Instant,
-    /// [`FAULT_VAR`]'s value for the binary taking over.
-    pub fault: Option<String>,
+    /// A random value the check must echo: only a program that parsed
+    /// this handover knows it. (Absent in protocol 1.)
+    #[serde(default)]
+    pub nonce: String,
     /// Set when the handover comes back after a failed takeover: why.
     pub rollback: Option<String>,
     /// The supervised processes' pids before the upgrade (for the answer).
     pub temporal_pid: Option<i32>,
+}
+
+impl Handover {
+    /// Every fd the handover carries: [`Fds`] and each child's pipes.
+    pub fn fds(&self) -> Vec<RawFd> {
+        let f = &self.fds;
+        let mut v = vec![f.lock, f.http, f.client, f.previous_exe];
+        v.extend(f.control);
+        for (_, unit) in &self.units {
+            if let FrozenUnit::Managed(a) = unit
+                && let Some(c) = &a.child
+            {
+                v.extend(&c.pipes);
+            }
+        }
+        v
+    }
+
+    /// The check's answer to this handover.
+    pub fn check_reply(&self) -> CheckReply {
+        CheckReply {
+            protocol: PROTOCOL,
+            version: env!("CARGO_PKG_VERSION").into(),
+            nonce: self.nonce.clone(),
+            units: self.units.iter().map(|(n, _)| n.clone()).collect(),
+        }
+    }
+}
+
+/// What `daemon takeover --check` answers (one JSON line on stdout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReply {
+    /// The protocol it speaks.
+    pub protocol: u32,
+    /// Its version.
+    pub version: String,
+    /// The handover's nonce, as it read it.
+    pub nonce: String,
+    /// The units it read, in order.
+    pub units: Vec<String>,
 }
 
 /// The answer to a successful upgrade.
@@ -169,6 +194,53 @@ pub struct Upgraded {
     pub temporal_pid: Option<i32>,
 }
 
+/// Open the binary an upgrade would run, once, and refuse it unless it is
+/// a regular, executable file owned by us or root that neither its group
+/// nor others can write (whoever can write it could run code as us).
+pub fn open_binary(path: &Path) -> Result<File, String> {
+    let shown = path.display();
+    let file = File::open(path).map_err(|e| format!("cannot open {shown}: {e}"))?;
+    let m = file
+        .metadata()
+        .map_err(|e| format!("cannot inspect {shown}: {e}"))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !m.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    if m.mode() & 0o111 == 0 {
+        return Err(format!("{shown} is not executable"));
+    }
+    if m.uid() != me && m.uid() != 0 {
+        return Err(format!(
+            "{shown} is owned by uid {}, not by you (uid {me}) or root",
+            m.uid()
+        ));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{shown} is writable by its group or by others (mode {:o}); run `chmod go-w {shown}`",
+            m.mode() & 0o7777
+        ));
+    }
+    Ok(file)
+}
+
+/// 16 random bytes, hex.
+fn nonce() -> String {
+    let mut b = [0u8; 16];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        // The kernel always has entropy for 16 bytes after boot; if not,
+        // the time still makes a fake answer wrong.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        b = t.to_le_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// Carry out an upgrade request in the running daemon `d`. Returns only
 /// when the new binary did not take over: the daemon then continues
 /// (from the same handover) and the client hears why.
@@ -179,7 +251,8 @@ pub(super) async fn perform(
 ) -> Result<Daemon, Failure> {
     let requested_at = Instant::now();
     let control::UpgradeRequest { upgrade, client } = request;
-    tracing::info!(binary = %upgrade.binary.display(), "upgrade requested");
+    let path = upgrade.binary;
+    tracing::info!(binary = %path.display(), "upgrade requested");
     let refuse = |mut client: std::os::unix::net::UnixStream, why: String| {
         tracing::warn!(reason = %why, "upgrade refused");
         let _ = writeln!(client, "error {why}");
@@ -191,8 +264,15 @@ pub(super) async fn perform(
         );
         return Ok(d);
     }
-    let opened = std::fs::File::open("/proc/self/exe").and_then(|previous| {
-        let lock = d.supervisor.registry.lock_clone()?;
+    let binary = match open_binary(&path) {
+        Ok(f) => f,
+        Err(why) => {
+            refuse(client, why);
+            return Ok(d);
+        }
+    };
+    let opened = File::open("/proc/self/exe").and_then(|previous| {
+        let lock = d.supervisor.ctx.registry.lock_clone()?;
         Ok((previous, lock))
     });
     let (previous, lock) = match opened {
@@ -202,7 +282,7 @@ pub(super) async fn perform(
             return Ok(d);
         }
     };
-    let record = d.supervisor.registry.record();
+    let record = d.supervisor.ctx.registry.record();
     let temporal_pid = d
         .supervisor
         .handle
@@ -221,6 +301,7 @@ pub(super) async fn perform(
         control,
         follow,
         pid_file,
+        logs,
         ..
     } = d;
     let units = supervisor.freeze().await.map_err(|e| {
@@ -252,47 +333,49 @@ pub(super) async fn perform(
         units,
         metrics: metrics.carry(),
         requested_at,
-        fault: upgrade.fault.clone(),
+        nonce: nonce(),
         rollback: None,
         temporal_pid,
     };
     drop(metrics);
-    let why = match check(&upgrade.binary, &h).await {
+    // What the pumps read before they handed their pipes back is on disk
+    // before another program writes these logs.
+    if !logs.disk.sync(crate::disk::STALL_BOUND).await {
+        tracing::warn!("the disk did not write the logs' last lines before the upgrade");
+    }
+    let why = match check(&binary, &path, &h).await {
         Ok(version) => {
-            tracing::info!(binary = %upgrade.binary.display(), version = %version, "the new binary read the handover; exec");
-            match CString::new(upgrade.binary.as_os_str().as_bytes()) {
-                Ok(path) => exec(spawner, Program::Path(path), &upgrade.binary, &h).await,
-                Err(e) => e.to_string(),
-            }
+            tracing::info!(binary = %path.display(), version = %version, "the new binary read the handover; exec");
+            let argv = takeover::argv(
+                path.as_os_str().as_bytes(),
+                h.config.home.root().to_path_buf(),
+                false,
+                h.fds.previous_exe,
+            );
+            exec(spawner, Program::Fd(binary.into()), &path, &h, argv).await
         }
         Err(why) => why,
     };
     tracing::warn!(reason = %why, "upgrade refused; this daemon continues");
     let mut h = h;
     h.rollback = Some(why);
-    adopt(h, spawner)
+    takeover::adopt_here(h, spawner, &logs).await
 }
 
-/// Run `binary` on the handover as a child (`local start --foreground
-/// --home HOME --takeover-check`): its version when it read it, else why
-/// not.
-async fn check(binary: &Path, h: &Handover) -> Result<String, String> {
+/// Run `binary` (the open file at `path`) on the handover as a child
+/// (`daemon takeover --check`, the handover on its stdin): its version
+/// when it read this very handover, else why not.
+async fn check(binary: &File, path: &Path, h: &Handover) -> Result<String, String> {
     let json = serde_json::to_vec(h).map_err(|e| e.to_string())?;
-    let mut cmd = tokio::process::Command::new(binary);
-    // The command line the exec will use, but for the last flag: the new
-    // binary parses exactly what it will parse then.
-    cmd.args(["local", "start", "--foreground", "--home"])
-        .arg(h.config.home.root())
-        .arg("--takeover-check")
-        .env_remove(FAULT_VAR)
+    // The fd, not the path: the file checked is the file executed.
+    let mut cmd = tokio::process::Command::new(format!("/proc/self/fd/{}", binary.as_raw_fd()));
+    cmd.arg0(path)
+        .args(["daemon", "takeover", "--check"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    if let Some(f) = &h.fault {
-        cmd.env(FAULT_VAR, f);
-    }
-    let shown = binary.display();
+    let shown = path.display();
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {shown}: {e}"))?;
@@ -314,9 +397,15 @@ async fn check(binary: &Path, h: &Handover) -> Result<String, String> {
             ));
         }
     };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    match stdout.trim().strip_prefix("ok ") {
-        Some(version) if out.status.success() => Ok(version.to_string()),
+    let reply = serde_json::from_slice::<CheckReply>(out.stdout.trim_ascii()).ok();
+    let want = h.check_reply();
+    match reply {
+        Some(r) if out.status.success() && r.nonce == want.nonce && r.units == want.units => {
+            Ok(r.version)
+        }
+        Some(_) if out.status.success() => Err(format!(
+            "{shown} answered the check with something other than what the handover says"
+        )),
         _ => {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let said = stderr
@@ -333,10 +422,21 @@ async fn check(binary: &Path, h: &Handover) -> Result<String, String> {
     }
 }
 
-/// Exec `program` (the file at `path`) on the handover. Returns only if
-/// the exec failed, with why.
-async fn exec(spawner: &Spawner, program: Program, path: &Path, h: &Handover) -> String {
-    let state = match write_state(h) {
+/// Exec `program` (the file at `path`) on the handover `h` with `argv`
+/// (whose state fd is filled in here). Returns only if the exec failed,
+/// with why.
+pub(super) async fn exec(
+    spawner: &Spawner,
+    program: Program,
+    path: &Path,
+    h: &Handover,
+    argv: HandBack,
+) -> String {
+    let json = match serde_json::to_vec(h) {
+        Ok(j) => j,
+        Err(e) => return format!("cannot write the handover: {e}"),
+    };
+    let state = match takeover::memfd(&json) {
         Ok(fd) => fd,
         Err(e) => return format!("cannot write the handover: {e}"),
     };
@@ -348,241 +448,25 @@ async fn exec(spawner: &Spawner, program: Program, path: &Path, h: &Handover) ->
     }
     let spec = ExecSpec {
         program,
-        argv: argv(
-            path.as_os_str().as_bytes(),
-            h.config.home.root(),
-            state.as_raw_fd(),
-        ),
-        env: environment(h.fault.as_deref()),
+        argv: argv.with_state(state.as_raw_fd()),
+        env: environment(),
     };
     let err = spawner.exec(spec).await;
     for &fd in &fds {
-        // SAFETY: as above (the program fd is closed by now; harmless).
+        // SAFETY: as above.
         let _ = close_on_exec(&unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
     }
     format!("cannot exec {}: {err}", path.display())
 }
 
-/// The daemon's command line, as `ps` shows it: what it is (a
-/// foreground daemon of HOME), and where its handover is.
-fn argv(program: &[u8], home: &Path, state_fd: RawFd) -> Vec<CString> {
-    let arg = |s: &[u8]| CString::new(s).unwrap_or_default();
-    vec![
-        arg(program),
-        arg(b"local"),
-        arg(b"start"),
-        arg(b"--foreground"),
-        arg(b"--home"),
-        arg(home.as_os_str().as_bytes()),
-        arg(b"--takeover-fd"),
-        arg(state_fd.to_string().as_bytes()),
-    ]
-}
-
-/// This process's environment for the next program, with the fault
-/// switch set as asked.
-fn environment(fault: Option<&str>) -> Vec<CString> {
-    let mut env: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| k != FAULT_VAR)
+/// This process's environment, for the next program.
+pub(super) fn environment() -> Vec<CString> {
+    std::env::vars_os()
         .filter_map(|(k, v)| {
             let mut kv = k.as_bytes().to_vec();
             kv.push(b'=');
             kv.extend_from_slice(v.as_bytes());
             CString::new(kv).ok()
         })
-        .collect();
-    if let Some(f) = fault
-        && let Ok(kv) = CString::new(format!("{FAULT_VAR}={f}"))
-    {
-        env.push(kv);
-    }
-    env
-}
-
-/// The handover as JSON in a memory file, positioned at its start.
-fn write_state(h: &Handover) -> std::io::Result<OwnedFd> {
-    use std::io::Seek;
-    let fd =
-        nix::sys::memfd::memfd_create(c"stigmer-upgrade", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
-    let mut file = std::fs::File::from(fd);
-    file.write_all(&serde_json::to_vec(h).map_err(std::io::Error::other)?)?;
-    file.rewind()?;
-    Ok(file.into())
-}
-
-/// Continue from `h` in this process: after the exec (the new binary),
-/// after a hand-back (the previous one), or when the new binary was
-/// refused (no exec at all). When the new binary cannot, it hands `h`
-/// back to the previous one.
-pub(super) async fn adopt_or_hand_back(h: Handover, spawner: &Spawner) -> Result<Daemon, Failure> {
-    let refusal = if h.rollback.is_none() && h.fault.as_deref() == Some("takeover") {
-        Some(format!("test fault {FAULT_VAR}=takeover"))
-    } else {
-        validate(&h).err()
-    };
-    match refusal {
-        None => adopt(h, spawner),
-        Some(why) if h.rollback.is_none() => Err(hand_back(h, why, spawner).await),
-        // Even the previous binary cannot continue: nothing is left to try.
-        Some(why) => Err(Failure::Internal(format!(
-            "cannot continue after an upgrade: {why}"
-        ))),
-    }
-}
-
-/// Everything [`adopt`] relies on, checked before anything is taken
-/// over, so a refusal leaves the handover intact for the previous binary.
-fn validate(h: &Handover) -> Result<(), String> {
-    if h.protocol != PROTOCOL {
-        return Err(format!(
-            "handover protocol {} (this binary speaks {PROTOCOL})",
-            h.protocol
-        ));
-    }
-    for fd in h.fds() {
-        // SAFETY: F_GETFD only asks whether the fd is open.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-            return Err(format!("fd {fd} of the handover is not open"));
-        }
-    }
-    let lock_path = h.config.home.lock_file();
-    let (Ok(held), Ok(on_disk)) = (
-        nix::sys::stat::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(h.fds.lock) }),
-        nix::sys::stat::stat(&lock_path),
-    ) else {
-        return Err(format!("cannot check the lock {}", lock_path.display()));
-    };
-    if (held.st_dev, held.st_ino) != (on_disk.st_dev, on_disk.st_ino) {
-        return Err(format!("{} is not the lock held", lock_path.display()));
-    }
-    for (name, unit) in &h.units {
-        if let FrozenUnit::Managed(a) = unit
-            && let Some(c) = &a.child
-            && let Err(e) = crate::process::identity::pidfd_open(c.identity.pid)
-        {
-            return Err(format!("cannot watch {name} (pid {}): {e}", c.identity.pid));
-        }
-    }
-    Ok(())
-}
-
-/// Exec the previous binary on `h`, with why this one could not continue.
-/// Returns only if that failed too.
-async fn hand_back(mut h: Handover, why: String, spawner: &Spawner) -> Failure {
-    tracing::error!(reason = %why, previous = %h.from.exe, "cannot take over; handing back");
-    let previous = h.fds.previous_exe;
-    h.rollback = Some(why.clone());
-    // SAFETY: the handover's fd on the previous executable, ours alone;
-    // the next program finds it at the same number.
-    let program = unsafe { OwnedFd::from_raw_fd(previous) };
-    let path = PathBuf::from(h.from.exe.clone());
-    let err = exec(spawner, Program::Fd(program), &path, &h).await;
-    Failure::Internal(format!("{why}; and the hand-back failed: {err}"))
-}
-
-/// Take `h` over: its lock, listeners and every unit's process, then
-/// answer the client. Run [`validate`] first.
-fn adopt(h: Handover, spawner: &Spawner) -> Result<Daemon, Failure> {
-    let home = h.config.home.clone();
-    // SAFETY (all from_raw_fd below): the handover's fds, each ours alone.
-    let lock = unsafe { InstanceLock::from_inherited(h.fds.lock, &home.lock_file()) }?;
-    let http = unsafe { std::net::TcpListener::from_raw_fd(h.fds.http) };
-    close_on_exec(&http)?;
-    http.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(http)?;
-    let control = match h.fds.control {
-        Some(fd) => {
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            close_on_exec(&fd)?;
-            control::Control::adopt(fd, &home.control_socket())
-        }
-        None => control::Control::bind(&home.control_socket()),
-    };
-    let mut client = unsafe { std::os::unix::net::UnixStream::from_raw_fd(h.fds.client) };
-    close_on_exec(&client)?;
-    drop(unsafe { OwnedFd::from_raw_fd(h.fds.previous_exe) });
-    let me = Identity::of(std::process::id() as i32)
-        .ok_or_else(|| Failure::Internal("cannot read own /proc entry".into()))?;
-    let record = PidRecord {
-        daemon: me,
-        ..h.record
-    };
-    pidfile::write(&home.pid_file(), &record)?;
-    let pid_file = RemovePidFile(Some(home.pid_file()));
-    let info = Arc::new(DaemonInfo {
-        config: h.config,
-        binary: h.temporal_bin,
-        started_at_unix_ms: h.started_at_unix_ms,
-        policy: h.policy,
-    });
-    let metrics =
-        Arc::new(Metrics::with_carried(h.metrics).map_err(|e| Failure::Internal(e.to_string()))?);
-    let supervisor = Supervisor::start(
-        &info,
-        SharedRegistry::new(lock, home.pid_file(), record),
-        metrics.clone(),
-        spawner,
-        None,
-        Some(h.units),
-    )?;
-    let daemon = Daemon::serving(info, metrics, supervisor, listener, control, pid_file)?;
-    let answer = match h.rollback {
-        Some(why) => format!("error {why}"),
-        None => {
-            let done = Upgraded {
-                pid: std::process::id(),
-                from: h.from,
-                to: Binary::this(),
-                handover_ms: h.requested_at.elapsed().as_secs_f64() * 1e3,
-                temporal_pid: h.temporal_pid,
-            };
-            tracing::info!(from = %done.from.exe, to = %done.to.exe, handover_ms = done.handover_ms, "upgraded: supervising");
-            format!("ok {}", serde_json::to_string(&done).unwrap_or_default())
-        }
-    };
-    let _ = writeln!(client, "{answer}");
-    Ok(daemon)
-}
-
-/// `stigmer local start --foreground --home HOME --takeover-check`: read
-/// a handover on stdin and say whether this binary can continue from it
-/// (`ok VERSION`).
-pub fn check_main() -> Result<(), Failure> {
-    match std::env::var(FAULT_VAR).as_deref() {
-        Ok("exit") => std::process::exit(1),
-        Ok("hang") => loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        },
-        _ => {}
-    }
-    let mut json = Vec::new();
-    std::io::stdin().read_to_end(&mut json)?;
-    let h: Handover = serde_json::from_slice(&json)
-        .map_err(|e| Failure::Internal(format!("unreadable handover: {e}")))?;
-    if h.protocol != PROTOCOL {
-        return Err(Failure::Internal(format!(
-            "handover protocol {} (this binary speaks {PROTOCOL})",
-            h.protocol
-        )));
-    }
-    println!("ok {}", env!("CARGO_PKG_VERSION"));
-    Ok(())
-}
-
-/// `stigmer local start --foreground --takeover-fd N`: the program an
-/// upgrade exec'd.
-/// Continue the daemon from the handover in fd `N`.
-pub fn takeover_main(state_fd: RawFd) -> Result<(), Failure> {
-    // SAFETY: the exec'ing daemon gave us this fd.
-    let mut file = unsafe { std::fs::File::from_raw_fd(state_fd) };
-    let mut json = Vec::new();
-    file.read_to_end(&mut json)?;
-    drop(file);
-    let h: Handover = serde_json::from_slice(&json)
-        .map_err(|e| Failure::Internal(format!("unreadable handover: {e}")))?;
-    let (verbose, format) = h.log;
-    let otlp = crate::telemetry::Otlp::from_env(h.config.otlp_endpoint.as_deref());
-    let _telemetry = crate::telemetry::init(verbose, format, true, otlp);
-    tracing::info!(from = %h.from.exe, rollback = ?h.rollback, "taking over");
-    super::take_over(h)
+        .collect()
 }

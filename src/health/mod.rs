@@ -3,7 +3,9 @@
 //! runs a unit's layers in order and stops at the first failing layer that
 //! counts (process onwards). Probes only look: a failed lock or PID file
 //! layer never causes a restart; the state machine decides a repair, which
-//! the files' one writer ([`SharedRegistry`]) carries out.
+//! the files' one writer carries out. The files are asked through
+//! [`FileChecks`], off the event loop and bounded in time, so a stalled
+//! disk fails those two layers instead of stalling the round.
 //!
 //! Why layers: a crashed process is seen by its exit event long before any
 //! probe; a hung one (SIGSTOP, deadlock) still has a live pid, the right
@@ -17,7 +19,6 @@
 pub mod probes;
 
 use crate::process::Identity;
-use crate::supervisor::registry::SharedRegistry;
 use probes::{
     ExecProbe, GrpcProbe, HttpProbe, IdentityProbe, LockProbe, LogProbe, PidFileProbe, PortProbe,
     ProcessProbe, TcpProbe,
@@ -138,9 +139,10 @@ pub async fn timed<P: Probe>(probe: &P) -> Check {
     let t = Instant::now();
     let r = probe.check().await;
     let latency = t.elapsed();
+    // Reasons reach the status, the log and spans: no credentials in them.
     let (ok, reason) = match r {
-        Ok(s) => (true, s),
-        Err(s) => (false, s),
+        Ok(s) => (true, crate::redact::text(&s)),
+        Err(s) => (false, crate::redact::text(&s)),
     };
     Check {
         layer: P::LAYER,
@@ -204,11 +206,21 @@ impl Plan {
     }
 }
 
+/// Whether the instance's lock and PID file are right: answered by their
+/// one writer. Blocking (they read the disk): probes call them on the
+/// blocking pool, with a timeout.
+pub trait FileChecks: Send + Sync + 'static {
+    /// Is the lock still held through a file that its path names?
+    fn check_lock(&self) -> Result<String, String>;
+    /// Does the PID file say what it should?
+    fn check_pid_file(&self) -> Result<String, String>;
+}
+
 /// What one round needs to know about its target.
 pub struct Target {
     /// The lock and PID file's writer, asked whether both are right
     /// (Temporal's rounds only).
-    pub registry: Option<SharedRegistry>,
+    pub files: Option<Arc<dyn FileChecks>>,
     /// The process's identity (none for an external Temporal).
     pub identity: Option<Identity>,
     /// What to check after liveness.
@@ -248,9 +260,9 @@ impl Round {
 /// Run every layer of `t` in order; stop at the first counting failure.
 pub async fn round(t: Target) -> Round {
     let mut checks = Vec::new();
-    if let Some(reg) = &t.registry {
-        checks.push(timed(&LockProbe(reg.clone())).await);
-        checks.push(timed(&PidFileProbe(reg.clone())).await);
+    if let Some(files) = &t.files {
+        checks.push(timed(&LockProbe(files.clone())).await);
+        checks.push(timed(&PidFileProbe(files.clone())).await);
     }
     let pid = t.identity.as_ref().map_or(0, |id| id.pid);
     // Cheap to expensive; the first counting failure ends the round.

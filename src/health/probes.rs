@@ -1,8 +1,7 @@
 //! One [`Probe`] per layer. Each only looks, and answers with a reason.
 
-use super::{Layer, Probe};
+use super::{FileChecks, Layer, Probe};
 use crate::process::{Identity, SpawnSpec, Spawner, Verdict, proc};
-use crate::supervisor::registry::SharedRegistry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -13,23 +12,43 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 /// The gRPC service Temporal reports health for.
 pub const TEMPORAL_SERVICE: &str = "temporal.api.workflowservice.v1.WorkflowService";
 
+/// How long a look at the lock or PID file may take (a stalled disk).
+const FILE_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Ask `files` on the blocking pool, bounded by [`FILE_CHECK_TIMEOUT`].
+async fn off_loop(
+    files: &Arc<dyn FileChecks>,
+    ask: fn(&dyn FileChecks) -> Result<String, String>,
+) -> Result<String, String> {
+    let files = files.clone();
+    let call = tokio::task::spawn_blocking(move || ask(files.as_ref()));
+    match tokio::time::timeout(FILE_CHECK_TIMEOUT, call).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(format!("check failed: {e}")),
+        Err(_) => Err(format!(
+            "no answer from the disk within {} ms",
+            FILE_CHECK_TIMEOUT.as_millis()
+        )),
+    }
+}
+
 /// We still hold the lock and its path names the locked file.
-pub struct LockProbe(pub SharedRegistry);
+pub struct LockProbe(pub Arc<dyn FileChecks>);
 
 impl Probe for LockProbe {
     const LAYER: Layer = Layer::Lock;
     async fn check(&self) -> Result<String, String> {
-        self.0.check_lock()
+        off_loop(&self.0, |f| f.check_lock()).await
     }
 }
 
 /// The PID file names our current processes.
-pub struct PidFileProbe(pub SharedRegistry);
+pub struct PidFileProbe(pub Arc<dyn FileChecks>);
 
 impl Probe for PidFileProbe {
     const LAYER: Layer = Layer::PidFile;
     async fn check(&self) -> Result<String, String> {
-        self.0.check_pid_file()
+        off_loop(&self.0, |f| f.check_pid_file()).await
     }
 }
 

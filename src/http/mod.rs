@@ -24,7 +24,7 @@ pub use server::serve;
 use crate::health::GrpcChannel;
 use crate::metrics::Metrics;
 use crate::status::{DaemonInfo, LiveCheck, StatusDoc};
-use crate::supervisor::{Handle, UnitHandle};
+use crate::supervisor::Handle;
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
@@ -49,23 +49,28 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// A kept connection to Temporal's frontend, for live checks.
     pub temporal: GrpcChannel,
+    /// Host names served besides IP literals and `localhost`.
+    pub allowed_hosts: Arc<Vec<String>>,
 }
 
 impl AppState {
     /// The state over `handle`, `info` and `metrics`.
     pub fn new(handle: Handle, info: Arc<DaemonInfo>, metrics: Arc<Metrics>) -> Self {
         let temporal = GrpcChannel::new(info.config.frontend());
+        let allowed_hosts = Arc::new(info.config.http_allowed_hosts.clone());
         AppState {
             handle,
             info,
             metrics,
             temporal,
+            allowed_hosts,
         }
     }
 }
 
 /// The router with every endpoint.
 pub fn router(state: AppState) -> Router {
+    let hosts = state.allowed_hosts.clone();
     Router::new()
         .route("/", get(page))
         .route("/livez", get(livez))
@@ -76,7 +81,74 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(middleware::from_fn(deadline))
+        .layer(middleware::from_fn(move |req, next| {
+            host_check(hosts.clone(), req, next)
+        }))
+        .layer(middleware::from_fn(nosniff))
         .with_state(state)
+}
+
+/// Every answer says what it is: browsers must not guess another type.
+async fn nosniff(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+/// DNS rebinding defence: a web page can make a browser send requests to
+/// this port under a DNS name the page controls, so only hosts that
+/// cannot be rebound are served: any IP literal, `localhost` (and
+/// `*.localhost`), and the names allowed with `--http-allowed-host`.
+/// Others get 403 and no body from every endpoint that tells something;
+/// the probes (`/livez`, `/readyz`), which must work behind any Service
+/// name, and refusals (405, 404) answer as usual.
+async fn host_check(allowed: Arc<Vec<String>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    // What tells something: the page, the document, the metrics, and
+    // `/healthz`. Probes, and what is refused anyway (405, 404), pass.
+    let reads = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) && matches!(path, "/" | "/status" | "/metrics" | "/healthz");
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+    if !reads || host.as_deref().is_none_or(|h| host_allowed(h, &allowed)) {
+        return next.run(req).await;
+    }
+    tracing::debug!(host = ?host, path, "refused: Host not allowed");
+    StatusCode::FORBIDDEN.into_response()
+}
+
+/// Is `host` (a `Host` header: name or IP, with an optional port) one
+/// that no DNS answer can point here behind the user's back?
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let host = host.trim();
+    // "[::1]:9233", "[::1]", "127.0.0.1:9233", "name:9233", "name".
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((v6, _)) => return v6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => host,
+        }
+    };
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || allowed
+            .iter()
+            .any(|a| a.trim_end_matches('.').eq_ignore_ascii_case(&name))
 }
 
 async fn deadline(req: Request, next: Next) -> Response {
@@ -86,23 +158,29 @@ async fn deadline(req: Request, next: Next) -> Response {
     }
 }
 
-/// Is every unit's supervisor still running?
+/// Is supervision alive: its loop beating, every unit's supervisor running?
 fn supervisor_alive(h: &Handle) -> bool {
-    h.units.iter().all(UnitHandle::alive)
+    h.alive()
 }
 
 fn json(code: StatusCode, body: serde_json::Value) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
+/// 200 while the supervisor loop beats and every unit's supervisor runs
+/// (even mid-restart); the body says how long since the loop's last beat.
 async fn livez(State(s): State<AppState>) -> Response {
     let state = s.handle.temporal().status.borrow().state;
+    let beat_ms = s.handle.heartbeat.age().as_millis() as u64;
     if supervisor_alive(&s.handle) {
-        json(StatusCode::OK, json!({"status": "alive", "state": state}))
+        json(
+            StatusCode::OK,
+            json!({"status": "alive", "state": state, "last_beat_ms": beat_ms}),
+        )
     } else {
         json(
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "dead", "state": state}),
+            json!({"status": "dead", "state": state, "last_beat_ms": beat_ms}),
         )
     }
 }
@@ -157,17 +235,23 @@ async fn readyz_one(State(s): State<AppState>, Path(name): Path<String>) -> Resp
 /// nothing fetched from anywhere but this daemon's own `/status`).
 const PAGE: &str = include_str!("page.html");
 
+/// The page's policy: its own inline script and style, by hash (build.rs
+/// computes them), and requests to this daemon only.
+const PAGE_CSP: &str = concat!(
+    "default-src 'none'; script-src 'sha256-",
+    env!("PAGE_SCRIPT_SHA256"),
+    "'; style-src 'sha256-",
+    env!("PAGE_STYLE_SHA256"),
+    "'; connect-src 'self'; img-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+);
+
 async fn page() -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-                 connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-            ),
+            (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
+            (header::REFERRER_POLICY, "no-referrer"),
         ],
         PAGE,
     )
@@ -209,7 +293,17 @@ impl AppState {
                 false => None,
             }
         };
-        let build = async { StatusDoc::build(&self.handle.snapshots(), &self.info) };
+        let build = async {
+            let mut doc = StatusDoc::build(&self.handle.snapshots(), &self.info);
+            let logs: Vec<(String, &crate::disk::LogStats)> = self
+                .handle
+                .units
+                .iter()
+                .map(|u| (u.name.clone(), u.log.as_ref()))
+                .collect();
+            doc.add_log_warnings(&logs);
+            doc
+        };
         let (check, mut doc) = tokio::join!(check, build);
         doc.live_check = check;
         doc
@@ -261,6 +355,7 @@ mod tests {
     use crate::config::options::Options;
     use crate::paths::StateDir;
     use crate::supervisor::Snapshot;
+    use crate::supervisor::UnitHandle;
     use crate::supervisor::policy::Policy;
     use crate::supervisor::state::StateName;
     use axum::body::Body;
@@ -283,6 +378,7 @@ mod tests {
             depends_on: vec![],
             status: rx,
             commands,
+            log: Arc::default(),
         };
         (h, tx)
     }
@@ -308,8 +404,10 @@ mod tests {
             started_at_unix_ms: 1,
             policy: Policy::default(),
         };
+        let heartbeat = crate::supervisor::heartbeat::Heartbeat::default();
+        heartbeat.beat();
         AppState::new(
-            Handle { units },
+            Handle { units, heartbeat },
             Arc::new(info),
             Arc::new(Metrics::new().unwrap()),
         )
@@ -433,6 +531,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_supervisor_loop_that_stopped_beating_is_not_alive() {
+        let (t, tx) = unit("temporal");
+        ready(&tx);
+        let st = state(vec![t]);
+        let app = router(st.clone());
+        assert_eq!(call(&app, "GET", "/livez").await.0, StatusCode::OK);
+        st.handle.heartbeat.stop_for_test();
+        let (code, body) = call(&app, "GET", "/livez").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.contains("last_beat_ms"), "{body}");
+        assert_eq!(
+            call(&app, "GET", "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[tokio::test]
     async fn the_page_is_self_contained() {
         let (app, _tx) = app();
         let (code, body) = call(&app, "GET", "/").await;
@@ -451,6 +566,80 @@ mod tests {
             assert!(!body.contains(needle), "{needle} in the page");
         }
         assert!(body.contains("fetch(\"/status\""));
+    }
+
+    async fn call_host(app: &Router, path: &str, host: &str) -> (StatusCode, String, Response) {
+        let req = Request::builder()
+            .uri(path)
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let mut r = Response::new(axum::body::Body::empty());
+        *r.headers_mut() = headers;
+        (status, String::from_utf8_lossy(&body).into_owned(), r)
+    }
+
+    #[tokio::test]
+    async fn a_host_that_could_be_rebound_gets_nothing_but_the_probes() {
+        let (app, tx) = app();
+        ready(&tx);
+        for path in ["/", "/status", "/metrics", "/healthz"] {
+            let (code, body, _) = call_host(&app, path, "evil.example").await;
+            assert_eq!(code, StatusCode::FORBIDDEN, "{path}");
+            assert!(body.is_empty(), "{path}: no body, got {body}");
+            for host in [
+                "localhost",
+                "localhost:9233",
+                "127.0.0.1:9233",
+                "[::1]:9233",
+                "10.0.0.7",
+                "app.localhost",
+            ] {
+                let (code, _, _) = call_host(&app, path, host).await;
+                assert_eq!(code, StatusCode::OK, "{path} {host}");
+            }
+        }
+        for path in ["/livez", "/readyz", "/readyz/temporal"] {
+            assert_eq!(
+                call_host(&app, path, "evil.example").await.0,
+                StatusCode::OK,
+                "{path}"
+            );
+        }
+        assert!(host_allowed(
+            "Stigmer.Default.svc:9233",
+            &["stigmer.default.svc".into()]
+        ));
+        assert!(!host_allowed(
+            "stigmer.default.svc.evil",
+            &["stigmer.default.svc".into()]
+        ));
+        assert!(!host_allowed("[::1", &[]));
+    }
+
+    #[tokio::test]
+    async fn every_answer_says_nosniff_and_the_page_allows_no_inline_code_but_its_own() {
+        let (app, _tx) = app();
+        for path in ["/", "/livez", "/status", "/metrics", "/nope"] {
+            let (_, _, r) = call_host(&app, path, "127.0.0.1").await;
+            assert_eq!(
+                r.headers()[header::X_CONTENT_TYPE_OPTIONS],
+                "nosniff",
+                "{path}"
+            );
+        }
+        let (_, _, r) = call_host(&app, "/", "127.0.0.1").await;
+        let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(csp.matches("'sha256-").count(), 2, "{csp}");
     }
 
     #[tokio::test]

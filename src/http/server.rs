@@ -1,26 +1,75 @@
 //! The bounded accept loop under the router: HTTP/1.1 only, a header read
 //! timeout (slowloris), a bounded request head, a capped connection
-//! lifetime and a cap on concurrent connections; at shutdown it stops
+//! lifetime, an idle timeout, and a cap on concurrent connections that
+//! keep-alive clients cannot use to starve new ones (when every slot is
+//! taken, the connection idle longest makes room); at shutdown it stops
 //! accepting and lets in-flight requests finish, for a bounded time.
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{Semaphore, watch};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore, watch};
+use tower::ServiceExt;
 
-/// Most connections served at once; more are closed at accept, so a flood
-/// costs the daemon a bounded amount of memory and CPU.
+/// Most connections served at once; a flood costs the daemon a bounded
+/// amount of memory and CPU.
 pub const MAX_CONNECTIONS: usize = 128;
 /// A client must send its request headers within this time (slowloris).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest life of one connection.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// A keep-alive connection with no request for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a new connection waits for the slot an eviction frees.
+const EVICTION_WAIT: Duration = Duration::from_millis(250);
 /// Largest request head accepted (bigger ones get 431 and are closed).
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// At shutdown, how long in-flight requests may take to finish.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One connection, as the accept loop sees it.
+struct Conn {
+    /// Requests being answered.
+    busy: AtomicUsize,
+    /// When the last request ended (ms since the server's epoch).
+    last_active_ms: AtomicU64,
+    /// Asked to close (to make room).
+    evict: Notify,
+}
+
+/// Every open connection, to find one to close when all slots are taken.
+#[derive(Default)]
+struct Conns {
+    epoch: Option<Instant>,
+    next: u64,
+    open: HashMap<u64, Arc<Conn>>,
+}
+
+impl Conns {
+    fn now_ms(&self) -> u64 {
+        self.epoch.map_or(0, |e| e.elapsed().as_millis() as u64)
+    }
+
+    /// Ask the connection that has been idle longest to close; false when
+    /// every connection is busy.
+    fn evict_idlest(&self) -> bool {
+        let idlest = self
+            .open
+            .values()
+            .filter(|c| c.busy.load(Ordering::Acquire) == 0)
+            .min_by_key(|c| c.last_active_ms.load(Ordering::Acquire));
+        match idlest {
+            Some(c) => {
+                c.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
 
 /// Serve `router` on `listener` until `shutdown` resolves, then stop
 /// accepting, ask every open connection to finish its current request and
@@ -31,6 +80,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let conns = Arc::new(Mutex::new(Conns {
+        epoch: Some(Instant::now()),
+        ..Conns::default()
+    }));
     let (drain_tx, drain_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -46,28 +99,92 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            drop(stream); // shed load
-            continue;
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            // Full: the idlest keep-alive connection makes room, so a new
+            // client (a liveness probe) is answered. Only when every
+            // connection is busy with a request is the new one shed.
+            Err(_) => {
+                let evicted = lock(&conns).evict_idlest();
+                let wait = slots.clone().acquire_owned();
+                match tokio::time::timeout(EVICTION_WAIT, wait).await {
+                    Ok(Ok(slot)) if evicted => slot,
+                    _ => {
+                        drop(stream);
+                        continue;
+                    }
+                }
+            }
         };
-        let svc = TowerToHyperService::new(router.clone());
+        let (id, conn) = {
+            let mut c = lock(&conns);
+            let now = c.now_ms();
+            let id = c.next;
+            c.next += 1;
+            let conn = Arc::new(Conn {
+                busy: AtomicUsize::new(0),
+                last_active_ms: AtomicU64::new(now),
+                evict: Notify::new(),
+            });
+            c.open.insert(id, conn.clone());
+            (id, conn)
+        };
+        let router = router.clone();
+        let conns = conns.clone();
         let mut drain = drain_rx.clone();
         tokio::spawn(async move {
+            let tracked = {
+                let (conn, conns) = (conn.clone(), conns.clone());
+                hyper::service::service_fn(move |req| {
+                    let (router, conn, conns) = (router.clone(), conn.clone(), conns.clone());
+                    conn.busy.fetch_add(1, Ordering::AcqRel);
+                    async move {
+                        let resp = router.oneshot(req).await;
+                        let now = lock(&conns).now_ms();
+                        conn.last_active_ms.store(now, Ordering::Release);
+                        conn.busy.fetch_sub(1, Ordering::AcqRel);
+                        resp
+                    }
+                })
+            };
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
                 .max_buf_size(MAX_REQUEST_HEAD);
-            let conn = http.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
+            let c = http.serve_connection(TokioIo::new(stream), tracked);
+            tokio::pin!(c);
             let lifetime = tokio::time::sleep(CONNECTION_LIFETIME);
-            tokio::select! {
-                _ = &mut conn => {}
-                () = lifetime => {}
-                () = async { let _ = drain.wait_for(|d| *d).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn).await;
+            tokio::pin!(lifetime);
+            let close = loop {
+                let idle_for = {
+                    let now = lock(&conns).now_ms();
+                    Duration::from_millis(
+                        now.saturating_sub(conn.last_active_ms.load(Ordering::Acquire)),
+                    )
+                };
+                let idle = conn.busy.load(Ordering::Acquire) == 0;
+                tokio::select! {
+                    _ = &mut c => break false,
+                    () = &mut lifetime => break false,
+                    () = conn.evict.notified() => break true,
+                    () = async { let _ = drain.wait_for(|d| *d).await; } => break true,
+                    () = tokio::time::sleep(IDLE_TIMEOUT.saturating_sub(idle_for)), if idle => {
+                        let now = lock(&conns).now_ms();
+                        let last = conn.last_active_ms.load(Ordering::Acquire);
+                        if conn.busy.load(Ordering::Acquire) == 0
+                            && now.saturating_sub(last) >= IDLE_TIMEOUT.as_millis() as u64
+                        {
+                            break true;
+                        }
+                    }
                 }
+            };
+            if close {
+                // Idle: closes at once; mid-request: after this answer.
+                c.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, c).await;
             }
+            lock(&conns).open.remove(&id);
             drop(slot);
         });
     }
@@ -76,6 +193,10 @@ pub async fn serve(
     let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all)).await;
     Ok(())
+}
+
+fn lock(c: &Mutex<Conns>) -> std::sync::MutexGuard<'_, Conns> {
+    c.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -140,6 +261,51 @@ mod tests {
             get_slow(addr).await.unwrap().is_err(),
             "no request after shutdown"
         );
+    }
+
+    /// A keep-alive connection that has made one request and stays open.
+    fn keep_alive(addr: SocketAddr) -> std::net::TcpStream {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /fast HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        s
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keep_alive_clients_cannot_starve_a_new_one() {
+        let router = Router::new().route("/fast", get(|| async { "ok" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, router, async move {
+            let _ = stopped.await;
+        }));
+        // Every slot held by an idle keep-alive client, and more waiting.
+        let held = tokio::task::spawn_blocking(move || {
+            (0..MAX_CONNECTIONS + 20)
+                .map(|_| keep_alive(addr))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        assert_eq!(held.len(), MAX_CONNECTIONS + 20);
+        let fresh =
+            tokio::task::spawn_blocking(move || get_from(addr, "/fast", Duration::from_secs(5)))
+                .await
+                .unwrap()
+                .expect("a new client is answered");
+        assert_eq!((fresh.status, fresh.body.as_str()), (200, "ok"));
+        drop(held);
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,6 +46,9 @@ pub struct Metrics {
     sup_fds: IntGauge,
     sup_threads: IntGauge,
     services: service::ServiceMetrics,
+    log_dropped: IntCounterVec,
+    /// Each unit's log stats, with what of its dropped bytes is counted.
+    logs: Mutex<Vec<(String, Arc<crate::disk::LogStats>, u64)>>,
     cpu_seen: Mutex<CpuSeen>,
     started: Gauge,
     /// What a previous daemon's counters and histograms had reached.
@@ -342,6 +345,17 @@ impl Metrics {
                 IntGauge::new("stigmer_supervisor_threads", "Threads of the supervisor")?,
             )?,
             services: service::ServiceMetrics::new(&registry)?,
+            log_dropped: reg(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "stigmer_log_dropped_bytes_total",
+                        "Bytes of a unit's output dropped because its log could not take them",
+                    ),
+                    &["service"],
+                )?,
+            )?,
+            logs: Mutex::new(Vec::new()),
             cpu_seen: Mutex::new(CpuSeen::default()),
             started: Gauge::new(
                 "stigmer_supervisor_start_time_seconds",
@@ -459,7 +473,27 @@ impl Metrics {
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
 
+    /// Count what unit `name`'s log drops (`service` label; Temporal's is
+    /// `temporal`), from the start.
+    pub fn watch_log(&self, name: &str, stats: Arc<crate::disk::LogStats>) {
+        self.log_dropped.with_label_values(&[name]);
+        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        logs.push((name.to_string(), stats, 0));
+    }
+
     fn sample(&self) {
+        {
+            let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+            for (name, stats, counted) in logs.iter_mut() {
+                let now = stats.dropped_bytes();
+                if now > *counted {
+                    self.log_dropped
+                        .with_label_values(&[name.as_str()])
+                        .inc_by(now - *counted);
+                    *counted = now;
+                }
+            }
+        }
         let mut seen = self.cpu_seen.lock().unwrap_or_else(|p| p.into_inner());
         let pid = self.temporal_pid.get() as i32;
         if pid > 0

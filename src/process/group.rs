@@ -63,6 +63,56 @@ pub fn group_alive(pgid: i32) -> bool {
     }
 }
 
+/// Whose a recorded process group is: a record names a process we
+/// spawned as the leader of its own group (pgid = pid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupOwner {
+    /// Nothing alive in it: nothing to signal.
+    Empty,
+    /// Ours: its leader matches the record, or (the leader gone) every
+    /// member started after it, as our grandchildren did.
+    Ours,
+    /// Not ours, whatever the number says: never signal it.
+    Foreign(String),
+}
+
+/// Is the group that `record` (pid, start time, executable of the
+/// leader we spawned) names ours to signal? Never judged on the group id
+/// alone: a live leader must match the record, and once the leader is
+/// gone, a member that started before it cannot be its descendant.
+pub fn owner(record: &super::Identity) -> GroupOwner {
+    use super::Verdict;
+    let pgid = record.pgid;
+    if pgid != record.pid {
+        return GroupOwner::Foreign(format!(
+            "the record names group {pgid}, not its process's own ({})",
+            record.pid
+        ));
+    }
+    if pgid <= 1 {
+        return GroupOwner::Foreign(format!("refusing to act on group {pgid}"));
+    }
+    let members = group_members(pgid);
+    if members.is_empty() {
+        return GroupOwner::Empty;
+    }
+    match record.verify() {
+        Verdict::Match | Verdict::Exiting => GroupOwner::Ours,
+        Verdict::Mismatch(why) => GroupOwner::Foreign(why),
+        Verdict::Gone => {
+            let older = members.iter().find(|&&pid| {
+                super::proc::stat(pid).is_none_or(|s| s.start_time < record.start_time)
+            });
+            match older {
+                Some(pid) => GroupOwner::Foreign(format!(
+                    "pid {pid} in group {pgid} started before the recorded leader"
+                )),
+                None => GroupOwner::Ours,
+            }
+        }
+    }
+}
+
 /// Wait until group `pgid` is empty or `deadline` passes. There is no
 /// kernel event for "group empty" (only for our direct child), so this
 /// polls briefly; callers use it after the leader's exit event.
@@ -118,6 +168,39 @@ mod tests {
         terminate_group(pgid, Duration::from_secs(5)).await.unwrap();
         reaper.join().unwrap().unwrap();
         assert!(!group_alive(pgid));
+    }
+
+    #[test]
+    fn a_group_is_ours_only_by_its_leader_or_younger_members() {
+        use crate::process::Identity;
+        // A stranger's group: its own leader, not the one recorded.
+        let mut stranger = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let spid = stranger.id() as i32;
+        let me = Identity::of(std::process::id() as i32).unwrap();
+        let forged = Identity {
+            pid: 999_999,
+            pgid: spid,
+            start_time: me.start_time,
+            exe: None,
+        };
+        assert!(
+            matches!(owner(&forged), GroupOwner::Foreign(_)),
+            "pgid alone"
+        );
+        let live = Identity::of(spid).unwrap();
+        assert_eq!(owner(&live), GroupOwner::Ours, "the leader matches");
+        let other_leader = Identity {
+            start_time: live.start_time + 1,
+            ..live.clone()
+        };
+        assert!(matches!(owner(&other_leader), GroupOwner::Foreign(_)));
+        stranger.kill().unwrap();
+        stranger.wait().unwrap();
+        assert_eq!(owner(&live), GroupOwner::Empty);
     }
 
     #[test]

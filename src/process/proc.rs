@@ -182,6 +182,20 @@ pub fn ticks_per_second() -> u64 {
     procfs::ticks_per_second()
 }
 
+/// This boot's id (`/proc/sys/kernel/random/boot_id`): a record written
+/// in another boot names processes that are gone, whatever runs under
+/// their pids now.
+pub fn boot_id() -> Option<String> {
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    })
+    .clone()
+}
+
 /// The 1, 5 and 15 minute load averages, as `/proc/loadavg` writes them.
 pub fn loadavg() -> String {
     procfs::LoadAverage::current()

@@ -164,8 +164,25 @@ impl Spawner {
     }
 }
 
-/// `fexecve`; returns only on failure.
-fn exec_now(spec: &ExecSpec) -> io::Error {
+/// A new close-on-exec fd on what `fd` is: something adopted from a
+/// handover is adopted as a duplicate, so the original stays for a
+/// hand-back until the adoption is complete.
+pub fn dup_cloexec(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on an fd the caller holds open makes a new
+    // one that we own.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this fd.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(new) })
+}
+
+/// `execve` (or `fexecve`) `spec` from the calling thread; returns only on
+/// failure. The calling thread must be the one that spawned the children
+/// (see the module documentation), e.g. the main thread before the
+/// [`Spawner`] loop runs.
+pub fn exec_now(spec: &ExecSpec) -> io::Error {
     let result = match &spec.program {
         Program::Path(path) => nix::unistd::execve(path, &spec.argv, &spec.env),
         Program::Fd(fd) => nix::unistd::fexecve(fd, &spec.argv, &spec.env),

@@ -90,6 +90,13 @@ pub struct ServiceSection {
     pub depends_on: Vec<String>,
     /// Its log file.
     pub log: String,
+    /// Bytes of its output dropped because the log could not take them.
+    #[serde(default)]
+    pub log_dropped_bytes: u64,
+    /// What needs attention but does not make it not ready (e.g. output
+    /// being dropped).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// `supervisor` section.
@@ -169,6 +176,12 @@ pub struct TemporalSection {
     /// Run by us (false: an external Temporal we only watch).
     #[serde(default = "yes")]
     pub managed: bool,
+    /// Bytes of its output dropped because the log could not take them.
+    #[serde(default)]
+    pub log_dropped_bytes: u64,
+    /// What needs attention but does not make it not ready.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -257,6 +270,33 @@ impl StatusDoc {
         }
     }
 
+    /// Add what each unit's log has dropped, and why it drops output now,
+    /// as warnings (`logs`: by unit name).
+    pub fn add_log_warnings(&mut self, logs: &[(String, &crate::disk::LogStats)]) {
+        for (name, stats) in logs {
+            let dropped = stats.dropped_bytes();
+            let problem = stats.problem();
+            let warning = match (&problem, dropped) {
+                (None, 0) => None,
+                (Some(p), n) => Some(format!("log: {n} bytes of output dropped; now: {p}")),
+                (None, n) => Some(format!("log: {n} bytes of output dropped (writable again)")),
+            };
+            let (bytes, warnings) = if name == crate::config::services::TEMPORAL {
+                (
+                    &mut self.temporal.log_dropped_bytes,
+                    &mut self.temporal.warnings,
+                )
+            } else {
+                match self.services.get_mut(name) {
+                    Some(s) => (&mut s.log_dropped_bytes, &mut s.warnings),
+                    None => continue,
+                }
+            };
+            *bytes = dropped;
+            warnings.extend(warning);
+        }
+    }
+
     /// Is the whole stack ready: Temporal serving, every service ready?
     pub fn is_ready(&self) -> bool {
         self.temporal.ready
@@ -304,6 +344,8 @@ impl TemporalSection {
             exe: t.and_then(|t| t.exe.clone()),
             db_file: c.db_file.display().to_string(),
             managed: c.attach.is_none(),
+            log_dropped_bytes: 0,
+            warnings: Vec::new(),
         }
     }
 }
@@ -323,9 +365,11 @@ impl ServiceSection {
             health: layers(snap),
             backoff: snap.backoff.clone(),
             last_error: snap.last_error.clone(),
-            command: spec.command.clone(),
+            command: crate::redact::argv(&spec.command),
             depends_on: spec.depends_on.clone(),
             log: c.home.service_log(&spec.name).display().to_string(),
+            log_dropped_bytes: 0,
+            warnings: Vec::new(),
         }
     }
 }

@@ -86,6 +86,9 @@ impl StatusDoc {
         if let Some(e) = &self.last_error {
             line(format!("  last error: {e}"));
         }
+        for w in &t.warnings {
+            line(format!("  warning:   {w}"));
+        }
         if !self.services.is_empty() {
             line("Services:".into());
         }
@@ -124,6 +127,9 @@ fn service_line(name: &str, s: &super::ServiceSection) -> String {
     }
     if let Some(e) = &s.last_error {
         out.push_str(&format!(" [{e}]"));
+    }
+    for w in &s.warnings {
+        out.push_str(&format!(" [warning: {w}]"));
     }
     out
 }

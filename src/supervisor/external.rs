@@ -9,7 +9,7 @@ use super::registry::SharedRegistry;
 use super::state::StateName;
 use super::{Command, Halt, LayerStatus, NoObserver, Observer, Snapshot, UnitHandle};
 use crate::config::services::TEMPORAL;
-use crate::health::{self, Layer, Plan, Round, Target};
+use crate::health::{self, FileChecks, Layer, Plan, Round, Target};
 use crate::startup::Report;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -103,6 +103,8 @@ impl Watcher {
             depends_on: Vec::new(),
             status: rx,
             commands: tx,
+            // Nothing of an external Temporal's is logged here.
+            log: Arc::default(),
         };
         (w, handle)
     }
@@ -159,9 +161,12 @@ impl Watcher {
             let tampered: Vec<Layer> = round.tampered().collect();
             let (to, repairs) = step(state, round.failed(), &tampered);
             for layer in repairs {
-                if let Err(e) = self.registry.repair(layer) {
-                    tracing::error!(layer = layer.as_str(), error = %e, "repair failed");
-                }
+                let registry = self.registry.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = registry.repair(layer) {
+                        tracing::error!(layer = layer.as_str(), error = %e, "repair failed");
+                    }
+                });
             }
             if to.name() != state.name() {
                 tracing::info!(from = state.name().as_str(), to = to.name().as_str(), address = %self.addr, "external Temporal");
@@ -187,7 +192,7 @@ impl Watcher {
 
     fn target(&self) -> Target {
         Target {
-            registry: Some(self.registry.clone()),
+            files: Some(Arc::new(self.registry.clone()) as Arc<dyn FileChecks>),
             identity: None,
             plan: Plan::Temporal {
                 channel: self.channel.clone(),

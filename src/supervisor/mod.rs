@@ -17,6 +17,7 @@
 pub mod actor;
 pub mod external;
 pub mod frozen;
+pub mod heartbeat;
 pub mod policy;
 pub mod registry;
 pub mod stack;
@@ -64,6 +65,20 @@ pub struct UnitHandle {
     pub status: watch::Receiver<Snapshot>,
     /// Command channel.
     pub commands: mpsc::Sender<Command>,
+    /// What its log has written and dropped (read when asked).
+    pub log: std::sync::Arc<crate::disk::LogStats>,
+}
+
+/// What every unit's supervisor works through: the PID file's writer,
+/// the thread that spawns children, and the logs.
+#[derive(Clone)]
+pub struct Context {
+    /// The lock and PID file's one writer.
+    pub registry: registry::SharedRegistry,
+    /// The daemon's spawning thread.
+    pub spawner: crate::process::Spawner,
+    /// The disk thread and the pumps' runtime.
+    pub logs: crate::logfile::Logs,
 }
 
 impl UnitHandle {
@@ -80,9 +95,17 @@ impl UnitHandle {
 pub struct Handle {
     /// The units.
     pub units: Vec<UnitHandle>,
+    /// The supervisor loop's heartbeat.
+    pub heartbeat: heartbeat::Heartbeat,
 }
 
 impl Handle {
+    /// Is supervision alive: its loop beating, and every unit's
+    /// supervisor running?
+    pub fn alive(&self) -> bool {
+        self.heartbeat.fresh() && self.units.iter().all(UnitHandle::alive)
+    }
+
     /// Temporal's handle.
     pub fn temporal(&self) -> &UnitHandle {
         &self.units[0]

@@ -1,113 +1,147 @@
 //! The one writer of the instance's lock file and PID file. Supervisors
-//! tell it who runs (it rewrites the PID file), health probes ask it
-//! whether both files are still right (they only look), and when they are
-//! not, the state machine decides a repair, which the actor asks it to
-//! carry out. "Who writes this file" has one answer: this.
+//! tell it who runs (it queues a rewrite of the PID file on the disk
+//! thread, retried there until it succeeds), health probes ask it whether
+//! both files are still right (they only look, off the event loop), and
+//! when they are not, the state machine decides a repair, which the
+//! actor asks it to carry out. "Who writes this file" has one answer:
+//! this.
+//!
+//! No file work happens under the lock of the record: `set` only updates
+//! memory and queues the write, so a stalled disk never stalls a
+//! supervisor.
 
-use crate::health::Layer;
+use crate::disk::Disk;
+use crate::health::{FileChecks, Layer};
 use crate::lock::InstanceLock;
 use crate::pidfile::{self, PidFile, PidRecord};
 use crate::process::Identity;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The lock, the PID file and what the PID file should say.
 #[derive(Debug)]
-pub struct Registry {
-    lock: InstanceLock,
+struct Registry {
+    lock: Mutex<InstanceLock>,
     pid_file: PathBuf,
-    record: PidRecord,
+    /// What the file should say, and that version's number.
+    record: Mutex<(PidRecord, u64)>,
+    /// The newest version the disk thread has written.
+    written: Arc<AtomicU64>,
+    disk: Disk,
 }
 
 /// Shared between the supervisors and their probes.
 #[derive(Debug, Clone)]
-pub struct SharedRegistry(Arc<Mutex<Registry>>);
+pub struct SharedRegistry(Arc<Registry>);
+
+fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl SharedRegistry {
     /// Take over the held `lock` and the PID file at `pid_file`, which
-    /// `record` describes (already written).
-    pub fn new(lock: InstanceLock, pid_file: PathBuf, record: PidRecord) -> Self {
-        SharedRegistry(Arc::new(Mutex::new(Registry {
-            lock,
+    /// `record` describes (already written, or to be written now when
+    /// `write` is set), writing through `disk`.
+    pub fn new(
+        lock: InstanceLock,
+        pid_file: PathBuf,
+        record: PidRecord,
+        disk: Disk,
+        write: bool,
+    ) -> Self {
+        let r = SharedRegistry(Arc::new(Registry {
+            lock: Mutex::new(lock),
             pid_file,
-            record,
-        })))
-    }
-
-    fn get(&self) -> MutexGuard<'_, Registry> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+            record: Mutex::new((record, 0)),
+            written: Arc::new(AtomicU64::new(0)),
+            disk,
+        }));
+        if write {
+            r.queue_write();
+        }
+        r
     }
 
     /// A second handle on the held lock (see [`InstanceLock::try_clone`]).
     pub fn lock_clone(&self) -> std::io::Result<InstanceLock> {
-        self.get().lock.try_clone()
+        guard(&self.0.lock).try_clone()
     }
 
     /// What the PID file says (or should say) now.
     pub fn record(&self) -> PidRecord {
-        self.get().record.clone()
+        guard(&self.0.record).0.clone()
     }
 
     /// Record the identity of unit `name` (`temporal` or a service;
-    /// `None`: none runs) and rewrite the file.
+    /// `None`: none runs) and queue the rewrite.
     pub fn set(&self, name: &str, id: Option<Identity>) {
-        let mut r = self.get();
-        if name == crate::config::services::TEMPORAL {
-            r.record.temporal = id;
-        } else {
-            match id {
-                Some(id) => r.record.services.insert(name.to_string(), id),
-                None => r.record.services.remove(name),
-            };
+        {
+            let mut r = guard(&self.0.record);
+            r.0.set_unit(name, id);
         }
-        r.write();
+        self.queue_write();
     }
 
-    /// Is the lock still held through a file that its path names? Ok with
-    /// a detail, or what is wrong. Only looks.
-    pub fn check_lock(&self) -> Result<String, String> {
-        if self.get().lock.names_locked_file() {
-            Ok("held".into())
-        } else {
-            Err("lock file was deleted or replaced".into())
-        }
-    }
-
-    /// Does the PID file say what it should? Only looks.
-    pub fn check_pid_file(&self) -> Result<String, String> {
-        let r = self.get();
-        match pidfile::read(&r.pid_file) {
-            PidFile::Record(found) if *found == r.record => Ok("matches".into()),
-            PidFile::Record(_) => Err("stale".into()),
-            PidFile::Absent => Err("missing".into()),
-            PidFile::BarePid(_) => Err("not ours (bare pid)".into()),
-            PidFile::Corrupt(why) => Err(format!("corrupt ({why})")),
-        }
+    /// Queue a write of the current record (the newest one wins).
+    fn queue_write(&self) {
+        let (bytes, version) = {
+            let mut r = guard(&self.0.record);
+            r.1 += 1;
+            (pidfile::encode(&r.0), r.1)
+        };
+        self.0
+            .disk
+            .replace_then(&self.0.pid_file, bytes, self.0.written.clone(), version);
     }
 
     /// Put `layer`'s file right: re-create and lock the lock file, or
-    /// rewrite the PID file. Returns what was done.
+    /// rewrite the PID file. Returns what was done. Blocking: call it off
+    /// the event loop.
     pub fn repair(&self, layer: Layer) -> Result<&'static str, String> {
-        let mut r = self.get();
         match layer {
-            Layer::Lock => r
-                .lock
+            Layer::Lock => guard(&self.0.lock)
                 .repair()
                 .map(|()| "re-created and locked the lock file")
                 .map_err(|e| e.to_string()),
             Layer::PidFile => {
-                r.write();
-                Ok("rewrote the PID file")
+                self.queue_write();
+                Ok("queued a rewrite of the PID file")
             }
             other => Err(format!("{} is not a file to repair", other.as_str())),
         }
     }
 }
 
-impl Registry {
-    fn write(&self) {
-        if let Err(e) = pidfile::write(&self.pid_file, &self.record) {
-            tracing::error!(error = %e, "cannot write PID file");
+impl FileChecks for SharedRegistry {
+    /// Is the lock still held through a file that its path names?
+    fn check_lock(&self) -> Result<String, String> {
+        // A second fd on the same open file (closing it keeps the lock):
+        // the lock's mutex is not held while the disk is asked.
+        let lock = self.lock_clone().map_err(|e| e.to_string())?;
+        if lock.names_locked_file() {
+            Ok("held".into())
+        } else {
+            Err("lock file was deleted or replaced".into())
+        }
+    }
+
+    /// Does the PID file say what it should? A version still queued for
+    /// the disk is not a mismatch.
+    fn check_pid_file(&self) -> Result<String, String> {
+        let (want, version) = {
+            let r = guard(&self.0.record);
+            (r.0.clone(), r.1)
+        };
+        if self.0.written.load(Ordering::Acquire) < version {
+            return Ok("being written".into());
+        }
+        match pidfile::read(&self.0.pid_file) {
+            PidFile::Record(found) if *found == want => Ok("matches".into()),
+            PidFile::Record(_) => Err("stale".into()),
+            PidFile::Absent => Err("missing".into()),
+            PidFile::BarePid(_) => Err("not ours (bare pid)".into()),
+            PidFile::Corrupt(why) => Err(format!("corrupt ({why})")),
         }
     }
 }

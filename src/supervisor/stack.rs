@@ -10,6 +10,7 @@
 use super::actor::Actor;
 use super::external::Watcher;
 use super::frozen::FrozenUnit;
+use super::heartbeat::Heartbeat;
 use super::state::StateName;
 use super::{Command, Halt, Handle, UnitHandle};
 use crate::config::services::TEMPORAL;
@@ -50,6 +51,7 @@ pub enum Ended {
 pub struct Stack {
     members: Vec<(Runner, UnitHandle)>,
     startups: Vec<(String, oneshot::Receiver<Report>)>,
+    heartbeat: Heartbeat,
 }
 
 impl Stack {
@@ -59,13 +61,18 @@ impl Stack {
         members: Vec<(Runner, UnitHandle)>,
         startups: Vec<(String, oneshot::Receiver<Report>)>,
     ) -> Self {
-        Stack { members, startups }
+        Stack {
+            members,
+            startups,
+            heartbeat: Heartbeat::default(),
+        }
     }
 
     /// Handles to every unit.
     pub fn handle(&self) -> Handle {
         Handle {
             units: self.members.iter().map(|(_, h)| h.clone()).collect(),
+            heartbeat: self.heartbeat.clone(),
         }
     }
 
@@ -84,6 +91,7 @@ impl Stack {
     /// dependency order ([`Halt::Stop`]), or freeze them all for a
     /// handover ([`Halt::Freeze`]). Errors when a unit's supervisor failed.
     pub async fn run(self, halt: impl Future<Output = Halt>) -> Result<Ended, String> {
+        self.heartbeat.spawn();
         let handle = self.handle();
         let mut stops = Vec::new();
         let mut tasks = JoinSet::new();

@@ -48,11 +48,14 @@ impl Otlp {
     }
 }
 
-/// Keeps the exporter alive; flushes and shuts it down when dropped.
+/// Keeps the exporter and the daemon's log writer alive; flushes both
+/// when dropped.
 pub struct Guard {
     provider: Option<SdkTracerProvider>,
     // The gRPC exporter's connection worker runs here.
     _runtime: Option<tokio::runtime::Runtime>,
+    // The daemon's log writer thread; flushed when dropped.
+    _writer: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl Drop for Guard {
@@ -84,9 +87,84 @@ pub fn settings() -> (bool, LogFormat) {
         .unwrap_or((false, LogFormat::Pretty))
 }
 
+/// The daemon's log: stderr, written by a thread of its own (a stalled
+/// disk or journal never blocks the supervisor; lines are dropped while
+/// its queue is full). When stderr is the detached daemon's `daemon.log`,
+/// it rotates like the other logs: the file moves to `.1` (`.2`) and a
+/// new one takes its place on fd 2, so a panic message lands there too.
+struct DaemonLog {
+    /// The log file stderr writes to, when it rotates.
+    path: Option<std::path::PathBuf>,
+    size: u64,
+}
+
+impl DaemonLog {
+    /// Rotate when stderr is the file at `path` (the detached daemon).
+    fn new(path: Option<&std::path::Path>) -> DaemonLog {
+        use std::os::unix::fs::MetadataExt;
+        let stderr = nix::sys::stat::fstat(std::io::stderr());
+        let rotating = match (path, stderr) {
+            (Some(p), Ok(st)) => std::fs::metadata(p)
+                .is_ok_and(|m| (m.dev(), m.ino()) == (st.st_dev, st.st_ino))
+                .then(|| (p.to_path_buf(), st.st_size as u64)),
+            _ => None,
+        };
+        match rotating {
+            Some((p, size)) => DaemonLog {
+                path: Some(p),
+                size,
+            },
+            None => DaemonLog {
+                path: None,
+                size: 0,
+            },
+        }
+    }
+
+    fn rotate(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        use crate::disk::{KEEP, generation};
+        for n in (1..KEEP).rev() {
+            let _ = std::fs::rename(generation(path, n), generation(path, n + 1));
+        }
+        std::fs::rename(path, generation(path, 1))?;
+        let file = crate::disk::open_append(path)?;
+        nix::unistd::dup2_stderr(file)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+impl std::io::Write for DaemonLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = std::io::stderr().write(buf)?;
+        self.size += n as u64;
+        if let Some(path) = self.path.clone()
+            && self.size > crate::logfile::DEFAULT_MAX_BYTES
+            && let Err(e) = self.rotate(&path)
+        {
+            // Keep writing where we are; try again at the next line.
+            self.size = 0;
+            let _ = writeln!(std::io::stderr(), "cannot rotate {}: {e}", path.display());
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// Install the global subscriber. `daemon` raises the default level to
-/// info (the daemon's log is its record of what happened).
-pub fn init(verbose: bool, format: LogFormat, daemon: bool, otlp: Option<Otlp>) -> Guard {
+/// info (the daemon's log is its record of what happened) and writes
+/// through a thread of its own, rotating `daemon_log` when stderr is that
+/// file.
+pub fn init(
+    verbose: bool,
+    format: LogFormat,
+    daemon: bool,
+    daemon_log: Option<&std::path::Path>,
+    otlp: Option<Otlp>,
+) -> Guard {
     let _ = SETTINGS.set((verbose, format));
     // RUST_LOG takes a full EnvFilter; without it a fixed Targets filter
     // does (EnvFilter compiles regular expressions at start, which every
@@ -104,8 +182,23 @@ pub fn init(verbose: bool, format: LogFormat, daemon: bool, otlp: Option<Otlp>) 
             .with_default(rest)
     });
     let ansi = std::io::stderr().is_terminal();
+    let (writer, writer_guard) = if daemon {
+        let (w, g) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(true)
+            .thread_name("stigmer-log")
+            .finish(DaemonLog::new(daemon_log));
+        (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(w),
+            Some(g),
+        )
+    } else {
+        (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+            None,
+        )
+    };
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(ansi)
         .with_target(false);
     let fmt = match format {
@@ -122,6 +215,7 @@ pub fn init(verbose: bool, format: LogFormat, daemon: bool, otlp: Option<Otlp>) 
                 Guard {
                     provider: Some(provider),
                     _runtime: Some(rt),
+                    _writer: None,
                 },
             )
         }
@@ -132,6 +226,7 @@ pub fn init(verbose: bool, format: LogFormat, daemon: bool, otlp: Option<Otlp>) 
                 Guard {
                     provider: None,
                     _runtime: None,
+                    _writer: None,
                 },
             )
         }
@@ -140,9 +235,12 @@ pub fn init(verbose: bool, format: LogFormat, daemon: bool, otlp: Option<Otlp>) 
             Guard {
                 provider: None,
                 _runtime: None,
+                _writer: None,
             },
         ),
     };
+    let mut guard = guard;
+    guard._writer = writer_guard;
     let _ = tracing_subscriber::registry()
         .with(env_filter)
         .with(targets)

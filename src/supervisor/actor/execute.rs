@@ -33,10 +33,14 @@ impl Actor {
                 reason,
                 detected_at,
             } => self.record_restart(reason, detected_at, now),
-            Action::Repair(layer) => match self.registry.repair(layer) {
-                Ok(done) => tracing::warn!(layer = layer.as_str(), "{done}"),
-                Err(e) => tracing::error!(layer = layer.as_str(), error = %e, "repair failed"),
-            },
+            Action::Repair(layer) => {
+                // Off the loop: re-creating the lock file is disk work.
+                let registry = self.ctx.registry.clone();
+                tokio::task::spawn_blocking(move || match registry.repair(layer) {
+                    Ok(done) => tracing::warn!(layer = layer.as_str(), "{done}"),
+                    Err(e) => tracing::error!(layer = layer.as_str(), error = %e, "repair failed"),
+                });
+            }
             Action::Finish => {
                 self.observer.stopped();
                 self.finished = true;
@@ -181,7 +185,7 @@ impl Actor {
         let attempt = self.state.attempt();
         // A connection kept to the previous process is of no use now.
         self.unit.reset_checks();
-        let mut child = match self.spawner.spawn(self.unit.spawn.clone()).await {
+        let mut child = match self.ctx.spawner.spawn(self.unit.spawn.clone()).await {
             Ok(child) => child,
             Err(e) => {
                 let error = format!("cannot run {}: {e}", self.unit.spawn.program.display());
@@ -226,32 +230,35 @@ impl Actor {
     /// that is ready when it logs a line, watch for that line.
     pub(super) fn pump_output(&mut self, child: &mut process::Spawned) {
         let pid = child.pid;
+        if let Ready::Log { seen, .. } = &self.unit.ready {
+            seen.store(0, Ordering::Release);
+        }
         for fd in [child.stdout.take(), child.stderr.take()]
             .into_iter()
             .flatten()
         {
             let on_line: Option<logfile::OnLine> = match &self.unit.ready {
                 Ready::Log { regex, seen } => {
-                    seen.store(0, Ordering::Release);
                     let (regex, seen, tx) =
                         (regex.clone(), seen.clone(), self.ready_lines.0.clone());
                     Some(Box::new(move |line: &[u8]| {
-                        if seen.load(Ordering::Acquire) != pid
-                            && regex.is_match(&String::from_utf8_lossy(line))
-                        {
+                        if seen.load(Ordering::Acquire) == pid {
+                            return false;
+                        }
+                        if regex.is_match(&String::from_utf8_lossy(line)) {
                             seen.store(pid, Ordering::Release);
                             let _ = tx.send(pid);
+                            return false;
                         }
+                        true
                     }))
                 }
                 _ => None,
             };
-            if let Some(log) = &self.log {
-                match logfile::pump(fd, log.clone(), on_line) {
-                    Ok(p) => self.pumps.push(p),
-                    Err(e) => {
-                        tracing::warn!(unit = %self.unit.name, error = %e, "cannot read the process's output")
-                    }
+            match self.ctx.logs.pump(fd, self.log.clone(), on_line) {
+                Ok(p) => self.pumps.push(p),
+                Err(e) => {
+                    tracing::warn!(unit = %self.unit.name, error = %e, "cannot read the process's output")
                 }
             }
         }
@@ -295,7 +302,7 @@ impl Actor {
 
     /// Tell the PID file's writer who runs now.
     fn write_pid_file(&self) {
-        self.registry.set(
+        self.ctx.registry.set(
             &self.unit.name,
             self.live.as_ref().map(|l| l.identity.clone()),
         );

@@ -12,17 +12,16 @@ mod execute;
 mod probing;
 
 use super::frozen::{FrozenActor, FrozenChild, FrozenUnit};
-use super::registry::SharedRegistry;
 use super::state::{Event, State, StateName, step};
 use super::unit::Unit;
-use super::{Command, Halt, NoObserver, Observer, Snapshot, UnitHandle};
-use crate::health::Round;
-use crate::logfile::RotatingLog;
-use crate::process::{self, Identity, Spawned, Spawner};
+use super::{Command, Context, Halt, NoObserver, Observer, Snapshot, UnitHandle};
+use crate::disk::LogStream;
+use crate::health::{FileChecks, Round};
+use crate::process::{self, Identity, Spawned};
 use crate::startup::Report;
 use nix::sys::signal::Signal;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
@@ -39,10 +38,11 @@ type ProbeFuture = Pin<Box<dyn Future<Output = Round> + Send>>;
 /// [`Actor::run`].
 pub struct Actor {
     unit: Unit,
-    registry: SharedRegistry,
+    ctx: Context,
+    /// The lock and PID file checks of its rounds (Temporal's only).
+    files: Option<Arc<dyn FileChecks>>,
     observer: Arc<dyn Observer>,
-    spawner: Spawner,
-    log: Option<Arc<Mutex<RotatingLog>>>,
+    log: LogStream,
     /// The copies of the child's output into the log.
     pumps: Vec<crate::logfile::Pump>,
     status: watch::Sender<Snapshot>,
@@ -71,10 +71,11 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// A new actor (not yet running) for `unit`, spawning through
-    /// `spawner`, and the handle to talk to it. A unit with dependencies
-    /// starts `waiting` for [`Command::Start`]; the others start at once.
-    pub fn new(unit: Unit, registry: SharedRegistry, spawner: Spawner) -> (Self, UnitHandle) {
+    /// A new actor (not yet running) for `unit`, spawning, writing and
+    /// logging through `ctx`, and the handle to talk to it. A unit with
+    /// dependencies starts `waiting` for [`Command::Start`]; the others
+    /// start at once.
+    pub fn new(unit: Unit, ctx: &Context) -> (Self, UnitHandle) {
         let state = if unit.depends_on.is_empty() {
             State::Stopped
         } else {
@@ -86,18 +87,23 @@ impl Actor {
         };
         let (status, status_rx) = watch::channel(snap.clone());
         let (cmd_tx, commands) = mpsc::channel(8);
+        let log = ctx.logs.disk.open_log(&unit.log_path, unit.log_max_bytes);
         let handle = UnitHandle {
             name: unit.name.clone(),
             depends_on: unit.depends_on.clone(),
             status: status_rx,
             commands: cmd_tx,
+            log: log.stats(),
         };
+        let files: Option<Arc<dyn FileChecks>> = unit
+            .files
+            .then(|| Arc::new(ctx.registry.clone()) as Arc<dyn FileChecks>);
         let actor = Actor {
             unit,
-            registry,
+            ctx: ctx.clone(),
+            files,
             observer: Arc::new(NoObserver),
-            spawner,
-            log: None,
+            log,
             pumps: Vec::new(),
             status,
             commands,
@@ -140,7 +146,6 @@ impl Actor {
     /// exit is watched on a new pidfd and whose output pipes are read
     /// again once it runs.
     pub fn adopt(mut self, f: FrozenActor) -> std::io::Result<Self> {
-        use std::os::fd::{FromRawFd, OwnedFd};
         self.state = f.state;
         self.snap = f.snapshot;
         self.wake = f.wake;
@@ -154,14 +159,11 @@ impl Actor {
         }
         if let Some(c) = f.child {
             let mut child = Spawned::adopt(c.identity.pid, c.spawned_at)?;
-            let mut pipes = c.pipes.into_iter().map(|raw| {
-                // SAFETY: the handover gives each pipe fd to this actor alone.
-                let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-                let _ = process::spawn::close_on_exec(&fd);
-                fd
-            });
-            child.stdout = pipes.next();
-            child.stderr = pipes.next();
+            // Duplicates: the handover's own fds stay for a hand-back
+            // until the whole daemon is adopted.
+            let mut pipes = c.pipes.into_iter();
+            child.stdout = pipes.next().map(process::spawn::dup_cloexec).transpose()?;
+            child.stderr = pipes.next().map(process::spawn::dup_cloexec).transpose()?;
             self.live = Some(Live {
                 child,
                 identity: c.identity,
@@ -217,13 +219,6 @@ impl Actor {
         mut self,
         halt: impl Future<Output = Halt>,
     ) -> Result<Option<FrozenUnit>, super::state::Illegal> {
-        self.log = match RotatingLog::open(&self.unit.log_path, self.unit.log_max_bytes) {
-            Ok(l) => Some(Arc::new(Mutex::new(l))),
-            Err(e) => {
-                tracing::warn!(unit = %self.unit.name, path = %self.unit.log_path.display(), error = %e, "cannot open the log; output is discarded");
-                None
-            }
-        };
         // An adopted child's pipes are read again from here, and the
         // gauges show where supervision continues.
         if let Some(mut live) = self.live.take() {

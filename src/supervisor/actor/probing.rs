@@ -45,7 +45,7 @@ impl Actor {
             self.unit.health.clone()
         };
         let target = Target {
-            registry: self.unit.files.then(|| self.registry.clone()),
+            files: self.files.clone(),
             identity: Some(live.identity.clone()),
             plan,
             timeout: self.probe_timeout(),

@@ -1,0 +1,184 @@
+//! The copy of one child pipe into its unit's log: read what is there (up
+//! to [`CHUNK`] at a time), cap line length, show complete lines to a
+//! watcher (a readiness pattern) while one is set, and queue the bytes
+//! for the disk thread, which applies back-pressure or drops and counts
+//! (see [`crate::disk`]). Memory stays bounded whatever the child
+//! writes: a chunk, one line of at most [`MAX_LINE`] for the watcher,
+//! and the stream's bounded queue.
+
+use crate::disk::LogStream;
+use std::borrow::Cow;
+use std::io;
+use std::os::fd::OwnedFd;
+use tokio::io::AsyncReadExt;
+
+/// Longest line written as one: a longer one is written in pieces of
+/// this size, each ending in a newline, so nothing downstream (the
+/// readiness watcher, `logs`, the interleaved log) holds more.
+pub const MAX_LINE: usize = 64 * 1024;
+/// Largest read from a pipe.
+pub const CHUNK: usize = 64 * 1024;
+
+/// Shown each complete line (without its end of line, at most
+/// [`MAX_LINE`] bytes) until it returns false.
+pub type OnLine = Box<dyn FnMut(&[u8]) -> bool + Send>;
+
+/// A running copy of one pipe into the log (see [`pump`]).
+pub struct Pump {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Option<OwnedFd>>,
+}
+
+impl Pump {
+    /// Stop copying and give the pipe back (for the next daemon): what
+    /// was read is queued for the log (sync the disk to have it
+    /// written), the rest stays in the pipe. `None` when the pipe had
+    /// already reached EOF.
+    pub async fn hand_back(self) -> Option<OwnedFd> {
+        let _ = self.stop.send(());
+        self.task.await.ok().flatten()
+    }
+
+    /// Wait for the copy to end (the pipe reached EOF).
+    pub async fn finished(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Copy the pipe `fd` into `log` until EOF, on the runtime `rt`, showing
+/// lines to `on_line` while it wants them.
+pub fn pump(
+    rt: &tokio::runtime::Handle,
+    fd: OwnedFd,
+    log: LogStream,
+    on_line: Option<OnLine>,
+) -> io::Result<Pump> {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    // Registered with the reactor of the runtime that reads it.
+    let rx = {
+        let _enter = rt.enter();
+        tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?
+    };
+    let task = rt.spawn(async move {
+        let mut rx = rx;
+        let mut buf = vec![0u8; CHUNK];
+        let mut lines = Lines::new(on_line);
+        // A dropped Pump (its process is gone) just lets the copy finish.
+        let mut can_stop = true;
+        loop {
+            tokio::select! {
+                biased;
+                asked = &mut stopped, if can_stop => {
+                    if asked.is_err() {
+                        can_stop = false;
+                        continue;
+                    }
+                    // Everything read is queued already: the rest stays in
+                    // the pipe for the next reader, so no byte is lost or
+                    // written twice.
+                    return rx.into_nonblocking_fd().ok();
+                }
+                read = rx.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => {
+                        // A last line without its end: the log stays
+                        // line-oriented.
+                        if lines.open() {
+                            log.write(b"\n".to_vec()).await;
+                        }
+                        return None;
+                    }
+                    Ok(n) => {
+                        let out = lines.feed(&buf[..n]);
+                        log.write(out.into_owned()).await;
+                    }
+                },
+            }
+        }
+    });
+    Ok(Pump { stop, task })
+}
+
+/// Line bookkeeping of one pipe: how long the current line is, and the
+/// watcher's view of complete lines.
+struct Lines {
+    /// Bytes of the current (unfinished) line already passed on.
+    len: usize,
+    watcher: Option<(OnLine, Vec<u8>)>,
+}
+
+impl Lines {
+    fn new(on_line: Option<OnLine>) -> Lines {
+        Lines {
+            len: 0,
+            watcher: on_line.map(|f| (f, Vec::new())),
+        }
+    }
+
+    /// Is a line unfinished?
+    fn open(&self) -> bool {
+        self.len > 0
+    }
+
+    /// The bytes to log for `chunk`: itself, unless a line would grow
+    /// past [`MAX_LINE`], in which case a newline is put at the cap.
+    fn feed<'a>(&mut self, chunk: &'a [u8]) -> Cow<'a, [u8]> {
+        let out = self.cap(chunk);
+        if let Some((f, line)) = &mut self.watcher {
+            let done = !watch(f, line, &out);
+            if done {
+                self.watcher = None;
+            }
+        }
+        out
+    }
+
+    fn cap<'a>(&mut self, chunk: &'a [u8]) -> Cow<'a, [u8]> {
+        let before = self.len;
+        let first = memchr::memchr(b'\n', chunk).unwrap_or(chunk.len());
+        if before + first <= MAX_LINE {
+            // The common case: the chunk as read. Lines after its first
+            // newline are no longer than a chunk, hence than the cap.
+            let after = match memchr::memrchr(b'\n', chunk) {
+                Some(last) => chunk.len() - last - 1,
+                None => before + chunk.len(),
+            };
+            if after <= MAX_LINE {
+                self.len = after;
+                return Cow::Borrowed(chunk);
+            }
+        }
+        let mut out = Vec::with_capacity(chunk.len() + chunk.len() / MAX_LINE + 1);
+        let mut len = before;
+        for &b in chunk {
+            if b != b'\n' && len == MAX_LINE {
+                out.push(b'\n');
+                len = 0;
+            }
+            out.push(b);
+            len = if b == b'\n' { 0 } else { len + 1 };
+        }
+        self.len = len;
+        Cow::Owned(out)
+    }
+}
+
+/// Show `f` every complete line of `out` (with `line` holding the
+/// unfinished one, at most [`MAX_LINE`]); false once `f` is done.
+fn watch(f: &mut OnLine, line: &mut Vec<u8>, out: &[u8]) -> bool {
+    for piece in out.split_inclusive(|&b| b == b'\n') {
+        let (body, ended) = match piece.strip_suffix(b"\n") {
+            Some(body) => (body, true),
+            None => (piece, false),
+        };
+        let room = MAX_LINE.saturating_sub(line.len());
+        line.extend_from_slice(&body[..body.len().min(room)]);
+        if ended {
+            let l = line.strip_suffix(b"\r").unwrap_or(line);
+            if !f(l) {
+                return false;
+            }
+            line.clear();
+        }
+    }
+    true
+}
