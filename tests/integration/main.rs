@@ -5,6 +5,7 @@
 mod adversarial;
 mod common;
 mod config;
+mod containment;
 mod lifecycle;
 mod monitoring;
 mod observability;

@@ -21,10 +21,21 @@ impl TestHome {
         p
     }
 
+    /// A copy of the test-faults build that fails at `fault` (see
+    /// src/daemon/takeover.rs): the fault is named in `stigmer.fault`
+    /// beside it.
+    fn faulty_binary(&self, fault: &str) -> PathBuf {
+        let dir = self.dir.path().join(format!("faulty-{fault}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("stigmer");
+        std::fs::copy(faults_bin(), &p).unwrap();
+        std::fs::write(dir.join("stigmer.fault"), fault).unwrap();
+        p
+    }
+
     /// `stigmer` from `bin`, like [`TestHome::cmd`].
     fn cmd_of(&self, bin: &Path, args: &[&str]) -> Command {
-        let mut c = self.cmd(args);
-        c.env_remove("STIGMER_UPGRADE_FAULT");
+        let c = self.cmd(args);
         let mut other = Command::new(bin);
         other.args(c.get_args());
         for (k, v) in c.get_envs() {
@@ -251,29 +262,33 @@ fn a_failed_takeover_leaves_the_old_daemon_in_charge() {
     let temporal = h.serving_pid().unwrap();
     let daemon = h.daemon_pid().unwrap();
     let old = h.daemon_exe().unwrap();
-    let new = h.new_binary();
-    // A binary that exits at once (refused by its check before any exec),
-    // one that takes over and fails after the exec (hands back), and a
-    // program that is not stigmer at all.
-    let attempts: Vec<(&str, Command)> = vec![
-        ("exits at once", {
-            let mut c = h.cmd_of(&new, &["local", "upgrade"]);
-            c.env("STIGMER_UPGRADE_FAULT", "exit");
-            c
-        }),
-        ("fails after the exec", {
-            let mut c = h.cmd_of(&new, &["local", "upgrade"]);
-            c.env("STIGMER_UPGRADE_FAULT", "takeover");
-            c
-        }),
+    // A program that only prints what a check once printed.
+    let liar = script(
+        h.dir.path(),
+        "liar",
+        "cat >/dev/null; echo \"ok 9.9.9\"; echo '{\"protocol\":2,\"version\":\"9.9.9\",\"nonce\":\"\",\"units\":[\"temporal\"]}'",
+    );
+    // Each refused before the exec (its check), or after it (hands back).
+    let attempts: Vec<(&str, PathBuf)> = vec![
+        ("exits at its check", h.faulty_binary("check-exit")),
         (
-            "not stigmer",
-            h.cmd(&["local", "upgrade", "--binary", "/bin/false"]),
+            "answers the check with the wrong nonce",
+            h.faulty_binary("check-lie"),
         ),
+        ("prints a plausible answer", liar),
+        (
+            "fails in its takeover code after the exec",
+            h.faulty_binary("takeover"),
+        ),
+        (
+            "panics in its takeover code after the exec",
+            h.faulty_binary("takeover-panic"),
+        ),
+        ("is not stigmer at all", PathBuf::from("/bin/false")),
     ];
-    for (what, cmd) in attempts {
+    for (what, bin) in attempts {
         let prober = Prober::start(h.port);
-        let out = run(cmd);
+        let out = run(h.cmd(&["local", "upgrade", "--binary", &bin.display().to_string()]));
         prober.wait_checks(3);
         let (_, failures) = prober.finish();
         assert_eq!(out.status.code(), Some(12), "{what}: {}", text(&out));
@@ -295,6 +310,31 @@ fn a_failed_takeover_leaves_the_old_daemon_in_charge() {
     // And it still supervises.
     signal(temporal, Signal::SIGKILL);
     h.wait_serving_new_pid(temporal);
+}
+
+#[test]
+fn a_binary_others_can_write_is_refused_before_anything_happens() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = TestHome::new();
+    h.start_ok();
+    let temporal = h.serving_pid().unwrap();
+    let daemon = h.daemon_pid().unwrap();
+    let new = h.new_binary();
+    let before = h.metrics();
+    for mode in [0o775, 0o757] {
+        std::fs::set_permissions(&new, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = h.upgrade_with(&new);
+        assert_eq!(out.status.code(), Some(12), "{mode:o}: {}", text(&out));
+        assert!(text(&out).contains("writable"), "{mode:o}: {}", text(&out));
+    }
+    assert_eq!(h.daemon_pid(), Some(daemon));
+    assert_eq!(h.temporals(), vec![temporal]);
+    // Nothing was frozen or handed over: the counters never paused.
+    assert!(h.metrics().contains("stigmer_temporal_up 1"), "{before}");
+    std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = h.upgrade_with(&new);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(h.daemon_exe(), Some(new));
 }
 
 #[test]
