@@ -70,6 +70,7 @@ pub mod http;
 pub mod lock;
 pub mod logfile;
 pub mod metrics;
+pub mod model;
 pub mod paths;
 pub mod pidfile;
 pub mod process;

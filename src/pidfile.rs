@@ -77,7 +77,7 @@ impl PidRecord {
 
     /// Record the identity of unit `name` (`None`: none runs).
     pub fn set_unit(&mut self, name: &str, id: Option<Identity>) {
-        if name == crate::config::services::TEMPORAL {
+        if name == crate::model::TEMPORAL {
             self.temporal = id;
         } else {
             match id {

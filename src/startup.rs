@@ -4,7 +4,7 @@
 //! produces the first `Ready` or `Failed`, the daemon adds `Note`s, and
 //! the CLI decodes them; encode and decode live together here.
 
-use crate::exit::Code;
+use crate::model::Code;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{FromRawFd, RawFd};

@@ -3,7 +3,8 @@
 //! clap_mangen), so they never drift from what the binary accepts.
 
 use crate::cli::Cli;
-use crate::exit::{Code, Failure};
+use crate::exit::Failure;
+use crate::model::Code;
 use clap::CommandFactory;
 use std::path::Path;
 

@@ -6,7 +6,8 @@
 use super::home;
 use crate::cli::StartArgs;
 use crate::config::Effective;
-use crate::exit::{Code, Failure};
+use crate::exit::Failure;
+use crate::model::Code;
 
 /// Run `config`.
 pub fn run(args: &StartArgs) -> Result<Code, Failure> {

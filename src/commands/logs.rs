@@ -6,8 +6,9 @@
 
 use super::{home, running};
 use crate::cli::LogsArgs;
-use crate::exit::{Code, Failure};
+use crate::exit::Failure;
 use crate::logfile::{self, Followed};
+use crate::model::Code;
 use crate::paths::StateDir;
 use std::io::Write;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ pub fn run(args: &LogsArgs) -> Result<Code, Failure> {
     let home = home(&args.home.home);
     let path = match args.service.as_deref() {
         _ if args.daemon => home.daemon_log(),
-        None | Some(crate::config::services::TEMPORAL) => home.temporal_log(),
+        None | Some(crate::model::TEMPORAL) => home.temporal_log(),
         Some(name) if crate::config::services::valid_name(name) => home.service_log(name),
         Some(name) => {
             return Err(Failure::Relayed(

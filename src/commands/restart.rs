@@ -8,9 +8,10 @@
 use super::{Check, Found, daemon_identity, discover, fetch_status, running};
 use crate::cli::RestartArgs;
 use crate::config::Config;
-use crate::config::services::TEMPORAL;
 use crate::daemon::control;
-use crate::exit::{Code, Failure};
+use crate::exit::Failure;
+use crate::model::Code;
+use crate::model::TEMPORAL;
 use crate::process::Identity;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;

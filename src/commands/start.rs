@@ -7,9 +7,10 @@ use super::{Check, Found, discover, fetch_status};
 use crate::cli::StartArgs;
 use crate::config::Config;
 use crate::daemon::{self, handover};
-use crate::exit::{Code, Failure};
+use crate::exit::Failure;
 use crate::lock::{InstanceLock, TryLock};
 use crate::logfile;
+use crate::model::Code;
 use crate::startup::{Notifier, Report};
 use crate::status::{StatusDoc, human_secs};
 use nix::sys::signal::{Signal, kill};
@@ -292,7 +293,7 @@ fn spawn_daemon(
     }
     // A detached daemon is not the service manager's main process: only a
     // `--foreground` daemon speaks systemd's protocol.
-    for var in crate::daemon::notify::VARIABLES {
+    for var in crate::model::SYSTEMD_VARIABLES {
         cmd.env_remove(var);
     }
     // SAFETY: setsid and fcntl are async-signal-safe.

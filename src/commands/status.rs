@@ -4,7 +4,8 @@
 
 use super::{Check, daemon_answer, endpoint_status, home, running};
 use crate::cli::StatusArgs;
-use crate::exit::{Code, Failure};
+use crate::exit::Failure;
+use crate::model::Code;
 use crate::status::StatusDoc;
 use serde_json::json;
 use std::io::Write;

@@ -8,8 +8,9 @@
 use super::{Found, daemon_identity, discover, home};
 use crate::cli::StopArgs;
 use crate::daemon::preflight::reclaim_orphans;
-use crate::exit::{Code, Failure};
+use crate::exit::Failure;
 use crate::lock::{InstanceLock, TryLock};
+use crate::model::Code;
 use crate::paths::StateDir;
 use crate::pidfile::{self, PidRecord};
 use crate::process::{self, Identity, Verdict, ports};

@@ -9,7 +9,8 @@ use super::{home, running};
 use crate::cli::UpgradeArgs;
 use crate::daemon::control::{self, Upgrade};
 use crate::daemon::upgrade::Upgraded;
-use crate::exit::{Code, Failure};
+use crate::exit::Failure;
+use crate::model::Code;
 use std::time::Duration;
 
 /// Longest the whole handover may take (the new binary's check is

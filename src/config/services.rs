@@ -5,7 +5,7 @@
 //! for. [`order`] sorts them so every service comes after what it depends
 //! on, and names a dependency cycle when there is one.
 
-use crate::supervisor::state::RestartPolicy;
+use crate::model::RestartPolicy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

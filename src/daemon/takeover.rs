@@ -112,7 +112,7 @@ pub fn main(e: Entry) -> u8 {
         Ok(()) => 0,
         Err(why) => {
             eprintln!("error: {why}");
-            crate::exit::Code::UpgradeFailed as u8
+            crate::model::Code::UpgradeFailed as u8
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One [`Probe`] per layer. Each only looks, and answers with a reason.
 
-use super::{FileChecks, Layer, Probe};
+use super::{FileChecks, Probe};
+use crate::model::Layer;
 use crate::process::{Identity, SpawnSpec, Spawner, Verdict, proc};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -278,7 +279,7 @@ impl Probe for ExecProbe {
             .await
             .map_err(|e| format!("cannot run {}: {e}", self.spec.program.display()))?;
         match tokio::time::timeout(self.timeout, child.wait()).await {
-            Ok(Ok(crate::process::ExitStatus::Code(0))) => Ok("exit code 0".into()),
+            Ok(Ok(crate::model::ExitStatus::Code(0))) => Ok("exit code 0".into()),
             Ok(Ok(status)) => Err(status.describe()),
             Ok(Err(e)) => Err(format!("wait: {e}")),
             Err(_) => {

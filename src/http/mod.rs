@@ -353,11 +353,11 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::config::options::Options;
+    use crate::model::StateName;
     use crate::paths::StateDir;
     use crate::supervisor::Snapshot;
     use crate::supervisor::UnitHandle;
     use crate::supervisor::policy::Policy;
-    use crate::supervisor::state::StateName;
     use axum::body::Body;
     use clap::Parser;
     use tokio::sync::{mpsc, watch};

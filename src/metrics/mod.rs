@@ -8,9 +8,10 @@
 
 pub mod service;
 
-use crate::health::{Check, Layer};
-use crate::process::{ExitStatus, proc};
-use crate::supervisor::state::{RestartReason, StateName};
+use crate::health::Check;
+use crate::model::{ExitStatus, Layer, RestartReason, StateName};
+use crate::process::proc;
+
 use crate::supervisor::{Observer, RestartInfo};
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
@@ -529,7 +530,7 @@ impl Metrics {
 impl Metrics {
     /// The observer that moves unit `name`'s series.
     pub fn observer(self: &Arc<Self>, name: &str) -> Arc<dyn Observer> {
-        if name == crate::config::services::TEMPORAL {
+        if name == crate::model::TEMPORAL {
             self.clone()
         } else {
             Arc::new(self.services.observer(name))

@@ -3,8 +3,9 @@
 //! `stigmer_temporal_*` series.
 
 use super::{histogram, reg};
-use crate::health::{Check, Layer};
-use crate::supervisor::state::{RestartReason, StateName};
+use crate::health::Check;
+use crate::model::{Layer, RestartReason, StateName};
+
 use crate::supervisor::{Observer, RestartInfo};
 use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use std::time::Duration;

@@ -5,31 +5,7 @@
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
-
-/// How a child ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExitStatus {
-    /// Exited with a code.
-    Code(i32),
-    /// Killed by a signal (number).
-    Signal(i32),
-}
-
-impl ExitStatus {
-    /// Human form: "exit code 1", "signal 9 (SIGKILL)".
-    pub fn describe(&self) -> String {
-        match *self {
-            ExitStatus::Code(c) => format!("exit code {c}"),
-            ExitStatus::Signal(s) => match Signal::try_from(s) {
-                Ok(sig) => format!("signal {s} ({})", sig.as_str()),
-                Err(_) => format!("signal {s}"),
-            },
-        }
-    }
-}
 
 /// Send `sig` to every process in group `pgid`. `Ok(false)` when the group
 /// is already empty. Refuses groups 0 and 1 and our own group.
@@ -209,11 +185,5 @@ mod tests {
         assert_eq!(signal_group(0, Signal::SIGTERM), Err(Errno::EPERM));
         let own = nix::unistd::getpgrp().as_raw();
         assert_eq!(signal_group(own, Signal::SIGTERM), Err(Errno::EPERM));
-    }
-
-    #[test]
-    fn describes_exits() {
-        assert_eq!(ExitStatus::Code(1).describe(), "exit code 1");
-        assert_eq!(ExitStatus::Signal(9).describe(), "signal 9 (SIGKILL)");
     }
 }

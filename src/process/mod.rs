@@ -10,6 +10,6 @@ pub mod ports;
 pub mod proc;
 pub mod spawn;
 
-pub use group::{ExitStatus, GroupOwner, signal_group, wait_group_gone};
+pub use group::{GroupOwner, signal_group, wait_group_gone};
 pub use identity::{Identity, Verdict};
 pub use spawn::{SpawnSpec, Spawned, Spawner};

@@ -11,8 +11,8 @@
 //! once the whole thread group is gone), then reaped with `waitpid`: no
 //! timer, no polling.
 
-use super::group::ExitStatus;
 use super::identity::pidfd_open;
+use crate::model::ExitStatus;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::ffi::{CString, OsString};
@@ -231,7 +231,7 @@ fn spawn_now(spec: &SpawnSpec) -> io::Result<std::process::Child> {
         cmd.current_dir(dir);
     }
     // The service manager's protocol is the daemon's, not its children's.
-    for var in crate::daemon::notify::VARIABLES {
+    for var in crate::model::SYSTEMD_VARIABLES {
         cmd.env_remove(var);
     }
     // Temporal (Go's os/user without cgo) fails at start without $USER;

@@ -8,10 +8,10 @@ pub use render::human_secs;
 
 use crate::config::Config;
 use crate::config::services::ServiceSpec;
-use crate::health::Layer;
-use crate::supervisor::actor::unix_now_ms;
+use crate::model::Layer;
+use crate::model::StateName;
+use crate::model::clock::unix_now_ms;
 use crate::supervisor::policy::Policy;
-use crate::supervisor::state::StateName;
 use crate::supervisor::{Backoff, LayerStatus, Restarts, Snapshot};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -281,7 +281,7 @@ impl StatusDoc {
                 (Some(p), n) => Some(format!("log: {n} bytes of output dropped; now: {p}")),
                 (None, n) => Some(format!("log: {n} bytes of output dropped (writable again)")),
             };
-            let (bytes, warnings) = if name == crate::config::services::TEMPORAL {
+            let (bytes, warnings) = if name == crate::model::TEMPORAL {
                 (
                     &mut self.temporal.log_dropped_bytes,
                     &mut self.temporal.warnings,

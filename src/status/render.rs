@@ -1,7 +1,7 @@
 //! The human rendering of the status document (`stigmer local status`).
 
 use super::StatusDoc;
-use crate::health::Layer;
+use crate::model::Layer;
 
 impl StatusDoc {
     /// A few human lines.

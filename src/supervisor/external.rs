@@ -6,10 +6,11 @@
 
 use super::frozen::FrozenUnit;
 use super::registry::SharedRegistry;
-use super::state::StateName;
+use crate::model::{Layer, StateName};
+
 use super::{Command, Halt, LayerStatus, NoObserver, Observer, Snapshot, UnitHandle};
-use crate::config::services::TEMPORAL;
-use crate::health::{self, FileChecks, Layer, Plan, Round, Target};
+use crate::health::{self, FileChecks, Plan, Round, Target};
+use crate::model::TEMPORAL;
 use crate::startup::Report;
 use std::net::SocketAddr;
 use std::sync::Arc;

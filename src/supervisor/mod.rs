@@ -24,10 +24,11 @@ pub mod stack;
 pub mod state;
 pub mod unit;
 
-use crate::health::{Check, Layer};
-use crate::process::ExitStatus;
+use crate::health::Check;
+use crate::model::ExitStatus;
+use crate::model::Layer;
+use crate::model::{RestartReason, StateName};
 use serde::{Deserialize, Serialize};
-use state::{RestartReason, StateName};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};

@@ -11,8 +11,9 @@
 //! supervisor.
 
 use crate::disk::Disk;
-use crate::health::{FileChecks, Layer};
+use crate::health::FileChecks;
 use crate::lock::InstanceLock;
+use crate::model::Layer;
 use crate::pidfile::{self, PidFile, PidRecord};
 use crate::process::Identity;
 use std::path::PathBuf;

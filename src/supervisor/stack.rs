@@ -11,9 +11,10 @@ use super::actor::Actor;
 use super::external::Watcher;
 use super::frozen::FrozenUnit;
 use super::heartbeat::Heartbeat;
-use super::state::StateName;
+use crate::model::StateName;
+
 use super::{Command, Halt, Handle, UnitHandle};
-use crate::config::services::TEMPORAL;
+use crate::model::TEMPORAL;
 use crate::startup::Report;
 use std::collections::BTreeSet;
 use tokio::sync::{mpsc, oneshot};

@@ -4,87 +4,9 @@
 //! tables with made-up instants.
 
 use super::policy::Policy;
-use crate::health::Layer;
-use crate::process::ExitStatus;
+use crate::model::{ExitStatus, Layer, RestartPolicy, RestartReason, StateName};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
-
-/// Why Temporal is being (or was) restarted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum RestartReason {
-    /// It exited on its own with a code.
-    Exited {
-        /// Exit code.
-        code: i32,
-    },
-    /// It was killed by a signal we did not send.
-    Signaled {
-        /// Signal number.
-        signal: i32,
-    },
-    /// A health layer failed `failure_threshold` times in a row.
-    Unhealthy {
-        /// The layer that failed.
-        layer: Layer,
-    },
-    /// It did not become ready within the start timeout.
-    StartTimeout,
-    /// Someone asked for a restart (`stigmer local restart`).
-    Manual,
-    /// It could not be spawned at all.
-    SpawnFailed {
-        /// What went wrong.
-        error: String,
-    },
-}
-
-impl RestartReason {
-    /// Label value for metrics: exited, signaled, unhealthy, ...
-    pub fn label(&self) -> &'static str {
-        match self {
-            RestartReason::Exited { .. } => "exited",
-            RestartReason::Signaled { .. } => "signaled",
-            RestartReason::Unhealthy { .. } => "unhealthy",
-            RestartReason::StartTimeout => "start_timeout",
-            RestartReason::Manual => "manual",
-            RestartReason::SpawnFailed { .. } => "spawn_failed",
-        }
-    }
-
-    fn from_exit(status: ExitStatus) -> Self {
-        match status {
-            ExitStatus::Code(code) => RestartReason::Exited { code },
-            ExitStatus::Signal(signal) => RestartReason::Signaled { signal },
-        }
-    }
-}
-
-/// When an ended process is started again (`restart` of a service;
-/// Temporal's is always `Always`). A kill for failed health checks or a
-/// start timeout is a failure; a manual restart always starts again.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RestartPolicy {
-    /// Whatever the exit.
-    #[default]
-    Always,
-    /// Unless it exited with code 0.
-    OnFailure,
-    /// Never; the state stays `exited`.
-    Never,
-}
-
-impl RestartPolicy {
-    /// Does a process that ended for `reason` start again?
-    pub fn restarts(self, reason: &RestartReason) -> bool {
-        match self {
-            RestartPolicy::Always => true,
-            RestartPolicy::OnFailure => !matches!(reason, RestartReason::Exited { code: 0 }),
-            RestartPolicy::Never => false,
-        }
-    }
-}
 
 /// Every state the supervisor can be in. Variants carry only what is valid
 /// there; `attempt` counts consecutive failures (0 after a stable run).
@@ -107,7 +29,7 @@ pub enum State {
         /// The process's pid.
         pid: i32,
         /// When it was spawned.
-        #[serde(with = "super::frozen::mono")]
+        #[serde(with = "crate::model::clock::mono")]
         since: Instant,
         /// Consecutive failures so far.
         attempt: u32,
@@ -117,7 +39,7 @@ pub enum State {
         /// The process's pid.
         pid: i32,
         /// Ready since.
-        #[serde(with = "super::frozen::mono")]
+        #[serde(with = "crate::model::clock::mono")]
         since: Instant,
         /// Consecutive failures so far (reset once stable).
         attempt: u32,
@@ -127,7 +49,7 @@ pub enum State {
         /// The process's pid.
         pid: i32,
         /// Ready since (kept, so recovery does not reset uptime).
-        #[serde(with = "super::frozen::mono")]
+        #[serde(with = "crate::model::clock::mono")]
         since: Instant,
         /// Consecutive failures so far.
         attempt: u32,
@@ -143,7 +65,7 @@ pub enum State {
         /// Why.
         reason: RestartReason,
         /// When the failure was detected (for recovery time).
-        #[serde(with = "super::frozen::mono")]
+        #[serde(with = "crate::model::clock::mono")]
         detected_at: Instant,
         /// Consecutive failures so far.
         attempt: u32,
@@ -153,7 +75,7 @@ pub enum State {
     /// Waiting before the next spawn.
     Backoff {
         /// Spawn at.
-        #[serde(with = "super::frozen::mono")]
+        #[serde(with = "crate::model::clock::mono")]
         until: Instant,
         /// Consecutive failures so far.
         attempt: u32,
@@ -162,7 +84,7 @@ pub enum State {
     /// growing (capped) delays, never in a tight loop.
     CrashLoop {
         /// Spawn at.
-        #[serde(with = "super::frozen::mono")]
+        #[serde(with = "crate::model::clock::mono")]
         until: Instant,
         /// Consecutive failures so far.
         attempt: u32,
@@ -175,77 +97,6 @@ pub enum State {
         /// The process's pid.
         pid: i32,
     },
-}
-
-/// The state's name, for status output, metrics labels and the
-/// allowed-transitions table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StateName {
-    #[allow(missing_docs)]
-    Waiting,
-    #[allow(missing_docs)]
-    Stopped,
-    #[allow(missing_docs)]
-    Spawning,
-    #[allow(missing_docs)]
-    Starting,
-    #[allow(missing_docs)]
-    Running,
-    #[allow(missing_docs)]
-    Unhealthy,
-    #[allow(missing_docs)]
-    Killing,
-    #[allow(missing_docs)]
-    Backoff,
-    #[allow(missing_docs)]
-    CrashLoop,
-    #[allow(missing_docs)]
-    Exited,
-    #[allow(missing_docs)]
-    Stopping,
-}
-
-impl StateName {
-    /// Every state, for exporting one gauge per state.
-    pub const ALL: [StateName; 11] = [
-        StateName::Waiting,
-        StateName::Stopped,
-        StateName::Spawning,
-        StateName::Starting,
-        StateName::Running,
-        StateName::Unhealthy,
-        StateName::Killing,
-        StateName::Backoff,
-        StateName::CrashLoop,
-        StateName::Exited,
-        StateName::Stopping,
-    ];
-
-    /// snake_case name.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            StateName::Waiting => "waiting",
-            StateName::Stopped => "stopped",
-            StateName::Spawning => "spawning",
-            StateName::Starting => "starting",
-            StateName::Running => "running",
-            StateName::Unhealthy => "unhealthy",
-            StateName::Killing => "killing",
-            StateName::Backoff => "backoff",
-            StateName::CrashLoop => "crash_loop",
-            StateName::Exited => "exited",
-            StateName::Stopping => "stopping",
-        }
-    }
-
-    /// A process of ours is alive in this state.
-    pub fn is_live(&self) -> bool {
-        matches!(
-            self,
-            StateName::Starting | StateName::Running | StateName::Unhealthy | StateName::Killing
-        )
-    }
 }
 
 impl State {

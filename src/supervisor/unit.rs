@@ -4,10 +4,11 @@
 //! machine. Built once from the [`Config`]; the actor only executes it.
 
 use super::policy::Policy;
-use super::state::{RestartPolicy, Rules};
+use super::state::Rules;
 use crate::config::Config;
-use crate::config::services::{ProbeKind, Readiness, ServiceSpec, TEMPORAL};
+use crate::config::services::{ProbeKind, Readiness, ServiceSpec};
 use crate::health::Plan;
+use crate::model::{RestartPolicy, TEMPORAL};
 use crate::process::{SpawnSpec, Spawner};
 use nix::sys::signal::Signal;
 use std::net::SocketAddr;

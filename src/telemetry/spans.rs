@@ -12,8 +12,8 @@
 //! The log lines these emit carry `trace_id` so logs and traces join up.
 
 use crate::health::Check;
-use crate::process::ExitStatus;
-use crate::supervisor::state::RestartReason;
+use crate::model::ExitStatus;
+use crate::model::RestartReason;
 use crate::supervisor::{Observer, RestartInfo};
 use opentelemetry::trace::{SpanContext, TraceContextExt};
 use std::sync::Mutex;
@@ -65,7 +65,7 @@ impl SpanObserver {
     pub fn new(name: &str) -> Self {
         SpanObserver {
             open: Mutex::default(),
-            service: (name != crate::config::services::TEMPORAL).then(|| name.to_string()),
+            service: (name != crate::model::TEMPORAL).then(|| name.to_string()),
         }
     }
 

@@ -1,12 +1,14 @@
 //! Carrying out the actions [`step`](super::step) returns: spawn, signal,
 //! reap, arm timers, record restarts and readiness, repair files.
 
-use super::{Actor, Live, ms, unix_now_ms};
-use crate::exit::Code;
+use super::{Actor, Live, ms};
 use crate::logfile;
+use crate::model::Code;
+use crate::model::clock::unix_now_ms;
+use crate::model::{RestartReason, StateName};
 use crate::process::{self, Identity, ports};
 use crate::startup::Report;
-use crate::supervisor::state::{Action, Event, RestartReason, State, StateName};
+use crate::supervisor::state::{Action, Event, State};
 use crate::supervisor::unit::Ready;
 use crate::supervisor::{Backoff, ProcessInfo, RestartInfo};
 use nix::sys::signal::Signal;
@@ -102,7 +104,7 @@ impl Actor {
         }
     }
 
-    pub(super) fn on_exit(&mut self, status: process::ExitStatus) {
+    pub(super) fn on_exit(&mut self, status: crate::model::ExitStatus) {
         let Some(live) = &self.live else { return };
         let pid = live.child.pid;
         self.exited_pid = Some(pid);
@@ -157,7 +159,7 @@ impl Actor {
         self.snap.backoff = None;
         self.snap.last_error = None;
         // The readiness line is not checked again once seen.
-        self.snap.health.remove(&crate::health::Layer::Log);
+        self.snap.health.remove(&crate::model::Layer::Log);
         let exe = process::proc::exe(pid).map(|p| p.display().to_string());
         if let Some(t) = &mut self.snap.process {
             t.exe = exe;

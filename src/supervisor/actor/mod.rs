@@ -12,11 +12,12 @@ mod execute;
 mod probing;
 
 use super::frozen::{FrozenActor, FrozenChild, FrozenUnit};
-use super::state::{Event, State, StateName, step};
+use super::state::{Event, State, step};
 use super::unit::Unit;
 use super::{Command, Context, Halt, NoObserver, Observer, Snapshot, UnitHandle};
 use crate::disk::LogStream;
 use crate::health::{FileChecks, Round};
+use crate::model::StateName;
 use crate::process::{self, Identity, Spawned};
 use crate::startup::Report;
 use nix::sys::signal::Signal;
@@ -366,7 +367,7 @@ impl Actor {
         // that its restart policy does not start again).
         self.snap.ready = self.state.is_serving()
             || (self.state == State::Exited
-                && self.snap.restarts.last_exit == Some(process::ExitStatus::Code(0)));
+                && self.snap.restarts.last_exit == Some(crate::model::ExitStatus::Code(0)));
         if !matches!(self.state.name(), StateName::Backoff | StateName::CrashLoop) {
             self.snap.backoff = None;
         }
@@ -409,7 +410,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn wait_exit(live: &mut Option<Live>) -> std::io::Result<process::ExitStatus> {
+async fn wait_exit(live: &mut Option<Live>) -> std::io::Result<crate::model::ExitStatus> {
     match live {
         Some(l) => l.child.wait().await,
         None => std::future::pending().await,

@@ -2,10 +2,12 @@
 //! then every health interval, on a fixed cadence), what they check, and
 //! how a finished round becomes a snapshot update and state-machine events.
 
-use super::{Actor, ProbeFuture, ms, unix_now_ms};
+use super::{Actor, ProbeFuture, ms};
 use crate::health::{self, Round, Target};
+use crate::model::StateName;
+use crate::model::clock::unix_now_ms;
 use crate::supervisor::LayerStatus;
-use crate::supervisor::state::{Event, StateName};
+use crate::supervisor::state::Event;
 use std::time::{Duration, Instant};
 
 impl Actor {

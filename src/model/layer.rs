@@ -1,0 +1,83 @@
+//! Health layer names: the value every part of the daemon shares (the
+//! probes that check them, the state machine that counts them, the status
+//! and metrics that show them).
+
+use serde::{Deserialize, Serialize};
+
+/// A health layer, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layer {
+    /// The daemon still holds the flock, and the path names the locked file.
+    Lock,
+    /// The PID file is present and names the current processes.
+    PidFile,
+    /// The process is alive.
+    Process,
+    /// Pid, start time and executable still match.
+    Identity,
+    /// The service logged its readiness line.
+    Log,
+    /// TCP connect to Temporal's frontend port.
+    Port,
+    /// A service's TCP port accepts a connection.
+    Tcp,
+    /// `grpc.health.v1.Health/Check` answers SERVING.
+    Grpc,
+    /// An HTTP URL answers 2xx.
+    Http,
+    /// A command exits 0.
+    Exec,
+}
+
+impl Layer {
+    /// Temporal's layers, in order.
+    pub const TEMPORAL: [Layer; 6] = [
+        Layer::Lock,
+        Layer::PidFile,
+        Layer::Process,
+        Layer::Identity,
+        Layer::Port,
+        Layer::Grpc,
+    ];
+
+    /// Every layer a service may have, in order.
+    pub const SERVICE: [Layer; 7] = [
+        Layer::Process,
+        Layer::Identity,
+        Layer::Log,
+        Layer::Tcp,
+        Layer::Grpc,
+        Layer::Http,
+        Layer::Exec,
+    ];
+
+    /// snake_case name (metrics label).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Layer::Lock => "lock",
+            Layer::PidFile => "pid_file",
+            Layer::Process => "process",
+            Layer::Identity => "identity",
+            Layer::Log => "log",
+            Layer::Port => "port",
+            Layer::Tcp => "tcp",
+            Layer::Grpc => "grpc",
+            Layer::Http => "http",
+            Layer::Exec => "exec",
+        }
+    }
+
+    /// Does a failure of this layer count towards a restart?
+    pub fn counts(&self) -> bool {
+        !matches!(self, Layer::Lock | Layer::PidFile)
+    }
+
+    /// Is this layer the application's own answer (the one a hang fails)?
+    pub fn answers(&self) -> bool {
+        matches!(
+            self,
+            Layer::Port | Layer::Tcp | Layer::Grpc | Layer::Http | Layer::Exec | Layer::Log
+        )
+    }
+}

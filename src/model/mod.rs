@@ -1,0 +1,24 @@
+//! The value types every layer shares, and nothing else: unit names,
+//! exit codes, health layer names, state names, restart reasons and
+//! policies, how a process ended, and the clock. It uses no other module
+//! of this crate, so everything may use it.
+
+pub mod clock;
+mod code;
+mod exit_status;
+mod layer;
+mod restart;
+mod state;
+
+pub use code::Code;
+pub use exit_status::ExitStatus;
+pub use layer::Layer;
+pub use restart::{RestartKind, RestartPolicy, RestartReason};
+pub use state::StateName;
+
+/// The built-in unit: Temporal. No declared service may take its name.
+pub const TEMPORAL: &str = "temporal";
+
+/// The service manager's notification variables (systemd): the daemon's
+/// own, never passed to its children.
+pub const SYSTEMD_VARIABLES: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
