@@ -3,7 +3,8 @@
 //! which reports every bad value at once.
 
 use crate::config::options::Options;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use crate::telemetry::LogFormat;
+use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -67,16 +68,6 @@ fn explicit(m: &clap::ArgMatches) -> BTreeSet<String> {
         .collect()
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable.
-    Pretty,
-    /// One JSON object per line.
-    Json,
-}
-
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Top {
@@ -96,6 +87,67 @@ pub enum Top {
         #[arg(long, default_value = ".", value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Internal: the daemon's own entry points (run by `stigmer local
+    /// start` and by an upgrade, never by hand).
+    #[command(hide = true)]
+    Daemon(DaemonArgs),
+}
+
+/// `stigmer daemon ...`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Which entry.
+    #[command(subcommand)]
+    pub command: DaemonCommand,
+}
+
+/// The daemon's entry points.
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Run the daemon of HOME with the lock, the startup report pipe and
+    /// the checked configuration the launching CLI hands over.
+    Run(RunArgs),
+    /// Check, or continue from, an upgrade's handover. Parsed by hand
+    /// before these definitions (see `daemon::takeover`); declared here
+    /// for `--help` and the man pages.
+    Takeover(TakeoverArgs),
+}
+
+/// `stigmer daemon run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The state directory (`ps` shows whose daemon this is).
+    #[arg(long, value_name = "DIR")]
+    pub home: PathBuf,
+    /// The held instance lock.
+    #[arg(long, value_name = "FD")]
+    pub lock_fd: i32,
+    /// Where to send the startup report.
+    #[arg(long, value_name = "FD")]
+    pub report_fd: i32,
+    /// The checked configuration (a memory file).
+    #[arg(long, value_name = "FD")]
+    pub config_fd: i32,
+}
+
+/// `stigmer daemon takeover`.
+#[derive(Debug, Clone, Args)]
+pub struct TakeoverArgs {
+    /// The state directory (`ps` shows whose daemon this is).
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Read a handover on stdin and answer the check.
+    #[arg(long)]
+    pub check: bool,
+    /// The handover (a memory file).
+    #[arg(long, value_name = "FD")]
+    pub state_fd: Option<i32>,
+    /// The previous binary, to hand back to.
+    #[arg(long, value_name = "FD")]
+    pub previous_fd: Option<i32>,
+    /// Why the handover came back.
+    #[arg(long, value_name = "WHY")]
+    pub rollback: Option<String>,
 }
 
 /// `stigmer local [start|stop|status|restart|logs]`; bare `local` starts.
@@ -211,16 +263,6 @@ pub struct StartArgs {
     /// Run the daemon in this process (containers, systemd); logs to stderr.
     #[arg(long, env = "STIGMER_FOREGROUND")]
     pub foreground: bool,
-    /// Internal: lock fd handed over by the launching CLI.
-    #[arg(long, hide = true)]
-    pub lock_fd: Option<i32>,
-    /// Internal: fd on which to report startup to the launching CLI.
-    #[arg(long, hide = true)]
-    pub ready_fd: Option<i32>,
-    /// Internal: fd from which to read the checked configuration (JSON)
-    /// the launching CLI hands over, instead of flags and environment.
-    #[arg(long, hide = true)]
-    pub config_fd: Option<i32>,
 }
 
 /// Options of `stop`.

@@ -2,7 +2,7 @@
 //! maps every [`Failure`] to its code; nothing deeper calls `exit`.
 
 use crate::config::file::FileError;
-use crate::config::{BinaryError, ConfigError};
+use crate::config::{BinaryError, ConfigError, LoadError};
 use crate::lock::LockError;
 pub use crate::model::Code;
 use crate::paths::StateDirError;
@@ -86,6 +86,27 @@ impl Failure {
             Failure::Relayed(code, _) => *code,
             Failure::Upgrade(_) => Code::UpgradeFailed,
             Failure::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<crate::reclaim::ReclaimError> for Failure {
+    fn from(e: crate::reclaim::ReclaimError) -> Self {
+        use crate::reclaim::ReclaimError;
+        match e {
+            ReclaimError::Signal { .. } => Failure::Internal(e.to_string()),
+            ReclaimError::DaemonRuns(_) | ReclaimError::StillExiting { .. } => {
+                Failure::StartFailed(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<LoadError> for Failure {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Values(e) => Failure::Config(e),
+            LoadError::File(e) => Failure::File(e),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! `stigmer`: parse the command line, set up logging, dispatch, and map
 //! failures to exit codes. All logic lives in the library.
 
-use stigmer::cli::{Cli, LocalCommand, StartArgs, Top};
+use stigmer::cli::{Cli, DaemonArgs, DaemonCommand, LocalCommand, StartArgs, Top};
 use stigmer::commands;
+use stigmer::commands::start::Started;
 use stigmer::exit::{Code, Failure};
 use stigmer::telemetry::{self, Otlp};
 
@@ -41,6 +42,7 @@ fn main() -> std::process::ExitCode {
             Ok(Code::Ok)
         }
         Top::Man { dir } => commands::completions::man(dir),
+        Top::Daemon(d) => daemon(&cli, d),
     };
     let code = match result {
         Ok(code) => code,
@@ -70,7 +72,7 @@ fn run(cli: &Cli, local: &stigmer::cli::Local) -> Result<Code, Failure> {
         Some(LocalCommand::Restart(a)) => {
             let cfg = commands::load_config(&a.start)?;
             let _t = logs(None, None);
-            commands::restart::run(a, cfg)
+            finish(commands::restart::run(a, cfg)?)
         }
         Some(LocalCommand::Stop(a)) => {
             let _t = logs(None, None);
@@ -105,7 +107,7 @@ fn start(
     logs: impl Fn(Option<Otlp>, Option<&std::path::Path>) -> telemetry::Guard,
 ) -> Result<Code, Failure> {
     let cfg = commands::load_config(a)?;
-    if let Some(code) = commands::start::already_serving(a, &cfg) {
+    if let Some(code) = commands::start::already_serving(&cfg) {
         return Ok(code);
     }
     let otlp = a
@@ -114,5 +116,40 @@ fn start(
         .flatten();
     let daemon_log = cfg.home.daemon_log();
     let _telemetry = logs(otlp, a.foreground.then_some(daemon_log.as_path()));
-    commands::start::run(a, cfg)
+    finish(commands::start::run(a, cfg)?)
+}
+
+/// A start's end: its exit code, or (`--foreground`, the lock ours) the
+/// daemon, run in this process until it stops.
+fn finish(started: Started) -> Result<Code, Failure> {
+    match started {
+        Started::Done(code) => Ok(code),
+        Started::Foreground(cfg, bin, lock) => {
+            stigmer::daemon::run(*cfg, bin, lock, None)?;
+            Ok(Code::Ok)
+        }
+    }
+}
+
+/// `stigmer daemon run`: the daemon a `start` launched, with the lock,
+/// the report pipe and the configuration it handed over.
+fn daemon(cli: &Cli, d: &DaemonArgs) -> Result<Code, Failure> {
+    match &d.command {
+        DaemonCommand::Run(a) => {
+            // SAFETY: the launching CLI passed us this fd; nothing else owns it.
+            let cfg = unsafe { stigmer::ipc::handoff::read(a.config_fd) }
+                .map_err(|e| Failure::Internal(e.to_string()))?;
+            let otlp = Otlp::from_env(cfg.otlp_endpoint.as_deref());
+            let daemon_log = cfg.home.daemon_log();
+            let _telemetry =
+                telemetry::init(cli.verbose, cli.log_format, true, Some(&daemon_log), otlp);
+            stigmer::daemon::run_launched(cfg, a.lock_fd, a.report_fd)?;
+            Ok(Code::Ok)
+        }
+        // A well-formed one never gets here (see main): what is left is
+        // a takeover without its fds.
+        DaemonCommand::Takeover(_) => Err(Failure::Internal(
+            "`daemon takeover` needs --check, or --state-fd and --previous-fd".into(),
+        )),
+    }
 }

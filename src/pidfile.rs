@@ -10,8 +10,10 @@
 //! torn or empty file reads as corrupt and is ignored). An fsync here cost
 //! 5–12 ms on the path from a crash to the respawn.
 
+use crate::model::TEMPORAL;
 use crate::process::Identity;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
@@ -23,18 +25,10 @@ const MAX_LEN: u64 = 64 * 1024;
 /// Current format version.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// What the daemon records about itself and its Temporal.
+/// Where an instance can be reached: recorded for the commands that need
+/// only `--home`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PidRecord {
-    /// Format version.
-    pub version: u32,
-    /// The supervising daemon.
-    pub daemon: Identity,
-    /// The current Temporal process, when one runs.
-    pub temporal: Option<Identity>,
-    /// The current process of each service that runs.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub services: std::collections::BTreeMap<String, Identity>,
+pub struct Addresses {
     /// Temporal's frontend gRPC address.
     pub frontend: SocketAddr,
     /// Temporal's web UI, unless headless.
@@ -45,29 +39,86 @@ pub struct PidRecord {
     pub db_file: PathBuf,
     /// The Temporal binary in use.
     pub temporal_bin: PathBuf,
+}
+
+/// What the daemon records about itself and every unit's process, by
+/// the unit's name. On disk, Temporal's is under `temporal` and the
+/// services' under `services` (the layout of 0.1.0, which its commands
+/// and other tools read).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "OnDisk", into = "OnDisk")]
+pub struct PidRecord {
+    /// Format version.
+    pub version: u32,
+    /// The supervising daemon.
+    pub daemon: Identity,
+    /// The current process of each unit that runs, by name.
+    pub units: BTreeMap<String, Identity>,
+    /// Where it is reached.
+    pub at: Addresses,
     /// When the daemon started (seconds since the Unix epoch).
     pub started_at: u64,
     /// The boot it was written in (`/proc/sys/kernel/random/boot_id`): a
     /// record from another boot is stale as a whole, whatever its pids
     /// name now. Absent in records of 0.1.0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_id: Option<String>,
 }
 
+/// [`PidRecord`] as the file holds it.
+#[derive(Serialize, Deserialize)]
+struct OnDisk {
+    version: u32,
+    daemon: Identity,
+    temporal: Option<Identity>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    services: BTreeMap<String, Identity>,
+    #[serde(flatten)]
+    at: Addresses,
+    started_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    boot_id: Option<String>,
+}
+
+impl From<OnDisk> for PidRecord {
+    fn from(d: OnDisk) -> PidRecord {
+        let mut units = d.services;
+        if let Some(t) = d.temporal {
+            units.insert(TEMPORAL.to_string(), t);
+        }
+        PidRecord {
+            version: d.version,
+            daemon: d.daemon,
+            units,
+            at: d.at,
+            started_at: d.started_at,
+            boot_id: d.boot_id,
+        }
+    }
+}
+
+impl From<PidRecord> for OnDisk {
+    fn from(mut r: PidRecord) -> OnDisk {
+        OnDisk {
+            version: r.version,
+            daemon: r.daemon,
+            temporal: r.units.remove(TEMPORAL),
+            services: r.units,
+            at: r.at,
+            started_at: r.started_at,
+            boot_id: r.boot_id,
+        }
+    }
+}
+
 impl PidRecord {
-    /// The record of a daemon (`daemon`) running `cfg` with the Temporal
-    /// binary `bin`, before it has spawned anything.
-    pub fn new(cfg: &crate::config::Config, daemon: Identity, bin: &Path) -> PidRecord {
+    /// The record of a daemon (`daemon`) reached `at`, before it has
+    /// spawned anything.
+    pub fn new(daemon: Identity, at: Addresses) -> PidRecord {
         PidRecord {
             version: FORMAT_VERSION,
             daemon,
-            temporal: None,
-            services: Default::default(),
-            frontend: cfg.frontend(),
-            ui_url: cfg.ui_url(),
-            http_addr: cfg.http_addr,
-            db_file: cfg.db_file.clone(),
-            temporal_bin: bin.to_path_buf(),
+            units: BTreeMap::new(),
+            at,
             started_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -77,19 +128,15 @@ impl PidRecord {
 
     /// Record the identity of unit `name` (`None`: none runs).
     pub fn set_unit(&mut self, name: &str, id: Option<Identity>) {
-        if name == crate::model::TEMPORAL {
-            self.temporal = id;
-        } else {
-            match id {
-                Some(id) => self.services.insert(name.to_string(), id),
-                None => self.services.remove(name),
-            };
-        }
+        match id {
+            Some(id) => self.units.insert(name.to_string(), id),
+            None => self.units.remove(name),
+        };
     }
 
     /// Was it written in another boot of this machine? (Unknown for a
     /// record that does not say: then its identities are checked one by
-    /// one, as before.)
+    /// one.)
     pub fn from_another_boot(&self) -> bool {
         match (&self.boot_id, crate::process::proc::boot_id()) {
             (Some(then), Some(now)) => *then != now,
@@ -203,16 +250,33 @@ mod tests {
                 start_time: 5,
                 exe: Some("/bin/stigmer".into()),
             },
-            temporal: None,
-            services: Default::default(),
-            frontend: "127.0.0.1:7233".parse().unwrap(),
-            ui_url: Some("http://127.0.0.1:8233".into()),
-            http_addr: "127.0.0.1:9233".parse().unwrap(),
-            db_file: "/x/temporal.db".into(),
-            temporal_bin: "/usr/bin/temporal".into(),
+            units: BTreeMap::new(),
+            at: Addresses {
+                frontend: "127.0.0.1:7233".parse().unwrap(),
+                ui_url: Some("http://127.0.0.1:8233".into()),
+                http_addr: "127.0.0.1:9233".parse().unwrap(),
+                db_file: "/x/temporal.db".into(),
+                temporal_bin: "/usr/bin/temporal".into(),
+            },
             started_at: 1,
             boot_id: Some("b".into()),
         }
+    }
+
+    #[test]
+    fn reads_the_records_of_0_1_0_and_writes_their_layout() {
+        let old = include_str!("../tests/fixtures/compat-0.1.0/pidfile-v1.json");
+        let PidFile::Record(r) = parse(old) else {
+            panic!("0.1.0's PID file is not read")
+        };
+        assert!(
+            r.units.contains_key(TEMPORAL) && r.units.contains_key("sleeper"),
+            "{r:?}"
+        );
+        assert_eq!(r.boot_id, None);
+        let again: serde_json::Value = serde_json::from_slice(&encode(&r)).unwrap();
+        let then: serde_json::Value = serde_json::from_str(old).unwrap();
+        assert_eq!(again, then, "the same layout, field for field");
     }
 
     #[test]

@@ -67,7 +67,7 @@ fn no_false_restarts_under_cpu_and_workflow_load() {
     drop(burners);
     let (_, v) = h.status_json();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], h.http_port));
-    let metrics = stigmer::http::client::get_from(addr, "/metrics", Duration::from_secs(5))
+    let metrics = stigmer::http_client::get_from(addr, "/metrics", Duration::from_secs(5))
         .expect("metrics")
         .body;
     let failed_checks = metrics

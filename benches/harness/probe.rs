@@ -39,5 +39,7 @@ impl Grpc {
 /// GET `path` from 127.0.0.1:`port`; `(status code, body)`.
 pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<(u16, String), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    stigmer::http::client::get_from(addr, path, timeout).map(|a| (a.status, a.body))
+    stigmer::http_client::get_from(addr, path, timeout)
+        .map(|a| (a.status, a.body))
+        .map_err(|e| e.to_string())
 }

@@ -15,6 +15,7 @@ pub mod upgrade;
 use crate::cli::StartArgs;
 use crate::config::Config;
 use crate::exit::Failure;
+use crate::ipc::control::{Reply, Request, ask};
 use crate::lock::InstanceLock;
 use crate::paths::StateDir;
 use crate::pidfile::{self, PidFile, PidRecord};
@@ -32,19 +33,15 @@ pub enum Found {
     Running(Option<Box<PidRecord>>),
 }
 
-/// The configuration a start-like command runs with: the one a launching
-/// CLI handed over (`--config-fd`), else flags and environment, checked.
+/// The configuration a start-like command runs with: flags, environment
+/// and the configuration file, checked.
 pub fn load_config(args: &StartArgs) -> Result<Config, Failure> {
-    if let Some(fd) = args.config_fd {
-        // SAFETY: the launching CLI passed us this fd; nothing else owns it.
-        return unsafe { crate::daemon::handover::read_config(fd) };
-    }
-    Config::load(
+    Ok(Config::load(
         home(&args.home.home),
         &args.options,
         &args.explicit,
         args.config.as_deref(),
-    )
+    )?)
 }
 
 /// Resolve `--home`.
@@ -83,14 +80,13 @@ pub enum Check {
 /// in the owner-only state directory and goes with the daemon), so the
 /// commands that only report ask here first, before any lock or PID file.
 pub fn daemon_answer(home: &StateDir, check: Check) -> Option<StatusDoc> {
-    let request = match check {
-        Check::Snapshot => "status",
-        Check::Live => "status live",
+    let request = Request::Status {
+        live: check == Check::Live,
     };
-    let json =
-        crate::daemon::control::query(&home.control_socket(), request, Duration::from_secs(2))
-            .ok()?;
-    serde_json::from_str(&json).ok()
+    match ask(&home.control_socket(), &request, Duration::from_secs(2)).ok()? {
+        Reply::Status { document } => Some(*document),
+        _ => None,
+    }
 }
 
 /// Fetch the daemon's status document: over the control socket in
@@ -113,8 +109,13 @@ pub fn endpoint_status(home: &StateDir, check: Check) -> Result<StatusDoc, Strin
         Check::Snapshot => "/status",
         Check::Live => "/status?check=live",
     };
-    let answer = crate::http::client::get_from(record.http_addr, path, Duration::from_secs(2))
-        .map_err(|e| format!("status endpoint {} does not answer: {e}", record.http_addr))?;
+    let answer = crate::http_client::get_from(record.at.http_addr, path, Duration::from_secs(2))
+        .map_err(|e| {
+            format!(
+                "status endpoint {} does not answer: {e}",
+                record.at.http_addr
+            )
+        })?;
     if answer.status != 200 {
         return Err(format!("status endpoint answered HTTP {}", answer.status));
     }

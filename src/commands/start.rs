@@ -6,12 +6,11 @@
 use super::{Check, Found, discover, fetch_status};
 use crate::cli::StartArgs;
 use crate::config::Config;
-use crate::daemon::{self, handover};
 use crate::exit::Failure;
+use crate::ipc::report::Report;
 use crate::lock::{InstanceLock, TryLock};
 use crate::logfile;
 use crate::model::Code;
-use crate::startup::{Notifier, Report};
 use crate::status::{StatusDoc, human_secs};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -22,11 +21,22 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+/// What a start comes to.
+pub enum Started {
+    /// Done: the instance serves (launched now or found), or the command
+    /// failed.
+    Done(Code),
+    /// `--foreground` and the lock is ours: run the daemon in this process
+    /// (the caller does; this module stays the CLI's).
+    Foreground(Box<Config>, std::path::PathBuf, InstanceLock),
+}
+
 /// Run `start` with `cfg` (see [`super::load_config`]).
-pub fn run(args: &StartArgs, cfg: Config) -> Result<Code, Failure> {
-    if let Some(fd) = args.lock_fd {
-        return run_handed_over(cfg, args, fd);
-    }
+pub fn run(args: &StartArgs, cfg: Config) -> Result<Started, Failure> {
+    launch_or_wait(args, cfg)
+}
+
+fn launch_or_wait(args: &StartArgs, cfg: Config) -> Result<Started, Failure> {
     // The programs are looked up only when this start launches something
     // (that can take a `pyenv which`): a start that finds the instance
     // running answers without them.
@@ -48,8 +58,7 @@ pub fn run(args: &StartArgs, cfg: Config) -> Result<Code, Failure> {
         match InstanceLock::try_acquire(&cfg.home.lock_file())? {
             TryLock::Acquired(lock) if args.foreground => {
                 let bin = programs()?;
-                daemon::run(cfg, bin, lock, None)?;
-                return Ok(Code::Ok);
+                return Ok(Started::Foreground(Box::new(cfg), bin, lock));
             }
             TryLock::Acquired(lock) if daemon_elsewhere(&cfg) => {
                 // The lock file was deleted or replaced under a live daemon
@@ -62,7 +71,7 @@ pub fn run(args: &StartArgs, cfg: Config) -> Result<Code, Failure> {
                 if let Some(doc) = ready_instance(&cfg)? {
                     spinner.clear();
                     print_ready(&doc, true);
-                    return Ok(Code::Ok);
+                    return Ok(Started::Done(Code::Ok));
                 }
                 if Instant::now() >= deadline {
                     return Err(Failure::StartTimeout {
@@ -73,7 +82,7 @@ pub fn run(args: &StartArgs, cfg: Config) -> Result<Code, Failure> {
                 std::thread::sleep(Duration::from_millis(50));
             }
             TryLock::Acquired(lock) => match launch(&cfg, &programs()?, lock, deadline)? {
-                Some(code) => return Ok(code),
+                Some(code) => return Ok(Started::Done(code)),
                 // A concurrent `stop` stopped the daemon we launched: this
                 // start comes after that stop, so start again.
                 None if Instant::now() < deadline => {
@@ -90,7 +99,7 @@ pub fn run(args: &StartArgs, cfg: Config) -> Result<Code, Failure> {
                 if let Some(doc) = ready_instance(&cfg)? {
                     spinner.clear();
                     print_ready(&doc, true);
-                    return Ok(Code::Ok);
+                    return Ok(Started::Done(Code::Ok));
                 }
                 if Instant::now() >= deadline {
                     spinner.clear();
@@ -110,10 +119,7 @@ pub fn run(args: &StartArgs, cfg: Config) -> Result<Code, Failure> {
 /// the daemon's socket before anything else (no logging set up, no state
 /// directory checks, no lock), since its answer is the whole command; any
 /// other case (nothing answers, or not ready yet) goes the full way.
-pub fn already_serving(args: &StartArgs, cfg: &Config) -> Option<Code> {
-    if args.lock_fd.is_some() {
-        return None;
-    }
+pub fn already_serving(cfg: &Config) -> Option<Code> {
     let doc = super::daemon_answer(&cfg.home, Check::Live)?;
     doc.is_ready().then(|| {
         print_ready(&doc, true);
@@ -125,20 +131,6 @@ pub fn already_serving(args: &StartArgs, cfg: &Config) -> Option<Code> {
 fn daemon_elsewhere(cfg: &Config) -> bool {
     matches!(crate::pidfile::read(&cfg.home.pid_file()), crate::pidfile::PidFile::Record(r)
         if r.daemon.verify() == crate::process::Verdict::Match)
-}
-
-/// The daemon side of a launch: adopt the lock and the report pipe.
-fn run_handed_over(cfg: Config, args: &StartArgs, lock_fd: i32) -> Result<Code, Failure> {
-    // SAFETY: the launching CLI passed us these fds and nothing else owns them.
-    let lock = unsafe { InstanceLock::from_inherited(lock_fd, &cfg.home.lock_file())? };
-    let notifier = match args.ready_fd {
-        // SAFETY: as above.
-        Some(fd) => Some(unsafe { Notifier::from_inherited(fd)? }),
-        None => None,
-    };
-    let bin = cfg.resolve_temporal_bin()?;
-    daemon::run(cfg, bin, lock, notifier)?;
-    Ok(Code::Ok)
 }
 
 /// Is the instance holding the lock serving right now? Both the daemon's
@@ -221,7 +213,7 @@ fn launch(
             stop_child(&mut child, cfg.stop_grace);
             Err(relay(code, message))
         }
-        Heard::Report(Report::Note(_)) | Heard::Eof => {
+        Heard::Report(Report::Note { .. }) | Heard::Eof => {
             let status = child.wait().ok();
             // Stopped on request (clean exit, or SIGTERM before its handler
             // was installed): not a failure of this start.
@@ -251,9 +243,9 @@ fn launch(
     }
 }
 
-/// Launch `stigmer local start --foreground` detached (own session), with
-/// the held lock, the report pipe's write end and the checked
-/// configuration (its Temporal binary resolved) as inherited fds.
+/// Launch `stigmer daemon run` detached (own session), with the held lock,
+/// the report pipe's write end and the checked configuration (its Temporal
+/// binary resolved) as inherited fds.
 fn spawn_daemon(
     cfg: &Config,
     bin: &Path,
@@ -270,14 +262,15 @@ fn spawn_daemon(
         temporal_bin: Some(bin.to_path_buf()),
         ..cfg.clone()
     };
-    let config = handover::write_config(&handed)?;
+    let config =
+        crate::ipc::handoff::write(&handed).map_err(|e| Failure::Internal(e.to_string()))?;
     let fds = [lock.raw_fd(), report_tx.as_raw_fd(), config.as_raw_fd()];
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
-    cmd.args(["local", "start", "--foreground", "--home"])
+    cmd.args(["daemon", "run", "--home"])
         .arg(cfg.home.root())
         .arg("--lock-fd")
         .arg(fds[0].to_string())
-        .arg("--ready-fd")
+        .arg("--report-fd")
         .arg(fds[1].to_string())
         .arg("--config-fd")
         .arg(fds[2].to_string())
@@ -336,13 +329,13 @@ fn read_report(rx: OwnedFd, deadline: Instant, spinner: &mut Spinner) -> Heard {
         // Handle every complete line already received.
         while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=nl).collect();
-            match Report::decode(String::from_utf8_lossy(&line).trim_end()) {
-                Some(Report::Note(note)) => {
+            match crate::ipc::decode::<Report>(&line) {
+                Ok(Report::Note { text }) => {
                     spinner.clear();
-                    eprintln!("note: {note}");
+                    eprintln!("note: {text}");
                 }
-                Some(report) => return Heard::Report(report),
-                None => return Heard::Eof,
+                Ok(report) => return Heard::Report(report),
+                Err(_) => return Heard::Eof,
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());

@@ -7,7 +7,6 @@
 
 use super::{Found, daemon_identity, discover, home};
 use crate::cli::StopArgs;
-use crate::daemon::preflight::reclaim_orphans;
 use crate::exit::Failure;
 use crate::lock::{InstanceLock, TryLock};
 use crate::model::Code;
@@ -55,7 +54,8 @@ fn stop_without_daemon(home: &StateDir) -> Result<Code, Failure> {
             "an instance started while stopping; run stop again".into(),
         ));
     };
-    let (notes, _) = super::runtime()?.block_on(reclaim_orphans(home.pid_file(), ORPHAN_GRACE))?;
+    let (notes, _) =
+        super::runtime()?.block_on(crate::reclaim::orphans(home.pid_file(), ORPHAN_GRACE))?;
     pidfile::remove(&home.pid_file());
     if notes.is_empty() {
         println!("Not running.");
@@ -81,8 +81,8 @@ fn stop_daemon(home: &StateDir, deadline: Instant) -> Result<(), Failure> {
                 )));
             }
         }
-        if r.temporal.is_some() {
-            wait_port_released(home, r.frontend)?;
+        if r.units.contains_key(crate::model::TEMPORAL) {
+            wait_port_released(home, r.at.frontend)?;
         }
     }
     Ok(())
@@ -148,10 +148,9 @@ fn terminate_daemon(
 
 /// Every process the record names: Temporal and each service.
 fn recorded(r: &PidRecord) -> Vec<(String, &Identity)> {
-    r.temporal
+    r.units
         .iter()
-        .map(|t| ("Temporal".to_string(), t))
-        .chain(r.services.iter().map(|(n, s)| (format!("service {n}"), s)))
+        .map(|(n, id)| (crate::model::unit_title(n), id))
         .collect()
 }
 

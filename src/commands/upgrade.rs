@@ -1,15 +1,14 @@
 //! `stigmer local upgrade`: the binary running this command (or
 //! `--binary`) replaces the running daemon, which keeps its pid, its lock
-//! and every supervised process (see [`crate::daemon::upgrade`]). Exit 0
+//! and every supervised process (see the daemon's upgrade module). Exit 0
 //! with one line saying from what to what and how long the handover
 //! took; 12 when the new binary did not take over (the old daemon still
 //! supervises); 3 when nothing runs.
 
 use super::{home, running};
 use crate::cli::UpgradeArgs;
-use crate::daemon::control::{self, Upgrade};
-use crate::daemon::upgrade::Upgraded;
 use crate::exit::Failure;
+use crate::ipc::control::{Reply, Request, ask};
 use crate::model::Code;
 use std::time::Duration;
 
@@ -33,14 +32,16 @@ pub fn run(args: &UpgradeArgs) -> Result<Code, Failure> {
         })?,
         None => std::env::current_exe()?,
     };
-    let request = Upgrade { binary };
-    let json = serde_json::to_string(&request).map_err(|e| Failure::Internal(e.to_string()))?;
-    let answer = control::query(&home.control_socket(), &format!("upgrade {json}"), TIMEOUT)
-        .map_err(Failure::Upgrade)?;
-    let done: Upgraded = answer
-        .strip_prefix("ok ")
-        .and_then(|j| serde_json::from_str(j).ok())
-        .ok_or_else(|| Failure::Upgrade(format!("unexpected answer {answer:?}")))?;
+    let done = match ask(
+        &home.control_socket(),
+        &Request::Upgrade { binary },
+        TIMEOUT,
+    ) {
+        Ok(Reply::Upgraded(done)) => done,
+        Ok(Reply::Error { message }) => return Err(Failure::Upgrade(message)),
+        Ok(other) => return Err(Failure::Upgrade(format!("unexpected answer {other:?}"))),
+        Err(e) => return Err(Failure::Upgrade(e.to_string())),
+    };
     let temporal = done.temporal_pid.map_or_else(String::new, |p| {
         format!("; Temporal kept running (pid {p})")
     });

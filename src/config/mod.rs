@@ -79,6 +79,18 @@ pub struct Config {
 #[error("invalid configuration:\n  {}", .0.join("\n  "))]
 pub struct ConfigError(pub Vec<String>, pub bool);
 
+/// Why a configuration could not be loaded: a bad value (flag,
+/// environment or file), or a file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// See [`ConfigError`].
+    #[error(transparent)]
+    Values(#[from] ConfigError),
+    /// See [`FileError`].
+    #[error(transparent)]
+    File(#[from] FileError),
+}
+
 /// The Temporal binary cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum BinaryError {
@@ -139,7 +151,7 @@ impl Effective {
     }
 
     /// Check it all, as start does.
-    pub fn check(&self, home: StateDir) -> Result<Config, crate::exit::Failure> {
+    pub fn check(&self, home: StateDir) -> Result<Config, LoadError> {
         let mut cfg = Config::new(home, &self.options, &self.sources)?;
         if let Some(file) = &self.file {
             cfg.services = cfg.check_services(file)?;
@@ -339,7 +351,7 @@ impl Config {
         options: &Options,
         explicit: &BTreeSet<String>,
         file: Option<&Path>,
-    ) -> Result<Config, crate::exit::Failure> {
+    ) -> Result<Config, LoadError> {
         Effective::load(&home, options, explicit, file)?.check(home)
     }
 

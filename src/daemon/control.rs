@@ -1,48 +1,56 @@
-//! The control socket (`HOME/control.sock`): how `stigmer local restart
-//! SERVICE` asks the daemon to act. The HTTP API stays read-only; this
-//! socket lives in the private state directory (0700) and serves only the
-//! user who runs the daemon. One request line, one answer line:
-//!
-//! ```text
-//! restart NAME   →   ok | error <what is wrong>
-//! upgrade {JSON} →   ok {JSON} | error <why>   (answered by the daemon in
-//!                    charge after the handover: see `super::upgrade`)
-//! status [live]  →   the status document (JSON, one line), as `/status`
-//!                    (`?check=live`) answers it
-//! ```
-//!
-//! The CLI reads the status here (a Unix socket: no TCP handshake, no HTTP
-//! client in a command that lasts two milliseconds) and falls back to
-//! HTTP when the socket does not answer.
+//! The control socket (`HOME/control.sock`): the daemon's side of
+//! [`crate::ipc::control`]. It answers status, restart and upgrade
+//! requests (and 0.1.0's text lines, in kind) from processes of the user
+//! who runs it; the HTTP API stays read-only. The CLI reads the status
+//! here (no TCP handshake, no HTTP client in a command that lasts two
+//! milliseconds) and falls back to HTTP when the socket does not answer.
 
 use crate::http::AppState;
+use crate::ipc::control::{Reply, Request};
 use crate::supervisor::Command;
-use serde::{Deserialize, Serialize};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
 /// Longest a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What `stigmer local upgrade` asks for (the request line's JSON).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Upgrade {
-    /// The binary that takes over.
-    pub binary: PathBuf,
-}
-
 /// An upgrade request, with the connection to answer on (by whichever
 /// daemon ends up in charge).
 #[derive(Debug)]
 pub struct UpgradeRequest {
-    /// What was asked.
-    pub upgrade: Upgrade,
+    /// The binary that takes over.
+    pub binary: PathBuf,
     /// The requesting client.
-    pub client: std::os::unix::net::UnixStream,
+    pub client: Client,
+}
+
+/// A client's connection, and the protocol it speaks.
+#[derive(Debug)]
+pub struct Client {
+    /// The connection.
+    pub stream: std::os::unix::net::UnixStream,
+    /// It asked in 0.1.0's text, and is answered in it.
+    pub legacy: bool,
+}
+
+impl Client {
+    /// Answer with `reply`, in the client's protocol (a client that has
+    /// gone away is not an error).
+    pub fn answer(&mut self, reply: &Reply) {
+        use std::io::Write;
+        let line = if self.legacy {
+            let mut l = reply.legacy().into_bytes();
+            l.push(b'\n');
+            l
+        } else {
+            crate::ipc::encode(reply)
+        };
+        let _ = self.stream.write_all(&line);
+    }
 }
 
 /// The listening socket, bound and not yet served.
@@ -135,88 +143,66 @@ async fn answer(
     state: &AppState,
     upgrades: &mpsc::Sender<UpgradeRequest>,
 ) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).await?;
-    let mut stream = reader.into_inner();
-    let handle = &state.handle;
-    let request = line.trim();
-    let reply = match request.split_once(' ').unwrap_or((request, "")) {
-        ("status", check @ ("" | "live")) => {
-            let doc = state.status_doc(check == "live").await;
-            serde_json::to_string(&doc).unwrap_or_else(|e| format!("error {e}"))
-        }
-        ("upgrade", json) => match serde_json::from_str::<Upgrade>(json) {
-            Ok(upgrade) => {
-                let client = stream.into_std()?;
-                client.set_nonblocking(false)?;
-                let mut spare = client.try_clone()?;
-                return match upgrades.try_send(UpgradeRequest { upgrade, client }) {
-                    // The daemon in charge at the end answers.
-                    Ok(()) => Ok(()),
-                    Err(_) => {
-                        use std::io::Write;
-                        writeln!(spare, "error an upgrade is already in progress")
-                    }
-                };
-            }
-            Err(e) => format!("error unreadable upgrade request: {e}"),
-        },
-        ("restart", name) if !name.is_empty() => match handle.unit(name.trim()) {
-            Some(unit) => {
-                tracing::info!(unit = %unit.name, "restart requested");
-                match unit.commands.send(Command::Restart).await {
-                    Ok(()) => "ok".to_string(),
-                    Err(_) => format!("error {name} is no longer supervised"),
-                }
-            }
-            None => format!("error no service named {name:?}"),
-        },
-        _ => format!("error unknown request {:?}", line.trim()),
+    let mut reader = BufReader::new(stream).take(crate::ipc::MAX_LINE);
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line).await?;
+    let mut stream = reader.into_inner().into_inner();
+    let (request, legacy) = if line.first() == Some(&b'{') {
+        (
+            crate::ipc::decode::<Request>(&line).map_err(|e| e.to_string()),
+            false,
+        )
+    } else {
+        let text = String::from_utf8_lossy(&line);
+        let r =
+            Request::from_legacy(&text).ok_or_else(|| format!("unknown request {:?}", text.trim()));
+        (r, true)
     };
-    stream.write_all(format!("{reply}\n").as_bytes()).await
+    let reply = match request {
+        Ok(Request::Upgrade { binary }) => {
+            let stream = stream.into_std()?;
+            stream.set_nonblocking(false)?;
+            let mut spare = Client {
+                stream: stream.try_clone()?,
+                legacy,
+            };
+            let client = Client { stream, legacy };
+            // The daemon in charge at the end answers.
+            if upgrades
+                .try_send(UpgradeRequest { binary, client })
+                .is_err()
+            {
+                spare.answer(&Reply::error("an upgrade is already in progress"));
+            }
+            return Ok(());
+        }
+        Ok(Request::Status { live }) => Reply::Status {
+            document: Box::new(state.status_doc(live).await),
+        },
+        Ok(Request::Restart { unit }) => restart(state, unit.as_deref()).await,
+        Err(why) => Reply::error(why),
+    };
+    let line = if legacy {
+        let mut l = reply.legacy().into_bytes();
+        l.push(b'\n');
+        l
+    } else {
+        crate::ipc::encode(&reply)
+    };
+    stream.write_all(&line).await
 }
 
-/// Send `request` to the daemon of the socket at `path`; its answer line
-/// (an `error ...` answer is the error).
-pub fn query(path: &Path, request: &str, timeout: Duration) -> Result<String, String> {
-    use std::io::{BufRead, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(path)
-        .map_err(|e| format!("cannot reach the daemon at {}: {e}", path.display()))?;
-    // Only a daemon of this user is believed (or given a request): the
-    // socket's directory is ours, but trust is checked, not assumed.
-    let peer = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
-        .map_err(|e| format!("cannot identify the daemon at {}: {e}", path.display()))?;
-    let me = nix::unistd::geteuid().as_raw();
-    if peer.uid() != me {
-        return Err(format!(
-            "{} is served by uid {}, not by you (uid {me}): not asked",
-            path.display(),
-            peer.uid()
-        ));
-    }
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    // One write: the daemon reads a line, and a line in two writes costs
-    // it a second wake-up.
-    s.write_all(format!("{request}\n").as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut reply = String::new();
-    std::io::BufReader::new(s)
-        .read_line(&mut reply)
-        .map_err(|e| format!("no answer from the daemon: {e}"))?;
-    let reply = reply.trim_end();
-    match reply.strip_prefix("error ") {
-        Some(e) => Err(e.to_string()),
-        None if reply.is_empty() => Err("the daemon closed the connection".into()),
-        None => Ok(reply.to_string()),
-    }
-}
-
-/// Send `request` to the daemon of the socket at `path`; Ok on `ok`.
-pub fn request(path: &Path, request: &str) -> Result<(), String> {
-    match query(path, request, REQUEST_TIMEOUT)?.as_str() {
-        "ok" => Ok(()),
-        other => Err(format!("unexpected answer {other:?}")),
+/// Restart unit `name` (Temporal when `None`).
+async fn restart(state: &AppState, name: Option<&str>) -> Reply {
+    let name = name.unwrap_or(crate::model::TEMPORAL);
+    let Some(unit) = state.handle.unit(name) else {
+        return Reply::error(format!("no service named {name:?}"));
+    };
+    tracing::info!(unit = %unit.name, "restart requested");
+    match unit.commands.send(Command::Restart).await {
+        Ok(()) => Reply::Restarting {
+            unit: unit.name.clone(),
+        },
+        Err(_) => Reply::error(format!("{name} is no longer supervised")),
     }
 }

@@ -10,11 +10,11 @@
 //! A [`Daemon`] is set up from a fresh start (named setup steps after
 //! [`preflight`]) or adopted from an upgrade's handover; [`handover`] is
 //! how a launching CLI passes the checked configuration. Startup is
-//! reported to that CLI as [`Report`](crate::startup::Report) lines on an
+//! reported to that CLI as [`Report`](crate::ipc::report::Report) lines on an
 //! inherited pipe.
 
 pub mod control;
-pub mod handover;
+
 pub mod notify;
 pub mod preflight;
 pub mod takeover;
@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::disk::Disk;
 use crate::exit::Failure;
 use crate::http::{self, AppState};
+use crate::ipc::report::{Notifier, Report};
 use crate::lock::InstanceLock;
 use crate::logfile::Logs;
 use crate::metrics::Metrics;
@@ -31,8 +32,8 @@ use crate::model::TEMPORAL;
 use crate::model::clock::unix_now_ms;
 use crate::pidfile::{self, PidRecord};
 use crate::process::{Identity, Spawner, ports};
-use crate::startup::{Notifier, Report};
 use crate::status::DaemonInfo;
+use crate::supervisor::Startup;
 use crate::supervisor::external::Watcher;
 use crate::supervisor::frozen::FrozenUnit;
 use crate::supervisor::policy::Policy;
@@ -62,10 +63,22 @@ impl Reporter {
         if let Some(n) = slot.as_mut() {
             n.send(&report);
         }
-        if !matches!(report, Report::Note(_)) {
+        if !matches!(report, Report::Note { .. }) {
             *slot = None;
         }
     }
+}
+
+/// Run the daemon a `start` launched (`stigmer daemon run`): adopt the
+/// held lock and the report pipe it handed over (fds `lock_fd` and
+/// `report_fd`), and run with `cfg`, the configuration it checked.
+pub fn run_launched(cfg: Config, lock_fd: i32, report_fd: i32) -> Result<(), Failure> {
+    // SAFETY: the launching CLI passed us these fds and nothing else owns them.
+    let lock = unsafe { InstanceLock::from_inherited(lock_fd, &cfg.home.lock_file())? };
+    // SAFETY: as above.
+    let notifier = unsafe { Notifier::from_inherited(report_fd)? };
+    let bin = cfg.resolve_temporal_bin()?;
+    run(cfg, bin, lock, Some(notifier))
 }
 
 /// Run the daemon in this process until SIGTERM/SIGINT. `lock` must be held.
@@ -90,7 +103,10 @@ pub fn run(
 /// [`takeover`]): same lock, listeners and children. `serving` is set
 /// once its processes are supervised again (past that, a failure is no
 /// longer handed back).
-pub fn take_over(h: upgrade::Handover, serving: Arc<AtomicBool>) -> Result<(), Failure> {
+pub fn take_over(
+    h: crate::ipc::upgrade::Handover,
+    serving: Arc<AtomicBool>,
+) -> Result<(), Failure> {
     let start = Start::Adopt(Box::new(h), serving);
     on_threads(Reporter::default(), move |spawner| {
         serve(start, spawner, Reporter::default())
@@ -149,7 +165,7 @@ enum Start {
     },
     /// An upgrade's handover (or a handover handed back), and the flag
     /// set once its processes are supervised.
-    Adopt(Box<upgrade::Handover>, Arc<AtomicBool>),
+    Adopt(Box<crate::ipc::upgrade::Handover>, Arc<AtomicBool>),
 }
 
 async fn serve(start: Start, spawner: Spawner, reporter: Reporter) -> Result<(), Failure> {
@@ -201,7 +217,7 @@ impl Daemon {
     ) -> Result<Daemon, Failure> {
         for note in preflight::run(&cfg).await? {
             tracing::warn!("{note}");
-            reporter.send(Report::Note(note));
+            reporter.send(Report::Note { text: note });
         }
         let listener = bind_http(&cfg).await?;
         let (record, pid_file) = write_pid_file(&cfg, &bin)?;
@@ -374,7 +390,16 @@ fn write_pid_file(
 ) -> Result<(PidRecord, RemovePidFile), Failure> {
     let me = Identity::of(std::process::id() as i32)
         .ok_or_else(|| Failure::Internal("cannot read own /proc entry".into()))?;
-    let record = PidRecord::new(cfg, me, bin);
+    let record = PidRecord::new(
+        me,
+        crate::pidfile::Addresses {
+            frontend: cfg.frontend(),
+            ui_url: cfg.ui_url(),
+            http_addr: cfg.http_addr,
+            db_file: cfg.db_file.clone(),
+            temporal_bin: bin.to_path_buf(),
+        },
+    );
     pidfile::write(&cfg.home.pid_file(), &record)?;
     Ok((record, RemovePidFile(Some(cfg.home.pid_file()))))
 }
@@ -424,14 +449,21 @@ impl Supervisor {
                                 let startup = stack.startup();
                                 let systemd = notify::Systemd::from_env();
                                 tokio::spawn(async move {
-                                    let Ok(report) = startup.await else { return };
-                                    match (&report, systemd) {
-                                        (Report::Ready { .. }, Some(sd)) => sd.ready(&ready_handle),
-                                        (Report::Failed { message, .. }, Some(sd)) => {
-                                            sd.failed(message)
+                                    let Ok(outcome) = startup.await else { return };
+                                    let report = match outcome {
+                                        Startup::Ready { pid } => {
+                                            if let Some(sd) = systemd {
+                                                sd.ready(&ready_handle);
+                                            }
+                                            Report::Ready { pid }
                                         }
-                                        _ => {}
-                                    }
+                                        Startup::Failed { code, message } => {
+                                            if let Some(sd) = systemd {
+                                                sd.failed(&message);
+                                            }
+                                            Report::Failed { code, message }
+                                        }
+                                    };
                                     reporter.send(report);
                                 });
                             }

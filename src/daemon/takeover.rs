@@ -18,9 +18,12 @@
 //! `--takeover-fd N`) are taken over the same way; those go back to a
 //! 0.1.0 binary with its own command line.
 
-use super::upgrade::{self, Handover, PROTOCOL};
+use super::upgrade;
 use super::{Daemon, RemovePidFile, Supervisor, control};
 use crate::exit::Failure;
+use crate::ipc::PROTOCOL;
+use crate::ipc::control::Reply;
+use crate::ipc::upgrade::{Binary, Handover, Upgraded};
 use crate::lock::InstanceLock;
 use crate::logfile::Logs;
 use crate::metrics::Metrics;
@@ -158,7 +161,9 @@ fn check(legacy: bool) -> Result<(), String> {
         if fault().as_deref() == Some("check-lie") {
             reply.nonce = "0".repeat(32);
         }
-        serde_json::to_string(&reply).map_err(|e| e.to_string())?
+        String::from_utf8_lossy(&crate::ipc::encode(&reply))
+            .trim_end()
+            .to_string()
     };
     writeln!(out, "{line}").map_err(|e| e.to_string())
 }
@@ -390,7 +395,10 @@ pub(super) async fn adopt(
         Some(fd) => control::Control::adopt(dup_cloexec(fd)?, &home.control_socket()),
         None => control::Control::bind(&home.control_socket()),
     };
-    let mut client = std::os::unix::net::UnixStream::from(dup_cloexec(h.fds.client)?);
+    let mut client = control::Client {
+        stream: std::os::unix::net::UnixStream::from(dup_cloexec(h.fds.client)?),
+        legacy: h.legacy_client || h.protocol == 1,
+    };
     let me = Identity::of(std::process::id() as i32)
         .ok_or_else(|| Failure::Internal("cannot read own /proc entry".into()))?;
     let record = crate::pidfile::PidRecord {
@@ -428,20 +436,20 @@ pub(super) async fn adopt(
     let pid_file = RemovePidFile(Some(home.pid_file()));
     let daemon = Daemon::serving(info, metrics, supervisor, listener, control, pid_file, logs)?;
     let answer = match h.rollback {
-        Some(why) => format!("error {why}"),
+        Some(why) => Reply::error(why),
         None => {
-            let done = upgrade::Upgraded {
+            let done = Upgraded {
                 pid: std::process::id(),
                 from: h.from,
-                to: upgrade::Binary::this(),
+                to: Binary::this(),
                 handover_ms: h.requested_at.elapsed().as_secs_f64() * 1e3,
                 temporal_pid: h.temporal_pid,
             };
             tracing::info!(from = %done.from.exe, to = %done.to.exe, handover_ms = done.handover_ms, "upgraded: supervising");
-            format!("ok {}", serde_json::to_string(&done).unwrap_or_default())
+            Reply::Upgraded(done)
         }
     };
-    let _ = writeln!(client, "{answer}");
+    client.answer(&answer);
     Ok(daemon)
 }
 

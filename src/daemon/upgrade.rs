@@ -38,162 +38,21 @@
 
 use super::takeover::{self, HandBack};
 use super::{Daemon, control};
-use crate::cli::LogFormat;
-use crate::config::Config;
 use crate::exit::Failure;
-use crate::metrics::Carried;
-use crate::model::clock::mono;
-use crate::pidfile::PidRecord;
+use crate::ipc::PROTOCOL;
+use crate::ipc::upgrade::{Binary, CheckReply, Fds, Handover};
 use crate::process::Spawner;
 use crate::process::spawn::{ExecSpec, Program, close_on_exec, keep_across_exec};
-use crate::supervisor::frozen::FrozenUnit;
-use crate::supervisor::policy::Policy;
-use serde::{Deserialize, Serialize};
 use std::ffi::CString;
 use std::fs::File;
-use std::io::Write;
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// The handover's format: 2 since the nonce and the `daemon takeover`
-/// entry; 1 is 0.1.0's (`local start --takeover-check` / `--takeover-fd`),
-/// which this binary still takes over from.
-pub const PROTOCOL: u32 = 2;
 
 /// How long the new binary may take to check the handover.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A program: its version and executable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Binary {
-    /// `stigmer` version.
-    pub version: String,
-    /// Its executable (`/proc/self/exe`).
-    pub exe: String,
-}
-
-impl Binary {
-    /// This program.
-    pub fn this() -> Binary {
-        Binary {
-            version: env!("CARGO_PKG_VERSION").into(),
-            exe: std::fs::read_link("/proc/self/exe")
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        }
-    }
-}
-
-/// The fds a handover carries across the exec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fds {
-    /// The instance lock (held).
-    pub lock: RawFd,
-    /// The HTTP listening socket.
-    pub http: RawFd,
-    /// The control listening socket, when the daemon had one.
-    pub control: Option<RawFd>,
-    /// The `upgrade` client's connection.
-    pub client: RawFd,
-    /// The previous daemon's executable, to go back to.
-    pub previous_exe: RawFd,
-}
-
-/// Everything the next daemon continues from.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Handover {
-    /// [`PROTOCOL`] (1 from 0.1.0).
-    pub protocol: u32,
-    /// The daemon that wrote it.
-    pub from: Binary,
-    /// The checked configuration.
-    pub config: Config,
-    /// The Temporal binary in use.
-    pub temporal_bin: PathBuf,
-    /// When the instance's daemon started (Unix ms).
-    pub started_at_unix_ms: u64,
-    /// The restart policy (its jitter seed included).
-    pub policy: Policy,
-    /// What the PID file says.
-    pub record: PidRecord,
-    /// `(verbose, format)` of the daemon's log.
-    pub log: (bool, LogFormat),
-    /// The fds carried across.
-    pub fds: Fds,
-    /// Every unit's frozen supervisor, in the stack's order.
-    pub units: Vec<(String, FrozenUnit)>,
-    /// Counter and histogram values.
-    pub metrics: Carried,
-    /// When the upgrade was asked for.
-    #[serde(with = "mono")]
-    pub requested_at: Instant,
-    /// A random value the check must echo: only a program that parsed
-    /// this handover knows it. (Absent in protocol 1.)
-    #[serde(default)]
-    pub nonce: String,
-    /// Set when the handover comes back after a failed takeover: why.
-    pub rollback: Option<String>,
-    /// The supervised processes' pids before the upgrade (for the answer).
-    pub temporal_pid: Option<i32>,
-}
-
-impl Handover {
-    /// Every fd the handover carries: [`Fds`] and each child's pipes.
-    pub fn fds(&self) -> Vec<RawFd> {
-        let f = &self.fds;
-        let mut v = vec![f.lock, f.http, f.client, f.previous_exe];
-        v.extend(f.control);
-        for (_, unit) in &self.units {
-            if let FrozenUnit::Managed(a) = unit
-                && let Some(c) = &a.child
-            {
-                v.extend(&c.pipes);
-            }
-        }
-        v
-    }
-
-    /// The check's answer to this handover.
-    pub fn check_reply(&self) -> CheckReply {
-        CheckReply {
-            protocol: PROTOCOL,
-            version: env!("CARGO_PKG_VERSION").into(),
-            nonce: self.nonce.clone(),
-            units: self.units.iter().map(|(n, _)| n.clone()).collect(),
-        }
-    }
-}
-
-/// What `daemon takeover --check` answers (one JSON line on stdout).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckReply {
-    /// The protocol it speaks.
-    pub protocol: u32,
-    /// Its version.
-    pub version: String,
-    /// The handover's nonce, as it read it.
-    pub nonce: String,
-    /// The units it read, in order.
-    pub units: Vec<String>,
-}
-
-/// The answer to a successful upgrade.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Upgraded {
-    /// The daemon's pid (unchanged).
-    pub pid: u32,
-    /// The binary before.
-    pub from: Binary,
-    /// The binary now.
-    pub to: Binary,
-    /// Request → the new daemon supervising and serving (ms).
-    pub handover_ms: f64,
-    /// Temporal's pid (unchanged), when one runs.
-    pub temporal_pid: Option<i32>,
-}
 
 /// Open the binary an upgrade would run, once, and refuse it unless it is
 /// a regular, executable file owned by us or root that neither its group
@@ -251,12 +110,14 @@ pub(super) async fn perform(
     spawner: &Spawner,
 ) -> Result<Daemon, Failure> {
     let requested_at = Instant::now();
-    let control::UpgradeRequest { upgrade, client } = request;
-    let path = upgrade.binary;
+    let control::UpgradeRequest {
+        binary: path,
+        client,
+    } = request;
     tracing::info!(binary = %path.display(), "upgrade requested");
-    let refuse = |mut client: std::os::unix::net::UnixStream, why: String| {
+    let refuse = |mut client: control::Client, why: String| {
         tracing::warn!(reason = %why, "upgrade refused");
-        let _ = writeln!(client, "error {why}");
+        client.answer(&crate::ipc::control::Reply::error(why));
     };
     if let Some(u) = d.supervisor.handle.units.iter().find(|u| !u.alive()) {
         refuse(
@@ -284,6 +145,7 @@ pub(super) async fn perform(
         }
     };
     let record = d.supervisor.ctx.registry.record();
+    let client_legacy = client.legacy;
     let temporal_pid = d
         .supervisor
         .handle
@@ -328,13 +190,14 @@ pub(super) async fn perform(
             lock: lock.into_raw_fd(),
             http: http_socket.into_raw_fd(),
             control: control.map(IntoRawFd::into_raw_fd),
-            client: OwnedFd::from(client).into_raw_fd(),
+            client: OwnedFd::from(client.stream).into_raw_fd(),
             previous_exe: previous.into_raw_fd(),
         },
         units,
         metrics: metrics.carry(),
         requested_at,
         nonce: nonce(),
+        legacy_client: client_legacy,
         rollback: None,
         temporal_pid,
     };
@@ -398,7 +261,7 @@ async fn check(binary: &File, path: &Path, h: &Handover) -> Result<String, Strin
             ));
         }
     };
-    let reply = serde_json::from_slice::<CheckReply>(out.stdout.trim_ascii()).ok();
+    let reply = crate::ipc::decode::<CheckReply>(&out.stdout).ok();
     let want = h.check_reply();
     match reply {
         Some(r) if out.status.success() && r.nonce == want.nonce && r.units == want.units => {

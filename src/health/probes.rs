@@ -245,7 +245,7 @@ impl Probe for HttpProbe {
     async fn check(&self) -> Result<String, String> {
         let (url, timeout) = (self.url.clone(), self.timeout);
         // The client blocks: off the supervisor's thread, and bounded.
-        let call = tokio::task::spawn_blocking(move || crate::http::client::get(&url, timeout));
+        let call = tokio::task::spawn_blocking(move || crate::http_client::get(&url, timeout));
         let answer = match tokio::time::timeout(timeout, call).await {
             Ok(Ok(Ok(a))) => a,
             Ok(Ok(Err(e))) => return Err(format!("GET {}: {e}", self.url)),

@@ -13,10 +13,9 @@
 //!   real health answer.
 //! - `/metrics`: Prometheus text format.
 //!
-//! [`server`] is the bounded accept loop under the router; [`client`] is
-//! the one HTTP client (CLI, tests, benchmark).
+//! [`server`] is the bounded accept loop under the router; the one HTTP
+//! client is [`crate::http_client`], below the probes that use it.
 
-pub mod client;
 pub mod server;
 
 pub use server::serve;

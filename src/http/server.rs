@@ -202,7 +202,7 @@ fn lock(c: &Mutex<Conns>) -> std::sync::MutexGuard<'_, Conns> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::client::get_from;
+    use crate::http_client::get_from;
     use axum::routing::get;
     use std::net::SocketAddr;
     use tokio::sync::{Notify, oneshot};
@@ -241,7 +241,8 @@ mod tests {
 
     fn get_slow(
         addr: SocketAddr,
-    ) -> tokio::task::JoinHandle<Result<crate::http::client::Answer, String>> {
+    ) -> tokio::task::JoinHandle<Result<crate::http_client::Answer, crate::http_client::Error>>
+    {
         tokio::task::spawn_blocking(move || get_from(addr, "/slow", Duration::from_secs(30)))
     }
 

@@ -1,6 +1,6 @@
 //! Exit codes: one per failure class, documented in the README. Here,
 //! below everything, because the startup report and the supervisor name
-//! them too; `crate::exit` maps failures to them.
+//! them too; the exit module maps failures to them.
 
 /// Process exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,20 @@ impl Code {
         Code::Interrupted,
         Code::Terminated,
     ];
+}
+
+/// On the wire (the startup report): its number.
+impl serde::Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(*self as u8)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Code {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = <u8 as serde::Deserialize>::deserialize(d)?;
+        Code::try_from(n).map_err(|n| serde::de::Error::custom(format!("unknown exit code {n}")))
+    }
 }
 
 impl TryFrom<u8> for Code {

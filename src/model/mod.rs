@@ -22,3 +22,12 @@ pub const TEMPORAL: &str = "temporal";
 /// The service manager's notification variables (systemd): the daemon's
 /// own, never passed to its children.
 pub const SYSTEMD_VARIABLES: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
+/// How messages name unit `name`: "Temporal", or "service NAME".
+pub fn unit_title(name: &str) -> String {
+    if name == TEMPORAL {
+        "Temporal".to_string()
+    } else {
+        format!("service {name}")
+    }
+}

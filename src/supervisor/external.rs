@@ -8,10 +8,10 @@ use super::frozen::FrozenUnit;
 use super::registry::SharedRegistry;
 use crate::model::{Layer, StateName};
 
+use super::Startup;
 use super::{Command, Halt, LayerStatus, NoObserver, Observer, Snapshot, UnitHandle};
 use crate::health::{self, FileChecks, Plan, Round, Target};
 use crate::model::TEMPORAL;
-use crate::startup::Report;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,7 +69,7 @@ pub struct Watcher {
     observer: Arc<dyn Observer>,
     status: watch::Sender<Snapshot>,
     commands: mpsc::Receiver<Command>,
-    startup: Option<oneshot::Sender<Report>>,
+    startup: Option<oneshot::Sender<Startup>>,
     state: Watched,
 }
 
@@ -110,14 +110,14 @@ impl Watcher {
         (w, handle)
     }
 
-    /// Report metrics and traces to `observer`.
+    /// Startup metrics and traces to `observer`.
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
         self.observer = observer;
         self
     }
 
     /// The first time it answers (`Ready` with pid 0: not ours).
-    pub fn notify_startup(&mut self) -> oneshot::Receiver<Report> {
+    pub fn notify_startup(&mut self) -> oneshot::Receiver<Startup> {
         let (tx, rx) = oneshot::channel();
         self.startup = Some(tx);
         rx
@@ -229,7 +229,7 @@ impl Watcher {
         if state == Watched::Running
             && let Some(tx) = self.startup.take()
         {
-            let _ = tx.send(Report::Ready { pid: 0 });
+            let _ = tx.send(Startup::Ready { pid: 0 });
         }
     }
 }

@@ -35,6 +35,25 @@ use tokio::sync::{mpsc, watch};
 
 pub use actor::Actor;
 
+/// How a unit's (or the whole stack's) first start went: what the daemon
+/// reports to the CLI that launched it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Startup {
+    /// Ready (for the stack: every unit), with Temporal's pid (0 when it
+    /// is not ours).
+    Ready {
+        /// The pid.
+        pid: i32,
+    },
+    /// It failed; the CLI exits with `code`.
+    Failed {
+        /// The exit class.
+        code: crate::model::Code,
+        /// What happened.
+        message: String,
+    },
+}
+
 /// Why a unit's supervisor stops supervising.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Halt {

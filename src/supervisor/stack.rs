@@ -13,9 +13,9 @@ use super::frozen::FrozenUnit;
 use super::heartbeat::Heartbeat;
 use crate::model::StateName;
 
+use super::Startup;
 use super::{Command, Halt, Handle, UnitHandle};
 use crate::model::TEMPORAL;
-use crate::startup::Report;
 use std::collections::BTreeSet;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -51,7 +51,7 @@ pub enum Ended {
 /// Every unit of the stack, ready to run.
 pub struct Stack {
     members: Vec<(Runner, UnitHandle)>,
-    startups: Vec<(String, oneshot::Receiver<Report>)>,
+    startups: Vec<(String, oneshot::Receiver<Startup>)>,
     heartbeat: Heartbeat,
 }
 
@@ -60,7 +60,7 @@ impl Stack {
     /// on, with each unit's first-start report.
     pub fn new(
         members: Vec<(Runner, UnitHandle)>,
-        startups: Vec<(String, oneshot::Receiver<Report>)>,
+        startups: Vec<(String, oneshot::Receiver<Startup>)>,
     ) -> Self {
         Stack {
             members,
@@ -79,7 +79,7 @@ impl Stack {
 
     /// How the first start went, for the whole stack: `Ready` (with
     /// Temporal's pid) once every unit is ready, or the first `Failed`.
-    pub fn startup(&mut self) -> oneshot::Receiver<Report> {
+    pub fn startup(&mut self) -> oneshot::Receiver<Startup> {
         let (tx, rx) = oneshot::channel();
         let startups = std::mem::take(&mut self.startups);
         tokio::spawn(async move {
@@ -250,7 +250,7 @@ async fn stop_in_order(
 
 /// `Ready` once every unit reported ready (with Temporal's pid), or the
 /// first `Failed`, naming the service.
-async fn combined(startups: Vec<(String, oneshot::Receiver<Report>)>) -> Report {
+async fn combined(startups: Vec<(String, oneshot::Receiver<Startup>)>) -> Startup {
     let mut set = JoinSet::new();
     for (name, rx) in startups {
         set.spawn(async move { (name, rx.await) });
@@ -259,11 +259,11 @@ async fn combined(startups: Vec<(String, oneshot::Receiver<Report>)>) -> Report 
     while let Some(joined) = set.join_next().await {
         let Ok((name, report)) = joined else { continue };
         match report {
-            Ok(Report::Ready { pid }) if name == TEMPORAL => temporal_pid = pid,
-            Ok(Report::Ready { .. }) => {}
-            Ok(failed @ Report::Failed { .. }) => return failed,
-            Ok(Report::Note(_)) | Err(_) => {}
+            Ok(Startup::Ready { pid }) if name == TEMPORAL => temporal_pid = pid,
+            Ok(Startup::Ready { .. }) => {}
+            Ok(failed @ Startup::Failed { .. }) => return failed,
+            Err(_) => {}
         }
     }
-    Report::Ready { pid: temporal_pid }
+    Startup::Ready { pid: temporal_pid }
 }

@@ -624,5 +624,5 @@ fn http_is_loopback_read_only_and_sheds_abuse_without_disturbing_supervision() {
 
 fn code_of(port: u16, path: &str) -> u16 {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    stigmer::http::client::get_from(addr, path, Duration::from_secs(5)).map_or(0, |a| a.status)
+    stigmer::http_client::get_from(addr, path, Duration::from_secs(5)).map_or(0, |a| a.status)
 }

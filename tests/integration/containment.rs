@@ -22,7 +22,7 @@ fn rss(pid: i32) -> u64 {
 /// A metric's value in `/metrics`, 0 when the series is absent.
 fn metric(h: &TestHome, series: &str) -> f64 {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], h.http_port));
-    let body = stigmer::http::client::get_from(addr, "/metrics", Duration::from_secs(5))
+    let body = stigmer::http_client::get_from(addr, "/metrics", Duration::from_secs(5))
         .expect("metrics")
         .body;
     body.lines()
@@ -378,7 +378,7 @@ fn a_rebound_host_gets_nothing_and_keep_alive_clients_starve_no_probe() {
     // A fresh client (a kubelet's probe) is answered within its timeout.
     for _ in 0..5 {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let answer = stigmer::http::client::get_from(addr, "/livez", Duration::from_secs(1))
+        let answer = stigmer::http_client::get_from(addr, "/livez", Duration::from_secs(1))
             .expect("a fresh /livez is answered within 1 s");
         assert_eq!(answer.status, 200);
     }

@@ -61,7 +61,9 @@ fn prometheus_bin() -> PathBuf {
 /// GET http://127.0.0.1:port/path → (status, body).
 fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    stigmer::http::client::get_from(addr, path, Duration::from_secs(30)).map(|a| (a.status, a.body))
+    stigmer::http_client::get_from(addr, path, Duration::from_secs(30))
+        .map(|a| (a.status, a.body))
+        .map_err(|e| e.to_string())
 }
 
 /// Percent-encode a query parameter value.

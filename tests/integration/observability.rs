@@ -12,7 +12,7 @@ use std::time::Duration;
 /// GET http://127.0.0.1:port/path → (status, body); None if nothing listens.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    stigmer::http::client::get_from(addr, path, Duration::from_secs(5))
+    stigmer::http_client::get_from(addr, path, Duration::from_secs(5))
         .ok()
         .map(|a| (a.status, a.body))
 }

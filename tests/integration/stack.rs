@@ -234,8 +234,7 @@ impl Drop for External {
 
 fn healthz(h: &TestHome) -> u16 {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], h.http_port));
-    stigmer::http::client::get_from(addr, "/healthz", Duration::from_secs(5))
-        .map_or(0, |a| a.status)
+    stigmer::http_client::get_from(addr, "/healthz", Duration::from_secs(5)).map_or(0, |a| a.status)
 }
 
 #[test]

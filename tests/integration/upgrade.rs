@@ -57,7 +57,7 @@ impl TestHome {
 
     fn metrics(&self) -> String {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.http_port));
-        stigmer::http::client::get_from(addr, "/metrics", Duration::from_secs(5))
+        stigmer::http_client::get_from(addr, "/metrics", Duration::from_secs(5))
             .expect("metrics")
             .body
     }

@@ -7,7 +7,7 @@ use crate::model::Code;
 use crate::model::clock::unix_now_ms;
 use crate::model::{RestartReason, StateName};
 use crate::process::{self, Identity, ports};
-use crate::startup::Report;
+use crate::supervisor::Startup;
 use crate::supervisor::state::{Action, Event, State};
 use crate::supervisor::unit::Ready;
 use crate::supervisor::{Backoff, ProcessInfo, RestartInfo};
@@ -129,7 +129,7 @@ impl Actor {
             .clone()
             .unwrap_or_default();
         let what = self.what();
-        self.report_startup(Report::Failed {
+        self.report_startup(Startup::Failed {
             code: Code::StartFailed,
             message: format!("{what} exited during startup ({why})"),
         });
@@ -168,7 +168,7 @@ impl Actor {
         self.write_pid_file();
         tracing::info!(unit = %self.unit.name, pid, start_ms = ms(start), recovery_ms = ?recovery.map(ms), "ready");
         self.observer.serving(pid, start, recovery);
-        self.report_startup(Report::Ready { pid });
+        self.report_startup(Startup::Ready { pid });
     }
 
     /// Spawn the unit's process (its ports checked free first), with its
@@ -177,7 +177,7 @@ impl Actor {
         for &addr in &self.unit.binds {
             if let Err(who) = ports::wait_free(addr, &[], Instant::now()) {
                 let error = format!("port {} is in use by {who}", addr.port());
-                self.report_startup(Report::Failed {
+                self.report_startup(Startup::Failed {
                     code: Code::PortInUse,
                     message: error.clone(),
                 });
@@ -191,7 +191,7 @@ impl Actor {
             Ok(child) => child,
             Err(e) => {
                 let error = format!("cannot run {}: {e}", self.unit.spawn.program.display());
-                self.report_startup(Report::Failed {
+                self.report_startup(Startup::Failed {
                     code: Code::StartFailed,
                     message: error.clone(),
                 });
@@ -313,7 +313,7 @@ impl Actor {
     /// Settle the startup outcome (the first one counts). It is sent from
     /// `publish`, after the snapshot says the same: a `start` that returns
     /// "ready" must find `/status` and `status` saying so too.
-    fn report_startup(&mut self, outcome: Report) {
+    fn report_startup(&mut self, outcome: Startup) {
         if self.startup.is_some() && self.startup_outcome.is_none() {
             self.startup_outcome = Some(outcome);
         }

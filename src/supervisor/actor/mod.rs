@@ -19,7 +19,7 @@ use crate::disk::LogStream;
 use crate::health::{FileChecks, Round};
 use crate::model::StateName;
 use crate::process::{self, Identity, Spawned};
-use crate::startup::Report;
+use crate::supervisor::Startup;
 use nix::sys::signal::Signal;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -50,9 +50,9 @@ pub struct Actor {
     commands: mpsc::Receiver<Command>,
     /// Pids whose readiness line the log pump saw.
     ready_lines: (mpsc::UnboundedSender<i32>, mpsc::UnboundedReceiver<i32>),
-    startup: Option<oneshot::Sender<Report>>,
+    startup: Option<oneshot::Sender<Startup>>,
     /// The startup outcome, sent by `publish` once the snapshot agrees.
-    startup_outcome: Option<Report>,
+    startup_outcome: Option<Startup>,
     // Runtime state.
     state: State,
     live: Option<Live>,
@@ -129,14 +129,14 @@ impl Actor {
         (actor, handle)
     }
 
-    /// Report metrics and traces to `observer`.
+    /// Startup metrics and traces to `observer`.
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
         self.observer = observer;
         self
     }
 
     /// How the first start went: the first `Ready` or `Failed` report.
-    pub fn notify_startup(&mut self) -> oneshot::Receiver<Report> {
+    pub fn notify_startup(&mut self) -> oneshot::Receiver<Startup> {
         let (tx, rx) = oneshot::channel();
         self.startup = Some(tx);
         rx

@@ -1,13 +1,19 @@
 //! The one HTTP client: `ureq` (blocking, small, no async runtime; it
 //! handles chunked bodies and keeps the response's status even when it is
-//! not 2xx). The CLI uses it to read the daemon's `/status`, the tests and
-//! the benchmark to read every endpoint and Prometheus' API.
+//! not 2xx). The services' HTTP probes use it, the CLI reads the daemon's
+//! `/status` with it, the tests and the benchmark every endpoint and
+//! Prometheus' API.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Largest body read (Prometheus range queries in the tests are the big ones).
 const MAX_BODY: u64 = 64 << 20;
+
+/// A transport failure (nothing listens, a timeout, a broken answer).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Error(#[from] ureq::Error);
 
 /// An HTTP answer: status code and body text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +29,7 @@ pub struct Answer {
 /// error. (Per-phase rather than global: with a global timeout ureq
 /// resolves even an IP literal on a thread of its own, which doubled the
 /// cost of `stigmer local status`.)
-pub fn get(url: &str, timeout: Duration) -> Result<Answer, String> {
+pub fn get(url: &str, timeout: Duration) -> Result<Answer, Error> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(timeout))
         .timeout_send_request(Some(timeout))
@@ -40,19 +46,18 @@ pub fn get(url: &str, timeout: Duration) -> Result<Answer, String> {
         .output_buffer_size(2 * 1024)
         .build()
         .into();
-    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+    let mut response = agent.get(url).call()?;
     let status = response.status().as_u16();
     let body = response
         .body_mut()
         .with_config()
         .limit(MAX_BODY)
-        .read_to_string()
-        .map_err(|e| e.to_string())?;
+        .read_to_string()?;
     Ok(Answer { status, body })
 }
 
 /// GET `path` (with its query) from the server at `addr`.
-pub fn get_from(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Answer, String> {
+pub fn get_from(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Answer, Error> {
     get(&format!("http://{addr}{path}"), timeout)
 }
 
