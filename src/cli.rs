@@ -190,7 +190,6 @@ pub enum LocalCommand {
 #[derive(Debug, Clone, Args)]
 pub struct UpgradeArgs {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub home: HomeArg,
     /// The binary that takes over [default: the one running this command].
     #[arg(long, value_name = "PATH")]
@@ -248,7 +247,6 @@ pub struct HomeArg {
 #[derive(Debug, Clone, Args)]
 pub struct StartArgs {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub home: HomeArg,
     /// Configuration file [default: HOME/stigmer.toml when it exists].
     #[arg(long, env = "STIGMER_CONFIG", value_name = "PATH")]
@@ -269,7 +267,6 @@ pub struct StartArgs {
 #[derive(Debug, Clone, Args)]
 pub struct StopArgs {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub home: HomeArg,
     /// Seconds to wait for everything to be gone.
     #[arg(
@@ -285,7 +282,6 @@ pub struct StopArgs {
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub home: HomeArg,
     /// Print the status document as one JSON object.
     #[arg(long, env = "STIGMER_JSON")]
@@ -310,7 +306,6 @@ pub struct LogsArgs {
     #[arg(value_name = "SERVICE", conflicts_with = "daemon")]
     pub service: Option<String>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub home: HomeArg,
     /// Keep printing new lines (across rotation).
     #[arg(short, long, env = "STIGMER_FOLLOW")]

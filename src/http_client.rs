@@ -27,8 +27,8 @@ pub struct Answer {
 /// GET `url`, each phase (connect, send, headers, body) bounded by
 /// `timeout`. Any status is an answer; only a transport failure is an
 /// error. (Per-phase rather than global: with a global timeout ureq
-/// resolves even an IP literal on a thread of its own, which doubled the
-/// cost of `stigmer local status`.)
+/// resolves even an IP literal on a thread of its own, a cost the short
+/// `status` command would pay on every call.)
 pub fn get(url: &str, timeout: Duration) -> Result<Answer, Error> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(timeout))
@@ -40,8 +40,8 @@ pub fn get(url: &str, timeout: Duration) -> Result<Answer, Error> {
         // One request per agent: nothing to keep alive.
         .max_idle_connections(0)
         // Buffers sized for our small requests and answers (bodies stream
-        // through them): the 128 KiB defaults are zeroed on every call,
-        // a measurable part of a `status` that lasts 2 ms.
+        // through them): the 128 KiB defaults are zeroed on every call, a
+        // measurable part of a `status` (docs/benchmark.md).
         .input_buffer_size(16 * 1024)
         .output_buffer_size(2 * 1024)
         .build()

@@ -9,10 +9,9 @@ use stigmer::telemetry::{self, Otlp};
 
 /// The static (musl) build allocates with dlmalloc: musl's own allocator
 /// maps and unmaps small groups of pages as a command's few hundred
-/// allocations come and go (44 mmap + 41 munmap calls in one `local
-/// start` that finds the instance serving, each unmap a TLB flush), which
-/// was a quarter of that command's time. dlmalloc keeps freed memory for
-/// reuse. Its one lock costs the daemon's HTTP endpoints throughput under
+/// allocations come and go (each unmap a TLB flush), a large part of a
+/// short command's time (docs/benchmark.md). dlmalloc keeps freed memory
+/// for reuse. Its one lock costs the daemon's HTTP endpoints throughput under
 /// heavy concurrent load (docs/benchmark.md, "Start and status"). The
 /// glibc build keeps glibc's allocator, which already reuses memory.
 #[cfg(target_env = "musl")]
@@ -79,8 +78,8 @@ fn run(cli: &Cli, local: &stigmer::cli::Local) -> Result<Code, Failure> {
             commands::stop::run(a)
         }
         Some(LocalCommand::Status(a)) => {
-            // A report, not an action: nothing to log unless asked (and
-            // the subscriber's setup is a tenth of its 2 ms).
+            // A report, not an action: nothing to log unless asked (the
+            // subscriber's setup is a visible part of this command's time).
             let _t =
                 (cli.verbose || std::env::var_os("RUST_LOG").is_some()).then(|| logs(None, None));
             commands::status::run(a)

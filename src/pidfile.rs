@@ -7,8 +7,8 @@
 //!
 //! It is deliberately not fsynced: it describes processes that a machine
 //! crash ends anyway, so after one it is stale whatever it says (and a
-//! torn or empty file reads as corrupt and is ignored). An fsync here cost
-//! 5–12 ms on the path from a crash to the respawn.
+//! torn or empty file reads as corrupt and is ignored), and an fsync would
+//! sit on the path from a crash to the respawn (docs/benchmark.md).
 
 use crate::model::TEMPORAL;
 use crate::process::Identity;

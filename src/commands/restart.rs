@@ -20,10 +20,18 @@ pub fn run(args: &RestartArgs, cfg: Config) -> Result<Started, Failure> {
     let name = args.service.as_deref().unwrap_or(TEMPORAL);
     let t0 = Instant::now();
     let deadline = t0 + cfg.timeout + cfg.stop_grace;
-    if !running(&cfg.home)? {
-        return super::start::run(&args.start, cfg);
-    }
-    let doc = fetch_status(&cfg.home, Check::Snapshot).map_err(Failure::StartFailed)?;
+    // The daemon may be mid-start or mid-stop (another command's): look
+    // until it answers, or is gone (then this restart starts everything).
+    let doc = loop {
+        if !running(&cfg.home)? {
+            return super::start::run(&args.start, cfg);
+        }
+        match fetch_status(&cfg.home, Check::Snapshot) {
+            Ok(doc) => break doc,
+            Err(e) if Instant::now() >= deadline => return Err(Failure::StartFailed(e)),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
     let Some((old, _)) = unit_pid(&doc, name) else {
         return Err(Failure::Relayed(
             Code::Usage,
@@ -79,7 +87,7 @@ pub fn run(args: &RestartArgs, cfg: Config) -> Result<Started, Failure> {
 /// stack's: its dependents reconnect to the new one).
 fn unit_pid(doc: &StatusDoc, name: &str) -> Option<(Option<i32>, bool)> {
     if name == TEMPORAL {
-        return Some((doc.temporal.pid, doc.is_ready()));
+        return Some((doc.temporal.unit.pid, doc.is_ready()));
     }
-    doc.services.get(name).map(|s| (s.pid, s.ready))
+    doc.services.get(name).map(|s| (s.unit.pid, s.unit.ready))
 }

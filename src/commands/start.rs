@@ -145,7 +145,7 @@ fn ready_instance(cfg: &Config) -> Result<Option<StatusDoc>, Failure> {
 fn print_ready(doc: &StatusDoc, already: bool) {
     use std::fmt::Write as _;
     let t = &doc.temporal;
-    let pid = t.pid.map_or_else(|| "?".into(), |p| p.to_string());
+    let pid = t.unit.pid.map_or_else(|| "?".into(), |p| p.to_string());
     // One write to stdout, not one per line.
     let mut out = String::new();
     if !t.managed {
@@ -159,7 +159,7 @@ fn print_ready(doc: &StatusDoc, already: bool) {
         let _ = writeln!(
             out,
             "Temporal is already running (pid {pid}, up {}).",
-            human_secs(t.uptime_seconds.unwrap_or(0.0))
+            human_secs(t.unit.uptime_seconds.unwrap_or(0.0))
         );
     } else {
         let _ = writeln!(out, "Temporal is running (pid {pid}).");
@@ -174,8 +174,12 @@ fn print_ready(doc: &StatusDoc, already: bool) {
         doc.supervisor.http_addr
     );
     for (name, svc) in &doc.services {
-        let pid = svc.pid.map_or_else(|| "-".into(), |p| p.to_string());
-        let _ = writeln!(out, "  service: {name} ({}, pid {pid})", svc.state);
+        let pid = svc.unit.pid.map_or_else(|| "-".into(), |p| p.to_string());
+        let _ = writeln!(
+            out,
+            "  service: {name} ({}, pid {pid})",
+            svc.unit.state.as_str()
+        );
     }
     if let Some(note) = doc.supervisor.other_binary_note() {
         let _ = writeln!(out, "{note}");
@@ -386,7 +390,7 @@ fn cfg_status_reason(cfg: &Config) -> String {
                 .find(|(_, s)| !s.ok)
                 .map(|(l, s)| format!("; {l} check: {}", s.reason))
                 .unwrap_or_default();
-            format!("state {}{failing}", doc.temporal.state)
+            format!("state {}{failing}", doc.temporal.unit.state.as_str())
         }
         None => "no status from the daemon".into(),
     }

@@ -6,8 +6,7 @@ use super::{Check, daemon_answer, endpoint_status, home, running};
 use crate::cli::StatusArgs;
 use crate::exit::Failure;
 use crate::model::Code;
-use crate::status::StatusDoc;
-use serde_json::json;
+use crate::status::{Absence, StatusDoc, Unreachable};
 use std::io::Write;
 
 /// Run `status`.
@@ -20,10 +19,7 @@ pub fn run(args: &StatusArgs) -> Result<Code, Failure> {
     }
     if !running(&home)? {
         if args.json {
-            println!(
-                "{}",
-                json!({"version": crate::status::SCHEMA_VERSION, "running": false, "temporal": {"state": "not_running", "ready": false}})
-            );
+            println!("{}", json(&Unreachable::new(Absence::NotRunning, None)));
         } else {
             println!("Not running (home {}).", home.root().display());
         }
@@ -34,10 +30,7 @@ pub fn run(args: &StatusArgs) -> Result<Code, Failure> {
         Ok(doc) => show(args, doc),
         Err(why) => {
             if args.json {
-                println!(
-                    "{}",
-                    json!({"version": crate::status::SCHEMA_VERSION, "running": true, "temporal": {"state": "unknown", "ready": false}, "error": why})
-                );
+                println!("{}", json(&Unreachable::new(Absence::Unknown, Some(why))));
             } else {
                 println!("The daemon is running, but {why}.");
             }
@@ -73,4 +66,9 @@ fn show(args: &StatusArgs, doc: StatusDoc) -> Result<Code, Failure> {
         .write_all(text.as_bytes())
         .map_err(|e| Failure::Internal(format!("cannot write to stdout: {e}")))?;
     Ok(code)
+}
+
+/// `doc` as one line of JSON.
+fn json(doc: &Unreachable) -> String {
+    serde_json::to_string(doc).expect("a status document always serializes")
 }

@@ -468,13 +468,9 @@ impl fmt::Display for SqlitePragma {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TemporalLogLevel {
-    #[allow(missing_docs)]
     Debug,
-    #[allow(missing_docs)]
     Info,
-    #[allow(missing_docs)]
     Warn,
-    #[allow(missing_docs)]
     Error,
     /// No log output at all.
     Never,

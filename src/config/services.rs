@@ -12,8 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The built-in service: Temporal. No declared service may take its name.
-pub const TEMPORAL: &str = "temporal";
+use crate::model::TEMPORAL;
 
 /// A `[services.NAME]` table as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -376,7 +375,7 @@ impl ServiceDecl {
         match (r.kind()?, &r.log) {
             (Some(kind), _) => Ok(Readiness::Probe { kind, timeout }),
             (None, Some(pattern)) => {
-                check_pattern(pattern).map_err(|e| format!("log: invalid regex: {e}"))?;
+                regex::Regex::new(pattern).map_err(|e| format!("log: invalid regex: {e}"))?;
                 Ok(Readiness::Log {
                     pattern: pattern.clone(),
                     timeout,
@@ -479,36 +478,6 @@ pub fn order(specs: Vec<ServiceSpec>) -> Result<Vec<ServiceSpec>, (String, Strin
             rest.swap_remove(i)
         })
         .collect())
-}
-
-/// Would `regex::Regex::new(pattern)` (what the daemon compiles) succeed?
-/// regex 1.x's own configuration (its `Builder::default` and
-/// `build_one_string`) and error text, but only the NFA is built: regex
-/// also builds a dense DFA up front for a small pattern, only to be
-/// dropped here (an idempotent `stigmer local start` of a three-service
-/// stack 1.45 → 1.37 ms). `tests/properties.rs` checks the two agree.
-pub fn check_pattern(pattern: &str) -> Result<(), String> {
-    use regex_automata::{MatchKind, meta, util::syntax};
-    /// regex's default `RegexBuilder::size_limit`.
-    const SIZE_LIMIT: usize = 10 * (1 << 20);
-    let config = meta::Config::new()
-        .nfa_size_limit(Some(SIZE_LIMIT))
-        .match_kind(MatchKind::LeftmostFirst)
-        .utf8_empty(true)
-        .dfa(false)
-        .hybrid(false)
-        .onepass(false)
-        .backtrack(false);
-    meta::Builder::new()
-        .configure(config)
-        .syntax(syntax::Config::default().utf8(true))
-        .build(pattern)
-        .map(drop)
-        .map_err(|e| match (e.size_limit(), e.syntax_error()) {
-            (Some(limit), _) => format!("Compiled regex exceeds size limit of {limit} bytes."),
-            (None, Some(syntax)) => syntax.to_string(),
-            (None, None) => e.to_string(),
-        })
 }
 
 #[cfg(test)]

@@ -340,7 +340,9 @@ impl Signals {
                 _ = self.int.recv() => return Wake::Stop(None),
                 _ = self.hup.recv() => {
                     tracing::info!("SIGHUP: restarting Temporal");
-                    let _ = d.supervisor.handle.temporal().commands.send(Command::Restart).await;
+                    if let Some(t) = d.supervisor.handle.temporal() {
+                        let _ = t.commands.send(Command::Restart).await;
+                    }
                 }
                 r = &mut d.supervisor.done => return Wake::Stop(Some(r)),
                 Some(request) = d.upgrades.recv() => return Wake::Upgrade(request),

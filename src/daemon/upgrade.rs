@@ -150,11 +150,7 @@ pub(super) async fn perform(
         .supervisor
         .handle
         .temporal()
-        .status
-        .borrow()
-        .process
-        .as_ref()
-        .map(|p| p.pid);
+        .and_then(|t| t.status.borrow().process.as_ref().map(|p| p.pid));
     let Daemon {
         info,
         metrics,

@@ -169,7 +169,7 @@ fn json(code: StatusCode, body: serde_json::Value) -> Response {
 /// 200 while the supervisor loop beats and every unit's supervisor runs
 /// (even mid-restart); the body says how long since the loop's last beat.
 async fn livez(State(s): State<AppState>) -> Response {
-    let state = s.handle.temporal().status.borrow().state;
+    let state = s.handle.temporal_state();
     let beat_ms = s.handle.heartbeat.age().as_millis() as u64;
     if supervisor_alive(&s.handle) {
         json(
@@ -202,7 +202,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
     let status = if ok { "ready" } else { "not_ready" };
     json(
         code,
-        json!({"status": status, "state": snaps[0].1.state, "not_ready": not_ready}),
+        json!({"status": status, "state": s.handle.temporal_state(), "not_ready": not_ready}),
     )
 }
 
@@ -292,17 +292,7 @@ impl AppState {
                 false => None,
             }
         };
-        let build = async {
-            let mut doc = StatusDoc::build(&self.handle.snapshots(), &self.info);
-            let logs: Vec<(String, &crate::disk::LogStats)> = self
-                .handle
-                .units
-                .iter()
-                .map(|u| (u.name.clone(), u.log.as_ref()))
-                .collect();
-            doc.add_log_warnings(&logs);
-            doc
-        };
+        let build = async { StatusDoc::build(&self.handle.views(), &self.info) };
         let (check, mut doc) = tokio::join!(check, build);
         doc.live_check = check;
         doc
@@ -378,6 +368,7 @@ mod tests {
             status: rx,
             commands,
             log: Arc::default(),
+            log_path: None,
         };
         (h, tx)
     }
@@ -405,10 +396,14 @@ mod tests {
         };
         let heartbeat = crate::supervisor::heartbeat::Heartbeat::default();
         heartbeat.beat();
+        let metrics = Metrics::new().unwrap();
+        for u in &units {
+            metrics.observer(&u.name);
+        }
         AppState::new(
             Handle { units, heartbeat },
             Arc::new(info),
-            Arc::new(Metrics::new().unwrap()),
+            Arc::new(metrics),
         )
     }
 

@@ -1,25 +1,29 @@
 //! Prometheus metrics, registered in one place and moved by the
-//! supervisor through the [`Observer`] hooks, so an event that logs also
-//! counts: Temporal's `stigmer_temporal_*` series here, the services'
-//! `stigmer_service_*` in [`service`]. Process resource figures are read
-//! from `/proc` at scrape time.
+//! supervisor through the [`Observer`](crate::supervisor::Observer) hooks, so an event that logs also
+//! counts: one [`UnitMetrics`] per unit over its kind's families
+//! (Temporal's `stigmer_temporal_*`, the services' `stigmer_service_*`,
+//! see [`unit`]), the supervisor's own `stigmer_supervisor_*`, and each
+//! log's dropped bytes. Process figures are read from `/proc` at scrape
+//! time; counters and histograms continue across an upgrade ([`carry`]).
 //!
 //! Every metric, its type and exact meaning is listed in the README.
 
-pub mod service;
+pub mod carry;
+pub mod unit;
 
-use crate::health::Check;
-use crate::model::{ExitStatus, Layer, RestartReason, StateName};
+pub use carry::Carried;
+use carry::{CarriedSeries, CarriedValue, NOT_CARRIED, add_carried, labels_of};
+pub use unit::UnitMetrics;
+
+use crate::model::TEMPORAL;
 use crate::process::proc;
 
-use crate::supervisor::{Observer, RestartInfo};
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use unit::{Families, Kind};
 
 /// Buckets from 1 ms to 60 s: probe latencies, detection, start and recovery.
 pub const BUCKETS: &[f64] = &[
@@ -30,174 +34,24 @@ pub const BUCKETS: &[f64] = &[
 /// Every metric the daemon exports.
 pub struct Metrics {
     registry: Registry,
-    up: IntGauge,
-    state: prometheus::IntGaugeVec,
-    restarts: IntCounterVec,
-    exits: IntCounterVec,
-    detection: HistogramVec,
-    recovery: Histogram,
-    start: Histogram,
-    probe_failures: IntCounterVec,
-    probe_duration: HistogramVec,
-    temporal_cpu: prometheus::Counter,
-    temporal_rss: IntGauge,
-    temporal_pid: IntGauge,
+    temporal: Arc<Families>,
+    services: Arc<Families>,
+    /// Each unit's metrics, by name.
+    units: Mutex<Vec<(String, Arc<UnitMetrics>)>>,
     sup_cpu: prometheus::Counter,
     sup_rss: IntGauge,
     sup_fds: IntGauge,
     sup_threads: IntGauge,
-    services: service::ServiceMetrics,
+    /// The supervisor's CPU already counted.
+    sup_cpu_seen: Mutex<f64>,
     log_dropped: IntCounterVec,
     /// Each unit's log stats, with what of its dropped bytes is counted.
     logs: Mutex<Vec<(String, Arc<crate::disk::LogStats>, u64)>>,
-    cpu_seen: Mutex<CpuSeen>,
     started: Gauge,
-    /// What a previous daemon's counters and histograms had reached.
+    /// What a previous daemon's counters and histograms had reached, and
+    /// the CPU it had counted.
     carried: Vec<CarriedSeries>,
-}
-
-#[derive(Default)]
-struct CpuSeen {
-    temporal: Option<(i32, f64)>,
-    supervisor: f64,
-}
-
-/// The counters and histograms of a daemon that hands over to the next
-/// one on an upgrade: the next one adds them to its own at every scrape,
-/// so no counter resets. (The supervisor's CPU counter needs nothing: the
-/// process, and its CPU time, continue across the exec.)
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Carried {
-    /// Every counter and histogram series.
-    pub series: Vec<CarriedSeries>,
-    /// The Temporal CPU already counted: (pid, CPU seconds).
-    pub temporal_cpu_seen: Option<(i32, f64)>,
-    /// When the supervisor started (Unix seconds).
-    pub started_at_seconds: f64,
-}
-
-/// One counter or histogram series.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CarriedSeries {
-    /// Family name.
-    pub name: String,
-    /// Family help (a family without series of its own yet is re-created).
-    #[serde(default)]
-    pub help: String,
-    /// Label pairs, sorted by name.
-    pub labels: Vec<(String, String)>,
-    /// Its values.
-    pub value: CarriedValue,
-}
-
-/// A carried series' values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum CarriedValue {
-    /// A counter.
-    Counter {
-        /// Its value.
-        value: f64,
-    },
-    /// A histogram.
-    Histogram {
-        /// Observations.
-        count: u64,
-        /// Their sum.
-        sum: f64,
-        /// Cumulative count per upper bound.
-        buckets: Vec<(f64, u64)>,
-    },
-}
-
-/// Not carried: the process's own CPU time continues by itself.
-const NOT_CARRIED: &[&str] = &["stigmer_supervisor_cpu_seconds_total"];
-
-fn labels_of(m: &prometheus::proto::Metric) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = m
-        .get_label()
-        .iter()
-        .map(|l| (l.name().to_string(), l.value().to_string()))
-        .collect();
-    v.sort();
-    v
-}
-
-/// Add `c`'s values to the gathered families (a series the families lack
-/// is added as it was).
-fn add_carried(families: &mut Vec<prometheus::proto::MetricFamily>, carried: &[CarriedSeries]) {
-    use prometheus::proto::{
-        Bucket, Counter, Histogram, LabelPair, Metric, MetricFamily, MetricType,
-    };
-    for c in carried {
-        let fam = match families.iter().position(|f| f.name() == c.name) {
-            Some(i) => &mut families[i],
-            None => {
-                // A labelled family exports nothing until its first series.
-                let mut f = MetricFamily::default();
-                f.set_name(c.name.clone());
-                f.set_help(c.help.clone());
-                f.set_field_type(match c.value {
-                    CarriedValue::Counter { .. } => MetricType::COUNTER,
-                    CarriedValue::Histogram { .. } => MetricType::HISTOGRAM,
-                });
-                families.push(f);
-                families.last_mut().expect("just pushed")
-            }
-        };
-        let metrics = fam.mut_metric();
-        let i = match metrics.iter().position(|m| labels_of(m) == c.labels) {
-            Some(i) => i,
-            None => {
-                let labels = c
-                    .labels
-                    .iter()
-                    .map(|(k, v)| {
-                        let mut p = LabelPair::default();
-                        p.set_name(k.clone());
-                        p.set_value(v.clone());
-                        p
-                    })
-                    .collect();
-                metrics.push(Metric::from_label(labels));
-                metrics.len() - 1
-            }
-        };
-        let m = &mut metrics[i];
-        match &c.value {
-            CarriedValue::Counter { value } => {
-                let mut counter = Counter::default();
-                counter.set_value(m.get_counter().get_value() + value);
-                m.set_counter(counter);
-            }
-            CarriedValue::Histogram {
-                count,
-                sum,
-                buckets,
-            } => {
-                let mine = m.get_histogram().clone();
-                let mut h = Histogram::default();
-                h.set_sample_count(mine.get_sample_count() + count);
-                h.set_sample_sum(mine.get_sample_sum() + sum);
-                let merged = buckets
-                    .iter()
-                    .map(|&(bound, n)| {
-                        let own = mine
-                            .get_bucket()
-                            .iter()
-                            .find(|b| b.upper_bound() == bound)
-                            .map_or(0, |b| b.cumulative_count());
-                        let mut b = Bucket::default();
-                        b.set_upper_bound(bound);
-                        b.set_cumulative_count(own + n);
-                        b
-                    })
-                    .collect();
-                h.set_bucket(merged);
-                m.set_histogram(h);
-            }
-        }
-    }
+    carried_cpu: BTreeMap<String, (i32, f64)>,
 }
 
 /// Register `metric` and hand it back: each metric is written once.
@@ -217,137 +71,31 @@ impl Metrics {
     /// Create and register everything.
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
+        let r = &registry;
+        let gauge = |name: &str, help: &str| reg(r, IntGauge::new(name, help)?);
         let m = Metrics {
-            up: reg(
-                &registry,
-                IntGauge::new(
-                    "stigmer_temporal_up",
-                    "1 when Temporal answers its gRPC health check",
-                )?,
-            )?,
-            state: reg(
-                &registry,
-                prometheus::IntGaugeVec::new(
-                    Opts::new(
-                        "stigmer_temporal_state",
-                        "1 for the supervisor's current state, 0 for the others",
-                    ),
-                    &["state"],
-                )?,
-            )?,
-            restarts: reg(
-                &registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "stigmer_temporal_restarts_total",
-                        "Restarts of Temporal by reason",
-                    ),
-                    &["reason"],
-                )?,
-            )?,
-            exits: reg(
-                &registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "stigmer_temporal_exits_total",
-                        "Exits of Temporal processes by how they ended (code or signal)",
-                    ),
-                    &["how"],
-                )?,
-            )?,
-            detection: reg(
-                &registry,
-                HistogramVec::new(
-                    histogram(
-                        "stigmer_temporal_failure_detection_seconds",
-                        "exit: kernel exit notification to restart decision; hang: first failed health check to restart decision",
-                    ),
-                    &["kind"],
-                )?,
-            )?,
-            recovery: reg(
-                &registry,
-                Histogram::with_opts(histogram(
-                    "stigmer_temporal_recovery_seconds",
-                    "Failure detected to Temporal serving again",
-                ))?,
-            )?,
-            start: reg(
-                &registry,
-                Histogram::with_opts(histogram(
-                    "stigmer_temporal_start_duration_seconds",
-                    "Spawn of a Temporal process to its first SERVING health answer",
-                ))?,
-            )?,
-            probe_failures: reg(
-                &registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "stigmer_temporal_health_check_failures_total",
-                        "Failed health checks by layer",
-                    ),
-                    &["layer"],
-                )?,
-            )?,
-            probe_duration: reg(
-                &registry,
-                HistogramVec::new(
-                    histogram(
-                        "stigmer_temporal_health_check_duration_seconds",
-                        "Duration of health checks by layer",
-                    ),
-                    &["layer"],
-                )?,
-            )?,
-            temporal_cpu: reg(
-                &registry,
-                prometheus::Counter::new(
-                    "stigmer_temporal_cpu_seconds_total",
-                    "CPU time used by supervised Temporal processes",
-                )?,
-            )?,
-            temporal_rss: reg(
-                &registry,
-                IntGauge::new(
-                    "stigmer_temporal_resident_memory_bytes",
-                    "Resident memory of Temporal",
-                )?,
-            )?,
-            temporal_pid: reg(
-                &registry,
-                IntGauge::new(
-                    "stigmer_temporal_pid",
-                    "Pid of the current Temporal process (0 when none)",
-                )?,
-            )?,
+            temporal: Arc::new(Families::new(r, Kind::TEMPORAL)?),
+            services: Arc::new(Families::new(r, Kind::SERVICE)?),
+            units: Mutex::new(Vec::new()),
             sup_cpu: reg(
-                &registry,
+                r,
                 prometheus::Counter::new(
                     "stigmer_supervisor_cpu_seconds_total",
                     "CPU time used by the supervisor",
                 )?,
             )?,
-            sup_rss: reg(
-                &registry,
-                IntGauge::new(
-                    "stigmer_supervisor_resident_memory_bytes",
-                    "Resident memory of the supervisor",
-                )?,
+            sup_rss: gauge(
+                "stigmer_supervisor_resident_memory_bytes",
+                "Resident memory of the supervisor",
             )?,
-            sup_fds: reg(
-                &registry,
-                IntGauge::new(
-                    "stigmer_supervisor_open_fds",
-                    "Open file descriptors of the supervisor",
-                )?,
+            sup_fds: gauge(
+                "stigmer_supervisor_open_fds",
+                "Open file descriptors of the supervisor",
             )?,
-            sup_threads: reg(
-                &registry,
-                IntGauge::new("stigmer_supervisor_threads", "Threads of the supervisor")?,
-            )?,
-            services: service::ServiceMetrics::new(&registry)?,
+            sup_threads: gauge("stigmer_supervisor_threads", "Threads of the supervisor")?,
+            sup_cpu_seen: Mutex::new(0.0),
             log_dropped: reg(
-                &registry,
+                r,
                 IntCounterVec::new(
                     Opts::new(
                         "stigmer_log_dropped_bytes_total",
@@ -357,12 +105,15 @@ impl Metrics {
                 )?,
             )?,
             logs: Mutex::new(Vec::new()),
-            cpu_seen: Mutex::new(CpuSeen::default()),
-            started: Gauge::new(
-                "stigmer_supervisor_start_time_seconds",
-                "Start time of the supervisor (Unix seconds)",
+            started: reg(
+                r,
+                Gauge::new(
+                    "stigmer_supervisor_start_time_seconds",
+                    "Start time of the supervisor (Unix seconds)",
+                )?,
             )?,
             carried: Vec::new(),
+            carried_cpu: BTreeMap::new(),
             registry,
         };
         let build = prometheus::IntGaugeVec::new(
@@ -370,37 +121,12 @@ impl Metrics {
             &["version"],
         )?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.registry.register(Box::new(build))?;
         m.started.set(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
         );
-        let r = &m.registry;
-        r.register(Box::new(build))?;
-        r.register(Box::new(m.started.clone()))?;
-        // Export every label value from the start, so rates and alerts work
-        // before the first event.
-        for s in StateName::ALL {
-            m.state
-                .with_label_values(&[s.as_str()])
-                .set(i64::from(s == StateName::Stopped));
-        }
-        for l in Layer::TEMPORAL {
-            m.probe_failures.with_label_values(&[l.as_str()]);
-        }
-        for reason in [
-            "exited",
-            "signaled",
-            "unhealthy",
-            "start_timeout",
-            "manual",
-            "spawn_failed",
-        ] {
-            m.restarts.with_label_values(&[reason]);
-        }
-        for kind in ["exit", "hang"] {
-            m.detection.with_label_values(&[kind]);
-        }
         Ok(m)
     }
 
@@ -408,12 +134,39 @@ impl Metrics {
     pub fn with_carried(carried: Carried) -> prometheus::Result<Self> {
         let mut m = Metrics::new()?;
         m.started.set(carried.started_at_seconds);
-        m.cpu_seen
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .temporal = carried.temporal_cpu_seen;
+        m.carried_cpu = carried.cpu_seen;
+        if let Some(t) = carried.temporal_cpu_seen {
+            m.carried_cpu.entry(TEMPORAL.to_string()).or_insert(t);
+        }
         m.carried = carried.series;
         Ok(m)
+    }
+
+    /// The observer that moves unit `name`'s series (Temporal's, or a
+    /// service's, by its name).
+    pub fn observer(&self, name: &str) -> Arc<UnitMetrics> {
+        let families = if name == TEMPORAL {
+            &self.temporal
+        } else {
+            &self.services
+        };
+        let unit = Arc::new(UnitMetrics::new(
+            families.clone(),
+            name,
+            self.carried_cpu.get(name).copied(),
+        ));
+        let mut units = self.units.lock().unwrap_or_else(|p| p.into_inner());
+        units.retain(|(n, _)| n != name);
+        units.push((name.to_string(), unit.clone()));
+        unit
+    }
+
+    /// Count what unit `name`'s log drops (`service` label; Temporal's is
+    /// `temporal`), from the start.
+    pub fn watch_log(&self, name: &str, stats: Arc<crate::disk::LogStats>) {
+        self.log_dropped.with_label_values(&[name]);
+        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        logs.push((name.to_string(), stats, 0));
     }
 
     /// Every series now (process figures sampled, carried values added).
@@ -459,10 +212,14 @@ impl Metrics {
                 });
             }
         }
-        let seen = self.cpu_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let units = self.units.lock().unwrap_or_else(|p| p.into_inner());
         Carried {
             series,
-            temporal_cpu_seen: seen.temporal,
+            cpu_seen: units
+                .iter()
+                .filter_map(|(n, u)| Some((n.clone(), u.cpu_seen()?)))
+                .collect(),
+            temporal_cpu_seen: None,
             started_at_seconds: self.started.get(),
         }
     }
@@ -474,51 +231,36 @@ impl Metrics {
         String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
 
-    /// Count what unit `name`'s log drops (`service` label; Temporal's is
-    /// `temporal`), from the start.
-    pub fn watch_log(&self, name: &str, stats: Arc<crate::disk::LogStats>) {
-        self.log_dropped.with_label_values(&[name]);
-        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
-        logs.push((name.to_string(), stats, 0));
-    }
-
     fn sample(&self) {
+        for (name, stats, counted) in self
+            .logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter_mut()
         {
-            let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
-            for (name, stats, counted) in logs.iter_mut() {
-                let now = stats.dropped_bytes();
-                if now > *counted {
-                    self.log_dropped
-                        .with_label_values(&[name.as_str()])
-                        .inc_by(now - *counted);
-                    *counted = now;
-                }
+            let now = stats.dropped_bytes();
+            if now > *counted {
+                self.log_dropped
+                    .with_label_values(&[name.as_str()])
+                    .inc_by(now - *counted);
+                *counted = now;
             }
         }
-        let mut seen = self.cpu_seen.lock().unwrap_or_else(|p| p.into_inner());
-        let pid = self.temporal_pid.get() as i32;
-        if pid > 0
-            && let Some(u) = proc::stat(pid)
-        {
-            let base = match seen.temporal {
-                Some((p, cpu)) if p == pid => cpu,
-                _ => 0.0,
-            };
-            let cpu = u.cpu_seconds();
-            if cpu > base {
-                self.temporal_cpu.inc_by(cpu - base);
-            }
-            seen.temporal = Some((pid, cpu.max(base)));
-            self.temporal_rss.set(u.rss_bytes() as i64);
-        } else {
-            self.temporal_rss.set(0);
-        }
+        let units: Vec<Arc<UnitMetrics>> = self
+            .units
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, u)| u.clone())
+            .collect();
+        units.iter().for_each(|u| u.sample());
         let me = std::process::id() as i32;
         if let Some(u) = proc::stat(me) {
+            let mut seen = self.sup_cpu_seen.lock().unwrap_or_else(|p| p.into_inner());
             let cpu = u.cpu_seconds();
-            if cpu > seen.supervisor {
-                self.sup_cpu.inc_by(cpu - seen.supervisor);
-                seen.supervisor = cpu;
+            if cpu > *seen {
+                self.sup_cpu.inc_by(cpu - *seen);
+                *seen = cpu;
             }
             self.sup_rss.set(u.rss_bytes() as i64);
             self.sup_threads.set(u.threads as i64);
@@ -527,88 +269,17 @@ impl Metrics {
     }
 }
 
-impl Metrics {
-    /// The observer that moves unit `name`'s series.
-    pub fn observer(self: &Arc<Self>, name: &str) -> Arc<dyn Observer> {
-        if name == crate::model::TEMPORAL {
-            self.clone()
-        } else {
-            Arc::new(self.services.observer(name))
-        }
-    }
-}
-
-impl Observer for Metrics {
-    fn state_changed(&self, from: StateName, to: StateName) {
-        self.state.with_label_values(&[from.as_str()]).set(0);
-        self.state.with_label_values(&[to.as_str()]).set(1);
-        self.up.set(i64::from(to == StateName::Running));
-    }
-
-    fn adopted(&self, state: StateName, pid: Option<i32>) {
-        for s in StateName::ALL {
-            self.state
-                .with_label_values(&[s.as_str()])
-                .set(i64::from(s == state));
-        }
-        self.up.set(i64::from(state == StateName::Running));
-        self.temporal_pid.set(pid.map_or(0, i64::from));
-    }
-
-    fn probe(&self, c: &Check) {
-        let l = c.layer.as_str();
-        self.probe_duration
-            .with_label_values(&[l])
-            .observe(c.latency.as_secs_f64());
-        if !c.ok {
-            self.probe_failures.with_label_values(&[l]).inc();
-        }
-    }
-
-    fn spawned(&self, pid: i32, _attempt: u32) {
-        self.temporal_pid.set(i64::from(pid));
-    }
-
-    fn exited(&self, _pid: i32, status: ExitStatus) {
-        let how = match status {
-            ExitStatus::Code(c) => format!("code_{c}"),
-            ExitStatus::Signal(s) => format!("signal_{s}"),
-        };
-        self.exits.with_label_values(&[&how]).inc();
-        self.temporal_pid.set(0);
-    }
-
-    fn restart(&self, info: &RestartInfo) {
-        self.restarts
-            .with_label_values(&[info.reason.label()])
-            .inc();
-        if let Some(d) = info.detection {
-            let kind = if matches!(info.reason, RestartReason::Unhealthy { .. }) {
-                "hang"
-            } else {
-                "exit"
-            };
-            self.detection
-                .with_label_values(&[kind])
-                .observe(d.as_secs_f64());
-        }
-    }
-
-    fn serving(&self, _pid: i32, start: Duration, recovery: Option<Duration>) {
-        self.start.observe(start.as_secs_f64());
-        if let Some(r) = recovery {
-            self.recovery.observe(r.as_secs_f64());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{ExitStatus, Layer, RestartReason, StateName};
+    use crate::supervisor::{Observer, RestartInfo};
+    use std::time::Duration;
 
     #[test]
     fn services_have_series_of_their_own() {
-        let m = Arc::new(Metrics::new().unwrap());
+        let m = Metrics::new().unwrap();
+        m.observer(TEMPORAL);
         let api = m.observer("api");
         api.state_changed(StateName::Waiting, StateName::Running);
         api.restart(&RestartInfo {
@@ -633,15 +304,16 @@ mod tests {
     #[test]
     fn carried_counters_and_histograms_continue_in_the_next_daemon() {
         let m = Metrics::new().unwrap();
+        let t = m.observer(TEMPORAL);
         let info = RestartInfo {
             reason: RestartReason::Signaled { signal: 9 },
             attempt: 1,
             backoff: Duration::ZERO,
             detection: Some(Duration::from_millis(2)),
         };
-        m.restart(&info);
-        m.exited(1, ExitStatus::Signal(9));
-        m.serving(
+        t.restart(&info);
+        t.exited(1, ExitStatus::Signal(9));
+        t.serving(
             2,
             Duration::from_millis(90),
             Some(Duration::from_millis(120)),
@@ -649,6 +321,7 @@ mod tests {
         let carried = m.carry();
         let json = serde_json::to_string(&carried).unwrap();
         let next = Metrics::with_carried(serde_json::from_str(&json).unwrap()).unwrap();
+        let next_t = next.observer(TEMPORAL);
         let before = m.render().unwrap();
         let after = next.render().unwrap();
         for series in [
@@ -662,7 +335,7 @@ mod tests {
             assert!(after.contains(series), "{series} after:\n{after}");
         }
         // And they keep counting.
-        next.restart(&info);
+        next_t.restart(&info);
         assert!(
             next.render()
                 .unwrap()
@@ -673,8 +346,9 @@ mod tests {
     #[test]
     fn renders_every_family() {
         let m = Metrics::new().unwrap();
-        m.state_changed(StateName::Stopped, StateName::Running);
-        m.restart(&RestartInfo {
+        let t = m.observer(TEMPORAL);
+        t.state_changed(StateName::Stopped, StateName::Running);
+        t.restart(&RestartInfo {
             reason: RestartReason::Signaled { signal: 9 },
             attempt: 1,
             backoff: Duration::ZERO,
@@ -688,6 +362,8 @@ mod tests {
             "stigmer_temporal_failure_detection_seconds_count{kind=\"exit\"} 1",
             "stigmer_build_info{version=",
             "stigmer_supervisor_resident_memory_bytes",
+            "stigmer_temporal_pid 0",
+            "stigmer_temporal_cpu_seconds_total 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -8,27 +8,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StateName {
-    #[allow(missing_docs)]
     Waiting,
-    #[allow(missing_docs)]
     Stopped,
-    #[allow(missing_docs)]
     Spawning,
-    #[allow(missing_docs)]
     Starting,
-    #[allow(missing_docs)]
     Running,
-    #[allow(missing_docs)]
     Unhealthy,
-    #[allow(missing_docs)]
     Killing,
-    #[allow(missing_docs)]
     Backoff,
-    #[allow(missing_docs)]
     CrashLoop,
-    #[allow(missing_docs)]
     Exited,
-    #[allow(missing_docs)]
     Stopping,
 }
 

@@ -322,8 +322,8 @@ pub fn parse_tcp_listeners(table: &str, port: u16) -> Vec<u64> {
 /// again by position on every `read`, so a lock taken or dropped anywhere
 /// between two reads shifts the entries after it: a reader that reads in
 /// small pieces (as `read_to_string` does, starting with a 32-byte probe)
-/// sees an entry twice (in 40% of reads while other locks churn, measured
-/// by the test below) or, when an entry before it goes, not at all; the
+/// sees an entry twice (often, while other locks churn: the test below
+/// measures it) or, when an entry before it goes, not at all; the
 /// first cost an upgrade test its "one holder" in CI. [`read_lock_table`]
 /// reads with one large buffer, which returns a whole page of entries per
 /// `read`, so a table of up to a page (some 70 locks) is one snapshot plus,

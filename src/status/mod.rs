@@ -7,9 +7,8 @@ mod render;
 pub use render::human_secs;
 
 use crate::config::Config;
-use crate::config::services::ServiceSpec;
-use crate::model::Layer;
 use crate::model::StateName;
+use crate::model::TEMPORAL;
 use crate::model::clock::unix_now_ms;
 use crate::supervisor::policy::Policy;
 use crate::supervisor::{Backoff, LayerStatus, Restarts, Snapshot};
@@ -48,6 +47,55 @@ pub struct StatusDoc {
     pub live_check: Option<LiveCheck>,
 }
 
+/// What `status --json` prints when there is no daemon document to show:
+/// nothing runs, or the daemon does not answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Unreachable {
+    /// Schema version.
+    pub version: u32,
+    /// Does a daemon hold the instance lock?
+    pub running: bool,
+    /// What is known of Temporal: nothing but that.
+    pub temporal: Unknown,
+    /// Why the daemon's document could not be had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Temporal, when the daemon cannot be asked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Unknown {
+    /// `not_running` or `unknown`.
+    pub state: Absence,
+    /// Never ready.
+    pub ready: bool,
+}
+
+/// Why nothing is known.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Absence {
+    /// Nothing runs.
+    NotRunning,
+    /// A daemon runs but does not answer.
+    Unknown,
+}
+
+impl Unreachable {
+    /// The document for `state` (and why, when a daemon runs).
+    pub fn new(state: Absence, error: Option<String>) -> Unreachable {
+        Unreachable {
+            version: SCHEMA_VERSION,
+            running: state == Absence::Unknown,
+            temporal: Unknown {
+                state,
+                ready: false,
+            },
+            error,
+        }
+    }
+}
+
 /// One gRPC health check of Temporal, made while answering a request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LiveCheck {
@@ -59,37 +107,47 @@ pub struct LiveCheck {
     pub detail: String,
 }
 
-/// One service of the stack.
+/// One unit's status, the same for Temporal and every service (and
+/// embedded in each one's section): what its supervisor knows of it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ServiceSection {
-    /// Supervisor state (as for Temporal, plus `waiting` and `exited`).
-    pub state: String,
-    /// Ready (or completed with exit code 0, when not restarted)?
+pub struct UnitStatus {
+    /// Supervisor state.
+    pub state: StateName,
+    /// Ready (for a service that its restart policy does not start
+    /// again: completed with exit code 0)?
     pub ready: bool,
     /// Pid, when one runs.
     pub pid: Option<i32>,
     /// Process group.
     pub pgid: Option<i32>,
+    /// Start time in clock ticks since boot (`/proc/PID/stat`).
+    #[serde(default)]
+    pub start_time_ticks: Option<u64>,
     /// Spawn time (Unix ms).
     pub spawned_at_unix_ms: Option<u64>,
     /// Ready since (Unix ms).
+    #[serde(default)]
     pub ready_since_unix_ms: Option<u64>,
     /// Seconds since spawn.
     pub uptime_seconds: Option<f64>,
+    /// Executable seen in /proc once ready.
+    #[serde(default)]
+    pub exe: Option<String>,
     /// Restarts, and how the last process ended.
+    #[serde(default)]
     pub restarts: Restarts,
-    /// Health layers by name (process, identity, and its check).
+    /// Health layers by name.
+    #[serde(default)]
     pub health: BTreeMap<String, LayerStatus>,
     /// Pending backoff, or null.
+    #[serde(default)]
     pub backoff: Option<Backoff>,
     /// Last error worth showing, or null.
+    #[serde(default)]
     pub last_error: Option<String>,
-    /// What it runs.
-    pub command: Vec<String>,
-    /// What it waits for.
-    pub depends_on: Vec<String>,
-    /// Its log file.
-    pub log: String,
+    /// Its log file (none for an external Temporal).
+    #[serde(default)]
+    pub log: Option<String>,
     /// Bytes of its output dropped because the log could not take them.
     #[serde(default)]
     pub log_dropped_bytes: u64,
@@ -97,6 +155,59 @@ pub struct ServiceSection {
     /// being dropped).
     #[serde(default)]
     pub warnings: Vec<String>,
+}
+
+impl UnitStatus {
+    /// The status of a unit that published `snap`, logging to `log`
+    /// (with what it dropped in `stats`), at `now` (Unix ms).
+    pub fn build(
+        snap: &Snapshot,
+        log: Option<&std::path::Path>,
+        stats: &crate::disk::LogStats,
+        now: u64,
+    ) -> UnitStatus {
+        let p = snap.process.as_ref();
+        let dropped = stats.dropped_bytes();
+        let warning = match (stats.problem(), dropped) {
+            (None, 0) => None,
+            (Some(p), n) => Some(format!("log: {n} bytes of output dropped; now: {p}")),
+            (None, n) => Some(format!("log: {n} bytes of output dropped (writable again)")),
+        };
+        UnitStatus {
+            state: snap.state,
+            ready: snap.ready,
+            pid: p.map(|p| p.pid),
+            pgid: p.map(|p| p.pgid),
+            start_time_ticks: p.map(|p| p.start_time_ticks),
+            spawned_at_unix_ms: p.map(|p| p.spawned_at_unix_ms),
+            ready_since_unix_ms: p.and_then(|p| p.serving_since_unix_ms),
+            uptime_seconds: p.map(|p| now.saturating_sub(p.spawned_at_unix_ms) as f64 / 1000.0),
+            exe: p.and_then(|p| p.exe.clone()),
+            restarts: snap.restarts.clone(),
+            health: snap
+                .health
+                .iter()
+                .map(|(l, s)| (l.as_str().to_string(), s.clone()))
+                .collect(),
+            backoff: snap.backoff.clone(),
+            last_error: snap.last_error.clone(),
+            log: log.map(|l| l.display().to_string()),
+            log_dropped_bytes: dropped,
+            warnings: warning.into_iter().collect(),
+        }
+    }
+}
+
+/// One service of the stack.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServiceSection {
+    /// Its status.
+    #[serde(flatten)]
+    pub unit: UnitStatus,
+    /// What it runs (credentials masked).
+    pub command: Vec<String>,
+    /// What it waits for.
+    pub depends_on: Vec<String>,
 }
 
 /// `supervisor` section.
@@ -141,23 +252,12 @@ impl SupervisorSection {
 /// `temporal` section.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TemporalSection {
-    /// Supervisor state: stopped, spawning, starting, running, unhealthy,
-    /// killing, backoff, crash_loop, stopping.
-    pub state: String,
-    /// Serving (gRPC health SERVING at the last check)?
-    pub ready: bool,
-    /// Pid, when one runs.
-    pub pid: Option<i32>,
-    /// Process group.
-    pub pgid: Option<i32>,
-    /// Start time in clock ticks since boot (`/proc/PID/stat`).
-    pub start_time_ticks: Option<u64>,
-    /// Spawn time (Unix ms).
-    pub spawned_at_unix_ms: Option<u64>,
-    /// Serving since (Unix ms).
+    /// Its status.
+    #[serde(flatten)]
+    pub unit: UnitStatus,
+    /// Serving since (Unix ms): `ready_since_unix_ms`, by its older name.
+    #[serde(default)]
     pub serving_since_unix_ms: Option<u64>,
-    /// Seconds since spawn.
-    pub uptime_seconds: Option<f64>,
     /// Frontend gRPC address, as a local client dials it.
     pub frontend: String,
     /// The IP Temporal listens on (`--temporal-ip`).
@@ -169,19 +269,11 @@ pub struct TemporalSection {
     pub metrics_url: Option<String>,
     /// Binary.
     pub binary: String,
-    /// Executable seen in /proc once serving.
-    pub exe: Option<String>,
     /// Database file.
     pub db_file: String,
     /// Run by us (false: an external Temporal we only watch).
     #[serde(default = "yes")]
     pub managed: bool,
-    /// Bytes of its output dropped because the log could not take them.
-    #[serde(default)]
-    pub log_dropped_bytes: u64,
-    /// What needs attention but does not make it not ready.
-    #[serde(default)]
-    pub warnings: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -224,17 +316,26 @@ pub struct DaemonInfo {
 }
 
 impl StatusDoc {
-    /// Build the document from every unit's latest snapshot (Temporal
-    /// first).
-    pub fn build(snaps: &[(String, Snapshot)], info: &DaemonInfo) -> StatusDoc {
+    /// Build the document from every unit's latest view, found by name.
+    pub fn build(units: &[UnitView], info: &DaemonInfo) -> StatusDoc {
         let now = unix_now_ms();
         let c = &info.config;
-        let snap = &snaps[0].1;
-        let services = snaps[1..]
+        let find = |name: &str| units.iter().find(|u| u.name == name);
+        let temporal = match find(TEMPORAL) {
+            Some(u) => UnitStatus::build(&u.snapshot, u.log.as_deref(), &u.stats, now),
+            None => UnitStatus::build(&Snapshot::default(), None, &Default::default(), now),
+        };
+        let services = c
+            .services
             .iter()
-            .filter_map(|(name, snap)| {
-                let spec = c.services.iter().find(|s| &s.name == name)?;
-                Some((name.clone(), ServiceSection::build(snap, spec, c, now)))
+            .filter_map(|spec| {
+                let u = find(&spec.name)?;
+                let section = ServiceSection {
+                    unit: UnitStatus::build(&u.snapshot, u.log.as_deref(), &u.stats, now),
+                    command: crate::redact::argv(&spec.command),
+                    depends_on: spec.depends_on.clone(),
+                };
+                Some((spec.name.clone(), section))
             })
             .collect();
         StatusDoc {
@@ -250,10 +351,11 @@ impl StatusDoc {
                     .ok()
                     .map(|p| p.display().to_string()),
             },
-            temporal: TemporalSection::build(snap, info, now),
-            health: layers(snap),
-            restarts: snap.restarts.clone(),
-            backoff: snap.backoff.clone(),
+            health: temporal.health.clone(),
+            restarts: temporal.restarts.clone(),
+            backoff: temporal.backoff.clone(),
+            last_error: temporal.last_error.clone(),
+            temporal: TemporalSection::build(temporal, info),
             config: ConfigSection {
                 health_interval_seconds: c.health_interval.as_secs_f64(),
                 health_timeout_seconds: c.health_timeout.as_secs_f64(),
@@ -264,44 +366,16 @@ impl StatusDoc {
                 backoff_base_seconds: info.policy.base.as_secs_f64(),
                 backoff_cap_seconds: info.policy.cap.as_secs_f64(),
             },
-            last_error: snap.last_error.clone(),
             services,
             live_check: None,
         }
     }
 
-    /// Add what each unit's log has dropped, and why it drops output now,
-    /// as warnings (`logs`: by unit name).
-    pub fn add_log_warnings(&mut self, logs: &[(String, &crate::disk::LogStats)]) {
-        for (name, stats) in logs {
-            let dropped = stats.dropped_bytes();
-            let problem = stats.problem();
-            let warning = match (&problem, dropped) {
-                (None, 0) => None,
-                (Some(p), n) => Some(format!("log: {n} bytes of output dropped; now: {p}")),
-                (None, n) => Some(format!("log: {n} bytes of output dropped (writable again)")),
-            };
-            let (bytes, warnings) = if name == crate::model::TEMPORAL {
-                (
-                    &mut self.temporal.log_dropped_bytes,
-                    &mut self.temporal.warnings,
-                )
-            } else {
-                match self.services.get_mut(name) {
-                    Some(s) => (&mut s.log_dropped_bytes, &mut s.warnings),
-                    None => continue,
-                }
-            };
-            *bytes = dropped;
-            warnings.extend(warning);
-        }
-    }
-
     /// Is the whole stack ready: Temporal serving, every service ready?
     pub fn is_ready(&self) -> bool {
-        self.temporal.ready
-            && self.temporal.state == StateName::Running.as_str()
-            && self.services.values().all(|s| s.ready)
+        self.temporal.unit.ready
+            && self.temporal.unit.state == StateName::Running
+            && self.services.values().all(|s| s.unit.ready)
             && self.live_check.as_ref().is_none_or(|c| c.ok)
     }
 
@@ -309,67 +383,38 @@ impl StatusDoc {
     pub fn not_ready(&self) -> Vec<&str> {
         self.services
             .iter()
-            .filter(|(_, s)| !s.ready)
+            .filter(|(_, s)| !s.unit.ready)
             .map(|(n, _)| n.as_str())
             .collect()
     }
 }
 
-/// Health layers by name.
-fn layers(snap: &Snapshot) -> BTreeMap<String, LayerStatus> {
-    snap.health
-        .iter()
-        .map(|(l, s): (&Layer, &LayerStatus)| (l.as_str().to_string(), s.clone()))
-        .collect()
+/// One unit as the status is built from it: its name, latest snapshot,
+/// log file and log stats.
+pub struct UnitView {
+    /// Its name.
+    pub name: String,
+    /// What its supervisor published last.
+    pub snapshot: Snapshot,
+    /// Its log file, when it has one.
+    pub log: Option<std::path::PathBuf>,
+    /// What its log wrote and dropped.
+    pub stats: std::sync::Arc<crate::disk::LogStats>,
 }
 
 impl TemporalSection {
-    fn build(snap: &Snapshot, info: &DaemonInfo, now: u64) -> TemporalSection {
+    fn build(unit: UnitStatus, info: &DaemonInfo) -> TemporalSection {
         let c = &info.config;
-        let t = snap.process.as_ref();
         TemporalSection {
-            state: snap.state.as_str().into(),
-            ready: snap.ready,
-            pid: t.map(|t| t.pid),
-            pgid: t.map(|t| t.pgid),
-            start_time_ticks: t.map(|t| t.start_time_ticks),
-            spawned_at_unix_ms: t.map(|t| t.spawned_at_unix_ms),
-            serving_since_unix_ms: t.and_then(|t| t.serving_since_unix_ms),
-            uptime_seconds: t.map(|t| now.saturating_sub(t.spawned_at_unix_ms) as f64 / 1000.0),
+            serving_since_unix_ms: unit.ready_since_unix_ms,
+            unit,
             frontend: c.frontend().to_string(),
             listen_ip: c.attach.is_none().then(|| c.temporal_ip.to_string()),
             ui_url: c.ui_url(),
             metrics_url: c.temporal_metrics_url(),
             binary: info.binary.display().to_string(),
-            exe: t.and_then(|t| t.exe.clone()),
             db_file: c.db_file.display().to_string(),
             managed: c.attach.is_none(),
-            log_dropped_bytes: 0,
-            warnings: Vec::new(),
-        }
-    }
-}
-
-impl ServiceSection {
-    fn build(snap: &Snapshot, spec: &ServiceSpec, c: &Config, now: u64) -> ServiceSection {
-        let p = snap.process.as_ref();
-        ServiceSection {
-            state: snap.state.as_str().into(),
-            ready: snap.ready,
-            pid: p.map(|p| p.pid),
-            pgid: p.map(|p| p.pgid),
-            spawned_at_unix_ms: p.map(|p| p.spawned_at_unix_ms),
-            ready_since_unix_ms: p.and_then(|p| p.serving_since_unix_ms),
-            uptime_seconds: p.map(|p| now.saturating_sub(p.spawned_at_unix_ms) as f64 / 1000.0),
-            restarts: snap.restarts.clone(),
-            health: layers(snap),
-            backoff: snap.backoff.clone(),
-            last_error: snap.last_error.clone(),
-            command: crate::redact::argv(&spec.command),
-            depends_on: spec.depends_on.clone(),
-            log: c.home.service_log(&spec.name).display().to_string(),
-            log_dropped_bytes: 0,
-            warnings: Vec::new(),
         }
     }
 }

@@ -1,27 +1,19 @@
 //! The human rendering of the status document (`stigmer local status`).
 
-use super::StatusDoc;
+use super::{StatusDoc, UnitStatus};
 use crate::model::Layer;
 
 impl StatusDoc {
     /// A few human lines.
     pub fn render(&self) -> String {
         let t = &self.temporal;
+        let u = &t.unit;
         let mut out = String::new();
         let mut line = |s: String| {
             out.push_str(&s);
             out.push('\n');
         };
-        line(format!(
-            "Temporal: {}{}",
-            t.state,
-            t.pid
-                .map(|p| format!(
-                    " (pid {p}, up {})",
-                    human_secs(t.uptime_seconds.unwrap_or(0.0))
-                ))
-                .unwrap_or_default()
-        ));
+        line(format!("Temporal: {}{}", u.state.as_str(), running(u)));
         match t.listen_ip.as_deref() {
             Some(ip)
                 if !ip
@@ -86,7 +78,7 @@ impl StatusDoc {
         if let Some(e) = &self.last_error {
             line(format!("  last error: {e}"));
         }
-        for w in &t.warnings {
+        for w in &u.warnings {
             line(format!("  warning:   {w}"));
         }
         if !self.services.is_empty() {
@@ -99,18 +91,23 @@ impl StatusDoc {
     }
 }
 
-/// One line per service: state, pid and uptime, readiness, restarts, and
-/// how the last process ended.
-fn service_line(name: &str, s: &super::ServiceSection) -> String {
-    let running = s
-        .pid
+/// " (pid P, up T)" when a process runs.
+fn running(u: &UnitStatus) -> String {
+    u.pid
         .map(|p| {
             format!(
                 " (pid {p}, up {})",
-                human_secs(s.uptime_seconds.unwrap_or(0.0))
+                human_secs(u.uptime_seconds.unwrap_or(0.0))
             )
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// One line per service: state, pid and uptime, readiness, restarts, and
+/// how the last process ended.
+fn service_line(name: &str, s: &super::ServiceSection) -> String {
+    let s = &s.unit;
+    let running = running(s);
     let ready = if s.ready { "ready" } else { "not ready" };
     let last = s
         .restarts
@@ -120,7 +117,8 @@ fn service_line(name: &str, s: &super::ServiceSection) -> String {
         .unwrap_or_default();
     let mut out = format!(
         "  {name:<12} {}{running}, {ready}, restarts {}{last}",
-        s.state, s.restarts.count
+        s.state.as_str(),
+        s.restarts.count
     );
     if let Some(failing) = s.health.iter().find(|(_, l)| !l.ok) {
         out.push_str(&format!(" [{} check: {}]", failing.0, failing.1.reason));

@@ -9,9 +9,10 @@ use super::registry::SharedRegistry;
 use crate::model::{Layer, StateName};
 
 use super::Startup;
-use super::{Command, Halt, LayerStatus, NoObserver, Observer, Snapshot, UnitHandle};
+use super::{Command, Halt, NoObserver, Observer, Snapshot, UnitHandle};
 use crate::health::{self, FileChecks, Plan, Round, Target};
 use crate::model::TEMPORAL;
+use crate::model::clock::unix_now_ms;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,8 +86,9 @@ impl Watcher {
             state: StateName::Starting,
             ..Snapshot::default()
         };
-        let (status, rx) = watch::channel(snap);
-        let (tx, commands) = mpsc::channel(8);
+        // Nothing of an external Temporal's is logged here.
+        let (status, commands, handle) =
+            super::unit_channels(TEMPORAL, Vec::new(), snap, Arc::default(), None);
         let w = Watcher {
             addr,
             channel: crate::health::GrpcChannel::new(addr),
@@ -98,14 +100,6 @@ impl Watcher {
             commands,
             startup: None,
             state: Watched::Starting,
-        };
-        let handle = UnitHandle {
-            name: TEMPORAL.into(),
-            depends_on: Vec::new(),
-            status: rx,
-            commands: tx,
-            // Nothing of an external Temporal's is logged here.
-            log: Arc::default(),
         };
         (w, handle)
     }
@@ -203,23 +197,10 @@ impl Watcher {
     }
 
     fn publish(&mut self, state: Watched, round: &Round) {
-        let now_ms = super::actor::unix_now_ms();
         self.status.send_modify(|s| {
             s.state = state.name();
             s.ready = state == Watched::Running;
-            for c in &round.checks {
-                let failures = s.health.get(&c.layer).map_or(0, |l| l.consecutive_failures);
-                s.health.insert(
-                    c.layer,
-                    LayerStatus {
-                        ok: c.ok,
-                        reason: c.reason.clone(),
-                        latency_ms: c.latency.as_secs_f64() * 1000.0,
-                        consecutive_failures: if c.ok { 0 } else { failures + 1 },
-                        last_checked_unix_ms: now_ms,
-                    },
-                );
-            }
+            super::fold_checks(&mut s.health, &round.checks, unix_now_ms());
         });
         for c in &round.checks {
             if state != Watched::Starting || c.ok {

@@ -36,6 +36,17 @@ pub struct FrozenActor {
     pub snapshot: Snapshot,
     /// The process that runs, if any.
     pub child: Option<FrozenChild>,
+    /// Its timers and the moments they measure from.
+    #[serde(flatten)]
+    pub timers: Timers,
+    /// The pid whose readiness line was seen (log readiness).
+    pub ready_line_seen: i32,
+}
+
+/// An actor's pending timers, and the moments its latency figures are
+/// measured from: one struct, kept by the actor and handed over as it is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Timers {
     /// Pending backoff wake-up.
     #[serde(with = "crate::model::clock::mono_opt")]
     pub wake: Option<Instant>,
@@ -53,8 +64,6 @@ pub struct FrozenActor {
     pub first_failed_probe: Option<Instant>,
     /// The pid that exited last (for the restart history).
     pub exited_pid: Option<i32>,
-    /// The pid whose readiness line was seen (log readiness).
-    pub ready_line_seen: i32,
 }
 
 /// The running child of a frozen actor.

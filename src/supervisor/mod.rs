@@ -87,6 +87,8 @@ pub struct UnitHandle {
     pub commands: mpsc::Sender<Command>,
     /// What its log has written and dropped (read when asked).
     pub log: std::sync::Arc<crate::disk::LogStats>,
+    /// Its log file (none for an external Temporal).
+    pub log_path: Option<std::path::PathBuf>,
 }
 
 /// What every unit's supervisor works through: the PID file's writer,
@@ -126,14 +128,35 @@ impl Handle {
         self.heartbeat.fresh() && self.units.iter().all(UnitHandle::alive)
     }
 
-    /// Temporal's handle.
-    pub fn temporal(&self) -> &UnitHandle {
-        &self.units[0]
+    /// Temporal's handle (every stack has Temporal, managed or attached).
+    pub fn temporal(&self) -> Option<&UnitHandle> {
+        self.unit(crate::model::TEMPORAL)
+    }
+
+    /// Temporal's state (`stopped` if it had none).
+    pub fn temporal_state(&self) -> crate::model::StateName {
+        self.temporal()
+            .map_or(crate::model::StateName::Stopped, |t| {
+                t.status.borrow().state
+            })
     }
 
     /// The unit called `name`.
     pub fn unit(&self, name: &str) -> Option<&UnitHandle> {
         self.units.iter().find(|u| u.name == name)
+    }
+
+    /// Every unit as the status document is built from it.
+    pub fn views(&self) -> Vec<crate::status::UnitView> {
+        self.units
+            .iter()
+            .map(|u| crate::status::UnitView {
+                name: u.name.clone(),
+                snapshot: u.status.borrow().clone(),
+                log: u.log_path.clone(),
+                stats: u.log.clone(),
+            })
+            .collect()
     }
 
     /// Every unit's latest snapshot, by name, Temporal first.
@@ -142,6 +165,51 @@ impl Handle {
             .iter()
             .map(|u| (u.name.clone(), u.status.borrow().clone()))
             .collect()
+    }
+}
+
+/// What every unit's supervisor (an actor, or the watcher of an external
+/// Temporal) is built with: the channel it publishes its snapshot on, the
+/// one it takes commands from, and the handle others hold.
+pub(crate) fn unit_channels(
+    name: &str,
+    depends_on: Vec<String>,
+    first: Snapshot,
+    log: std::sync::Arc<crate::disk::LogStats>,
+    log_path: Option<std::path::PathBuf>,
+) -> (watch::Sender<Snapshot>, mpsc::Receiver<Command>, UnitHandle) {
+    let (status, status_rx) = watch::channel(first);
+    let (commands_tx, commands) = mpsc::channel(8);
+    let handle = UnitHandle {
+        name: name.to_string(),
+        depends_on,
+        status: status_rx,
+        commands: commands_tx,
+        log,
+        log_path,
+    };
+    (status, commands, handle)
+}
+
+/// Fold a round's `checks` into a unit's health layers (at `now_ms`),
+/// counting each layer's failures in a row.
+pub(crate) fn fold_checks(
+    health: &mut BTreeMap<Layer, LayerStatus>,
+    checks: &[Check],
+    now_ms: u64,
+) {
+    for c in checks {
+        let failures = health.get(&c.layer).map_or(0, |l| l.consecutive_failures);
+        health.insert(
+            c.layer,
+            LayerStatus {
+                ok: c.ok,
+                reason: c.reason.clone(),
+                latency_ms: c.latency.as_secs_f64() * 1000.0,
+                consecutive_failures: if c.ok { 0 } else { failures + 1 },
+                last_checked_unix_ms: now_ms,
+            },
+        );
     }
 }
 

@@ -63,6 +63,11 @@ pub struct Unit {
     pub confirm_timeout: Duration,
     /// Whether its rounds check the lock and PID file (Temporal's do).
     pub files: bool,
+    /// Whether its identity includes its executable, recorded once it is
+    /// ready (Temporal's: a pyenv shim execs the real binary first). A
+    /// service may exec other programs at any time, so it is known by pid
+    /// and start time alone.
+    pub exe_in_identity: bool,
     /// The signal that asks it to stop.
     pub stop_signal: Signal,
     /// Stop signal → SIGKILL.
@@ -99,6 +104,7 @@ impl Unit {
             health_timeout: cfg.health_timeout,
             confirm_timeout: cfg.confirm_timeout,
             files: true,
+            exe_in_identity: true,
             stop_signal: Signal::SIGTERM,
             stop_grace: cfg.stop_grace,
             log_path: cfg.home.temporal_log(),
@@ -162,6 +168,7 @@ impl Unit {
             confirm_timeout: health
                 .map_or(cfg.confirm_timeout, |h| h.timeout.min(cfg.confirm_timeout)),
             files: false,
+            exe_in_identity: false,
             stop_signal: Signal::try_from(s.stop_signal).unwrap_or(Signal::SIGTERM),
             stop_grace: s.stop_grace,
             log_path: cfg.home.service_log(&s.name),
@@ -183,11 +190,6 @@ impl Unit {
             p.reset();
         }
         self.health.reset();
-    }
-
-    /// Is this the built-in Temporal?
-    pub fn is_temporal(&self) -> bool {
-        self.name == TEMPORAL
     }
 
     /// The plan of a round in the ready-or-not phase.

@@ -26,7 +26,7 @@ impl Actor {
                 }
                 self.signal(self.unit.stop_signal, "terminate");
                 self.signal(Signal::SIGCONT, "terminate");
-                self.kill_at = Some(now + self.unit.stop_grace);
+                self.timers.kill_at = Some(now + self.unit.stop_grace);
             }
             Action::ReapGroup => self.reap_group().await,
             Action::WakeAt(t) => self.arm_wake(t, now),
@@ -51,7 +51,7 @@ impl Actor {
     }
 
     fn arm_wake(&mut self, t: Instant, now: Instant) {
-        self.wake = Some(t);
+        self.timers.wake = Some(t);
         self.snap.backoff = match self.state {
             State::Backoff { attempt, until } | State::CrashLoop { attempt, until } => {
                 Some(Backoff {
@@ -67,23 +67,26 @@ impl Actor {
     fn record_restart(&mut self, reason: RestartReason, detected_at: Instant, now: Instant) {
         let hang = matches!(reason, RestartReason::Unhealthy { .. });
         let detection = if hang {
-            self.first_failed_probe
+            self.timers
+                .first_failed_probe
                 .map(|t| detected_at.saturating_duration_since(t))
         } else {
-            self.exit_seen_at
+            self.timers
+                .exit_seen_at
                 .take()
                 .map(|t| now.saturating_duration_since(t))
         };
         let delay = self
+            .timers
             .wake
             .map(|w| w.saturating_duration_since(now))
             .unwrap_or_default();
-        self.failure_seen_at = Some(detected_at);
+        self.timers.failure_seen_at = Some(detected_at);
         let r = &mut self.snap.restarts;
         r.count += 1;
         r.last_detection_ms = detection.map(ms).or(r.last_detection_ms);
         r.last_reason = Some(reason.clone());
-        let failed_pid = self.exited_pid.take();
+        let failed_pid = self.timers.exited_pid.take();
         r.remember(crate::supervisor::RestartRecord {
             at_unix_ms: unix_now_ms(),
             reason: reason.clone(),
@@ -107,7 +110,7 @@ impl Actor {
     pub(super) fn on_exit(&mut self, status: crate::model::ExitStatus) {
         let Some(live) = &self.live else { return };
         let pid = live.child.pid;
-        self.exited_pid = Some(pid);
+        self.timers.exited_pid = Some(pid);
         let r = &mut self.snap.restarts;
         r.last_exit = Some(status);
         r.last_exit_description = Some(status.describe());
@@ -128,7 +131,7 @@ impl Actor {
             .last_exit_description
             .clone()
             .unwrap_or_default();
-        let what = self.what();
+        let what = crate::model::unit_title(&self.unit.name);
         self.report_startup(Startup::Failed {
             code: Code::StartFailed,
             message: format!("{what} exited during startup ({why})"),
@@ -136,22 +139,21 @@ impl Actor {
     }
 
     fn on_ready(&mut self, now: Instant) {
-        let is_temporal = self.unit.is_temporal();
+        let exe_in_identity = self.unit.exe_in_identity;
         let Some(live) = &mut self.live else { return };
         let pid = live.child.pid;
-        // Temporal's executable is recorded now: a shim may have exec'd
-        // the real binary since the spawn, and identity checks compare
-        // against that. A service may exec other programs at any time, so
-        // it is known by pid and start time alone.
-        if is_temporal {
+        // The executable is recorded now: a shim may have exec'd the real
+        // binary since the spawn, and identity checks compare against that.
+        if exe_in_identity {
             live.identity.exe = process::proc::exe(pid);
         }
         let start = now.saturating_duration_since(live.child.spawned_at);
         let recovery = self
+            .timers
             .failure_seen_at
             .take()
             .map(|t| now.saturating_duration_since(t));
-        self.first_failed_probe = None;
+        self.timers.first_failed_probe = None;
         if let Some(r) = recovery {
             self.snap.restarts.last_recovery_ms = Some(ms(r));
             self.snap.restarts.recovered(ms(r));
@@ -269,7 +271,7 @@ impl Actor {
     /// After the leader's exit: SIGKILL whatever is left in its group and
     /// wait until the group is empty, so one process runs at a time.
     async fn reap_group(&mut self) {
-        self.kill_at = None;
+        self.timers.kill_at = None;
         self.probe = None;
         let Some(live) = self.live.take() else { return };
         let pgid = live.child.pgid();

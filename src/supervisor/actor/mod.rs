@@ -11,7 +11,7 @@
 mod execute;
 mod probing;
 
-use super::frozen::{FrozenActor, FrozenChild, FrozenUnit};
+use super::frozen::{FrozenActor, FrozenChild, FrozenUnit, Timers};
 use super::state::{Event, State, step};
 use super::unit::Unit;
 use super::{Command, Context, Halt, NoObserver, Observer, Snapshot, UnitHandle};
@@ -56,16 +56,10 @@ pub struct Actor {
     // Runtime state.
     state: State,
     live: Option<Live>,
-    wake: Option<Instant>,
-    kill_at: Option<Instant>,
+    timers: Timers,
     next_probe: Instant,
     probe: Option<ProbeFuture>,
     probe_started: Instant,
-    exit_seen_at: Option<Instant>,
-    /// The pid of the process that exited last (for the restart history).
-    exited_pid: Option<i32>,
-    failure_seen_at: Option<Instant>,
-    first_failed_probe: Option<Instant>,
     epoch: (Instant, SystemTime),
     snap: Snapshot,
     finished: bool,
@@ -86,16 +80,14 @@ impl Actor {
             state: state.name(),
             ..Snapshot::default()
         };
-        let (status, status_rx) = watch::channel(snap.clone());
-        let (cmd_tx, commands) = mpsc::channel(8);
         let log = ctx.logs.disk.open_log(&unit.log_path, unit.log_max_bytes);
-        let handle = UnitHandle {
-            name: unit.name.clone(),
-            depends_on: unit.depends_on.clone(),
-            status: status_rx,
-            commands: cmd_tx,
-            log: log.stats(),
-        };
+        let (status, commands, handle) = super::unit_channels(
+            &unit.name,
+            unit.depends_on.clone(),
+            snap.clone(),
+            log.stats(),
+            Some(unit.log_path.clone()),
+        );
         let files: Option<Arc<dyn FileChecks>> = unit
             .files
             .then(|| Arc::new(ctx.registry.clone()) as Arc<dyn FileChecks>);
@@ -113,15 +105,10 @@ impl Actor {
             startup_outcome: None,
             state,
             live: None,
-            wake: None,
-            kill_at: None,
+            timers: Timers::default(),
             next_probe: Instant::now(),
             probe: None,
             probe_started: Instant::now(),
-            exit_seen_at: None,
-            exited_pid: None,
-            failure_seen_at: None,
-            first_failed_probe: None,
             epoch: (Instant::now(), SystemTime::now()),
             snap,
             finished: false,
@@ -149,12 +136,7 @@ impl Actor {
     pub fn adopt(mut self, f: FrozenActor) -> std::io::Result<Self> {
         self.state = f.state;
         self.snap = f.snapshot;
-        self.wake = f.wake;
-        self.kill_at = f.kill_at;
-        self.exit_seen_at = f.exit_seen_at;
-        self.failure_seen_at = f.failure_seen_at;
-        self.first_failed_probe = f.first_failed_probe;
-        self.exited_pid = f.exited_pid;
+        self.timers = f.timers;
         if let super::unit::Ready::Log { seen, .. } = &self.unit.ready {
             seen.store(f.ready_line_seen, std::sync::atomic::Ordering::Release);
         }
@@ -202,12 +184,7 @@ impl Actor {
             state: self.state.clone(),
             snapshot: self.snap.clone(),
             child,
-            wake: self.wake,
-            kill_at: self.kill_at,
-            exit_seen_at: self.exit_seen_at,
-            failure_seen_at: self.failure_seen_at,
-            first_failed_probe: self.first_failed_probe,
-            exited_pid: self.exited_pid,
+            timers: self.timers.clone(),
             ready_line_seen,
         }))
     }
@@ -243,8 +220,8 @@ impl Actor {
             }
             // A wake that is already due (a restart with no backoff) is
             // handled now: a timer rounds up to its next millisecond tick.
-            if self.wake.is_some_and(|t| t <= Instant::now()) {
-                self.wake = None;
+            if self.timers.wake.is_some_and(|t| t <= Instant::now()) {
+                self.timers.wake = None;
                 pending.push(Event::Wake);
             }
             if !pending.is_empty() {
@@ -270,18 +247,18 @@ impl Actor {
                     pending.push(Event::Shutdown);
                 }
                 status = wait_exit(&mut self.live), if child_running => {
-                    self.exit_seen_at = Some(Instant::now());
+                    self.timers.exit_seen_at = Some(Instant::now());
                     match status {
                         Ok(status) => pending.push(Event::Exited { status }),
                         Err(e) => tracing::error!(unit = %self.unit.name, error = %e, "waiting for the process failed"),
                     }
                 }
-                () = sleep_opt(self.kill_at) => {
-                    self.kill_at = None;
+                () = sleep_opt(self.timers.kill_at) => {
+                    self.timers.kill_at = None;
                     self.signal(Signal::SIGKILL, "grace period over");
                 }
-                () = sleep_opt(self.wake) => {
-                    self.wake = None;
+                () = sleep_opt(self.timers.wake) => {
+                    self.timers.wake = None;
                     pending.push(Event::Wake);
                 }
                 Some(cmd) = self.commands.recv() => pending.extend(self.command(cmd)),
@@ -349,15 +326,6 @@ impl Actor {
         Ok(())
     }
 
-    /// "Temporal" or "service NAME", for messages.
-    fn what(&self) -> String {
-        if self.unit.is_temporal() {
-            "Temporal".into()
-        } else {
-            format!("service {}", self.unit.name)
-        }
-    }
-
     fn publish(&mut self) {
         self.snap.state = self.state.name();
         if self.state.name() != StateName::Stopping {
@@ -397,13 +365,6 @@ impl Actor {
         wall.duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
     }
-}
-
-/// Current wall-clock time in Unix ms.
-pub fn unix_now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -2,11 +2,11 @@
 //! then every health interval, on a fixed cadence), what they check, and
 //! how a finished round becomes a snapshot update and state-machine events.
 
-use super::{Actor, ProbeFuture, ms};
+use super::{Actor, ProbeFuture};
 use crate::health::{self, Round, Target};
 use crate::model::StateName;
 use crate::model::clock::unix_now_ms;
-use crate::supervisor::LayerStatus;
+use crate::supervisor::fold_checks;
 use crate::supervisor::state::Event;
 use std::time::{Duration, Instant};
 
@@ -59,25 +59,9 @@ impl Actor {
     /// is about the current child; a tampered lock or PID file is an event
     /// of its own.
     pub(super) fn absorb(&mut self, round: Round) -> Vec<Event> {
-        let now_ms = unix_now_ms();
         let quiet_startup = self.state.name() == StateName::Starting;
+        fold_checks(&mut self.snap.health, &round.checks, unix_now_ms());
         for c in &round.checks {
-            let entry = self.snap.health.entry(c.layer).or_insert(LayerStatus {
-                ok: true,
-                reason: String::new(),
-                latency_ms: 0.0,
-                consecutive_failures: 0,
-                last_checked_unix_ms: 0,
-            });
-            entry.ok = c.ok;
-            entry.reason = c.reason.clone();
-            entry.latency_ms = ms(c.latency);
-            entry.last_checked_unix_ms = now_ms;
-            entry.consecutive_failures = if c.ok {
-                0
-            } else {
-                entry.consecutive_failures + 1
-            };
             // The application not answering yet while it starts is
             // expected; that is not a health-check failure.
             let expected = quiet_startup && !c.ok && c.layer.answers();
@@ -98,13 +82,13 @@ impl Actor {
         events.push(match round.failed() {
             None => {
                 if !quiet_startup {
-                    self.first_failed_probe = None;
+                    self.timers.first_failed_probe = None;
                 }
                 Event::ProbeOk
             }
             Some(layer) => {
-                if !quiet_startup && self.first_failed_probe.is_none() {
-                    self.first_failed_probe = Some(Instant::now());
+                if !quiet_startup && self.timers.first_failed_probe.is_none() {
+                    self.timers.first_failed_probe = Some(Instant::now());
                 }
                 Event::ProbeFailed { layer }
             }
