@@ -237,19 +237,10 @@ impl Disk {
         }))
     }
 
-    /// Replace the file at `path` with `bytes` atomically ([`replace`]);
-    /// a failure is logged and retried every [`RETRY_EVERY`] until it
+    /// Replace the file at `path` with `bytes` atomically ([`replace`]),
+    /// then store `version` in `written` once the file holds them. A
+    /// failure is logged and retried every [`RETRY_EVERY`] until it
     /// succeeds or a newer replacement or removal of the path comes.
-    pub fn replace(&self, path: &Path, bytes: Vec<u8>) {
-        self.send(Job::Replace {
-            path: path.to_path_buf(),
-            bytes,
-            done: None,
-        });
-    }
-
-    /// [`Disk::replace`], then store `version` in `written` once the file
-    /// holds these bytes.
     pub fn replace_then(&self, path: &Path, bytes: Vec<u8>, written: Arc<AtomicU64>, version: u64) {
         self.send(Job::Replace {
             path: path.to_path_buf(),
@@ -657,15 +648,23 @@ mod tests {
         let dir = tmp.path().join("d");
         let p = dir.join("f");
         let d = Disk::start().unwrap();
-        d.replace(&p, b"v1".to_vec());
+        let written = Arc::new(AtomicU64::new(0));
+        d.replace_then(&p, b"v1".to_vec(), written.clone(), 7);
         synced(&d).await;
         assert!(!p.exists(), "no directory yet: failed, to be retried");
+        assert_eq!(written.load(Ordering::Acquire), 0);
         std::fs::create_dir(&dir).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::fs::read(&p).ok().as_deref() != Some(b"v1") {
             assert!(Instant::now() < deadline, "never retried");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        synced(&d).await;
+        assert_eq!(
+            written.load(Ordering::Acquire),
+            7,
+            "the version is known written"
+        );
         d.remove(&p);
         synced(&d).await;
         assert!(!p.exists());

@@ -1,50 +1,56 @@
 //! stigmer-local: start, stop, inspect and supervise the local Temporal
-//! dev server (`temporal server start-dev`), one instance per state dir.
+//! dev server (`temporal server start-dev`) and the services of its stack,
+//! one instance per state dir.
+//!
+//! # Layers
+//! ```text
+//! commands · daemon                 the CLI's commands | the daemon (entry, preflight,
+//!                                   control socket, upgrade, takeover, systemd notify)
+//! cli · ipc · exit                  clap definitions | every CLI↔daemon message | exit
+//!                                   codes and failures
+//! http                              router, status page, bounded server
+//! status · metrics · telemetry      the status document | Prometheus | logs and OTLP spans
+//! supervisor                        stack, unit, actor, pure state machine, policy, registry
+//! health                            probes that only look, one per layer
+//! reclaim                           what a dead daemon left: verified, then stopped
+//! pidfile · logfile · config        the PID record | log pumps, tail, follow | options,
+//!                                   stigmer.toml, services
+//! disk · process · lock · paths · redact · http_client
+//!                                   the disk thread | /proc, spawn, identity, groups |
+//!                                   the instance lock | state dir and trust | masking |
+//!                                   the one HTTP client
+//! model                             shared values: unit names, exit codes, layer and
+//!                                   state names, restart reasons, the clock
+//! ```
+//! A module uses only modules of the layers below its own (main.rs sits on
+//! top); `scripts/module-graph.py` derives the graph of `crate::` paths and
+//! fails CI on a cycle or an upward edge.
 //!
 //! # Map
 //! ```text
-//! main.rs ─ cli (clap; each subcommand's arguments built only when invoked)
-//!   │       config (options: every start option once, as flag, env and file key;
-//!   │               file: stigmer.toml; services: [services.NAME], checked;
-//!   │               Config: the checked form, handed over unchanged)
-//!   └ commands/{start,stop,status,restart,logs,config,upgrade,completions}
-//!       short-lived; discover the instance via control.sock (status live,
-//!       restart SERVICE, upgrade; an answer there is the running instance)
-//!       → lock → PID file + the daemon's /status (http::client)
-//!                │ start: takes the lock, hands it, the Config (memfd)
-//!                ▼ and a report pipe (startup::Report) to
+//! main.rs ─ cli (clap) → commands/{start,stop,status,restart,logs,config,upgrade,...}
+//!   │        short-lived; ask the daemon on control.sock (ipc::control), else the lock,
+//!   │        the PID file and the daemon's /status (http_client)
+//!   │        start: takes the lock, hands it, the Config (ipc::handoff, a memfd) and a
+//!   │        report pipe (ipc::report) to `stigmer daemon run`; --foreground: main runs it
+//!   ▼
 //! daemon ── main thread: process::Spawner's loop (spawns every child; execs on upgrade)
-//!   │       daemon thread: preflight (reclaim what a dead daemon left) → named setup
-//!   │       steps, or adopt an upgrade's handover; holds the lock for its whole life
-//!   ├── http (axum router; server: bounded accept loop that drains at shutdown)
-//!   │         / (status page) /livez /readyz[/NAME] /healthz /status[?check=live] /metrics
-//!   ├── control (control.sock: status, restart SERVICE, upgrade) · notify (systemd)
-//!   ├── upgrade (freeze → handover in a memfd → new binary checks it → exec in place;
-//!   │            adopt, or hand back to the previous binary)
-//!   ├── metrics (prometheus; carried across an upgrade) and telemetry::spans (OTLP),
-//!   │   both supervisor::Observer
-//!   └── supervisor (own thread + runtime)
-//!         ├── stack     every unit: starts each once its dependencies are ready, stops
-//!         │             in reverse order, or freezes them all for a handover
+//!   │       daemon thread: preflight (reclaim) → named setup steps, or adopt a handover
+//!   ├── http (/ /livez /readyz[/NAME] /healthz /status /metrics; Host-checked)
+//!   ├── control (control.sock) · notify (systemd) · upgrade / takeover (exec in place,
+//!   │   hand back on any failure)
+//!   ├── metrics and telemetry::spans, both supervisor::Observer
+//!   ├── logfile::Logs: the pumps' runtime + the disk thread (all blocking file work)
+//!   └── supervisor (own thread + runtime, a heartbeat that /livez and WATCHDOG read)
+//!         ├── stack     starts each unit once its dependencies are ready, stops in
+//!         │             reverse order, or freezes them all for a handover
 //!         ├── unit      what one supervised process is (Temporal or a service)
-//!         ├── state     pure step(state, event, now) -> (state, actions), split by source
-//!         │             state, + allowed-transitions table
-//!         ├── policy    restart delays: immediate after a run that served, then
-//!         │             exponential + jitter, capped
-//!         ├── registry  the one writer of the lock file and the PID file
+//!         ├── state     pure step(state, event, now) -> (state, actions)
+//!         ├── policy    restart delays · registry: the one writer of lock and PID file
 //!         ├── external  attach mode: an external Temporal, only probed
-//!         ├── frozen    a unit's supervisor as an upgrade hands it over
-//!         └── actor     owns one unit's child: exit via pidfd event, probes, timers,
-//!               │       commands → events; execute carries out actions
-//!               ├── health   layers that only look: lock, pid_file, process, identity,
-//!               │            port, grpc (kept channel), http, tcp, exec, log
-//!               ├── process  proc (the one reader of /proc, on procfs), spawn (own group,
-//!               │            PDEATHSIG), identity, group signal/reap, ports
-//!               └── logfile  a child's stdout/stderr → size-rotated log (pumps that
-//!                            can hand their pipe back)
-//! paths: state-dir layout and safety (0700, owner, no symlinks) · exit: exit codes
+//!         └── actor     owns one unit's child: exit via pidfd, probes, timers, commands
 //!
-//! builds: `cargo build` (glibc; build.rs links it non-PIE, without libgcc_s)
+//! builds: `cargo build` (glibc; build.rs: the page's CSP hashes, non-PIE link)
 //!         scripts/build-static.sh (musl, non-PIE, dlmalloc: what we ship and bench)
 //! ```
 //!
@@ -56,29 +62,35 @@
 //! → same path. A deleted lock file flows: lock probe fails →
 //! `Event::Tampered` → `Action::Repair` → registry re-creates and locks it.
 //! An upgrade flows: control.sock → `Halt::Freeze` → every actor returns
-//! its `FrozenUnit` → handover memfd → `NEW local start --takeover-check` → exec
-//! from the main thread → `Actor::adopt` → answer on the client's socket.
+//! its `FrozenUnit` → handover memfd → `NEW daemon takeover --check` →
+//! exec from the main thread → adopt duplicates of the handover's fds →
+//! answer on the client's socket (or hand back to the previous binary).
 
+// What main.rs runs.
 pub mod cli;
 pub mod commands;
-pub mod config;
 pub mod daemon;
-pub mod disk;
 pub mod exit;
-pub mod health;
-pub mod http;
-pub mod http_client;
 pub mod ipc;
-pub mod lock;
-pub mod logfile;
-pub mod metrics;
-pub mod model;
+pub mod telemetry;
+
+// What the tests and the benchmark reach into: reading /proc, asking the
+// daemon's HTTP and Temporal's gRPC health, parsing a configuration or a
+// PID file.
+pub mod config;
+pub mod health;
+pub mod http_client;
 pub mod paths;
 pub mod pidfile;
 pub mod process;
-pub mod reclaim;
-pub mod redact;
 
-pub mod status;
-pub mod supervisor;
-pub mod telemetry;
+mod disk;
+mod http;
+mod lock;
+mod logfile;
+mod metrics;
+mod model;
+mod reclaim;
+mod redact;
+mod status;
+mod supervisor;

@@ -300,8 +300,10 @@ impl Daemon {
             c.close(true);
         }
         self.http.stop().await;
-        // What was queued for the logs is written before the PID file goes
-        // (bounded: a stalled disk does not hold the stop forever).
+        // What was queued for the logs is written, and the PID file goes
+        // after its last rewrite, not before (bounded: a stalled disk does
+        // not hold the stop forever).
+        self.logs.disk.remove(&self.info.config.home.pid_file());
         self.logs.disk.sync(crate::disk::STALL_BOUND).await;
         outcome
     }

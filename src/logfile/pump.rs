@@ -40,6 +40,7 @@ impl Pump {
     }
 
     /// Wait for the copy to end (the pipe reached EOF).
+    #[cfg(test)]
     pub async fn finished(self) {
         let _ = self.task.await;
     }

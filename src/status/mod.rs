@@ -11,7 +11,7 @@ use crate::model::StateName;
 use crate::model::TEMPORAL;
 use crate::model::clock::unix_now_ms;
 use crate::supervisor::policy::Policy;
-use crate::supervisor::{Backoff, LayerStatus, Restarts, Snapshot};
+use crate::supervisor::{Backoff, LayerStatus, Restarts, Snapshot, UnitView};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -387,19 +387,6 @@ impl StatusDoc {
             .map(|(n, _)| n.as_str())
             .collect()
     }
-}
-
-/// One unit as the status is built from it: its name, latest snapshot,
-/// log file and log stats.
-pub struct UnitView {
-    /// Its name.
-    pub name: String,
-    /// What its supervisor published last.
-    pub snapshot: Snapshot,
-    /// Its log file, when it has one.
-    pub log: Option<std::path::PathBuf>,
-    /// What its log wrote and dropped.
-    pub stats: std::sync::Arc<crate::disk::LogStats>,
 }
 
 impl TemporalSection {

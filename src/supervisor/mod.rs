@@ -147,10 +147,10 @@ impl Handle {
     }
 
     /// Every unit as the status document is built from it.
-    pub fn views(&self) -> Vec<crate::status::UnitView> {
+    pub fn views(&self) -> Vec<UnitView> {
         self.units
             .iter()
-            .map(|u| crate::status::UnitView {
+            .map(|u| UnitView {
                 name: u.name.clone(),
                 snapshot: u.status.borrow().clone(),
                 log: u.log_path.clone(),
@@ -166,6 +166,19 @@ impl Handle {
             .map(|u| (u.name.clone(), u.status.borrow().clone()))
             .collect()
     }
+}
+
+/// One unit as the status is built from it: its name, latest snapshot,
+/// log file and log stats.
+pub struct UnitView {
+    /// Its name.
+    pub name: String,
+    /// What its supervisor published last.
+    pub snapshot: Snapshot,
+    /// Its log file, when it has one.
+    pub log: Option<std::path::PathBuf>,
+    /// What its log wrote and dropped.
+    pub stats: std::sync::Arc<crate::disk::LogStats>,
 }
 
 /// What every unit's supervisor (an actor, or the watcher of an external
