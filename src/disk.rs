@@ -324,6 +324,33 @@ impl LogStream {
     }
 }
 
+/// What was being done to a log when it failed.
+#[derive(Debug, Clone, Copy)]
+enum LogOp {
+    Open,
+    Write,
+    Rotate,
+}
+
+/// Why a log could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {} {}: {}", match .op { LogOp::Open => "open", LogOp::Write => "write", LogOp::Rotate => "rotate" }, .path.display(), symlink_or(.source))]
+struct LogError {
+    op: LogOp,
+    path: PathBuf,
+    source: io::Error,
+}
+
+/// An open through a symlink (`O_NOFOLLOW`) fails with ELOOP: say what
+/// that means.
+fn symlink_or(e: &io::Error) -> String {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        "it is a symlink (never followed)".to_string()
+    } else {
+        e.to_string()
+    }
+}
+
 /// One open log on the writer thread.
 struct LogFile {
     path: PathBuf,
@@ -347,13 +374,13 @@ impl LogFile {
             next_check: Instant::now(),
         };
         if let Some(why) = log.reopen() {
-            log.stats.dropped(0, why);
+            log.stats.dropped(0, why.to_string());
         }
         log
     }
 
-    /// (Re)open the file at its path; on failure, note why.
-    fn reopen(&mut self) -> Option<String> {
+    /// (Re)open the file at its path; on failure, say why.
+    fn reopen(&mut self) -> Option<LogError> {
         self.next_check = Instant::now() + RETRY_EVERY;
         self.file = None;
         let opened = open_append(&self.path).and_then(|f| {
@@ -368,17 +395,16 @@ impl LogFile {
                 self.file = Some(f);
                 None
             }
-            Err(e) => Some(self.why("cannot open", &e)),
+            Err(e) => Some(self.why(LogOp::Open, e)),
         }
     }
 
-    fn why(&self, what: &str, e: &io::Error) -> String {
-        let e = if e.raw_os_error() == Some(libc::ELOOP) {
-            "it is a symlink (never followed)".to_string()
-        } else {
-            e.to_string()
-        };
-        format!("{what} {}: {e}", self.path.display())
+    fn why(&self, op: LogOp, source: io::Error) -> LogError {
+        LogError {
+            op,
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// Does the path still name the open file? (A log deleted, renamed
@@ -397,7 +423,7 @@ impl LogFile {
             if !self.still_named()
                 && let Some(why) = self.reopen()
             {
-                return self.stats.dropped(bytes.len(), why);
+                return self.stats.dropped(bytes.len(), why.to_string());
             }
         }
         let Some((_, size, _)) = &self.file else {
@@ -409,7 +435,7 @@ impl LogFile {
             && *size + bytes.len() as u64 > self.max_bytes
             && let Err(why) = self.rotate()
         {
-            return self.stats.dropped(bytes.len(), why);
+            return self.stats.dropped(bytes.len(), why.to_string());
         }
         let Some((file, size, _)) = &mut self.file else {
             return self
@@ -422,10 +448,10 @@ impl LogFile {
                 self.stats.wrote(bytes.len());
             }
             Err(e) => {
-                let why = self.why("cannot write", &e);
+                let why = self.why(LogOp::Write, e);
                 self.file = None;
                 self.next_check = now + RETRY_EVERY;
-                self.stats.dropped(bytes.len(), why);
+                self.stats.dropped(bytes.len(), why.to_string());
             }
         }
     }
@@ -437,13 +463,13 @@ impl LogFile {
     }
 
     /// Move the file to generation 1 (and older ones up), start a new one.
-    fn rotate(&mut self) -> Result<(), String> {
+    fn rotate(&mut self) -> Result<(), LogError> {
         for n in (1..KEEP).rev() {
             let _ = std::fs::rename(generation(&self.path, n), generation(&self.path, n + 1));
         }
         if let Err(e) = std::fs::rename(&self.path, generation(&self.path, 1)) {
             self.file = None;
-            return Err(self.why("cannot rotate", &e));
+            return Err(self.why(LogOp::Rotate, e));
         }
         match self.reopen() {
             None => Ok(()),

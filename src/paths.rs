@@ -52,7 +52,7 @@ pub enum StateDirError {
         /// The directory.
         path: PathBuf,
         /// Who else can write it, and what to do.
-        why: String,
+        why: Untrusted,
     },
     /// Not a directory at all.
     #[error("{path} exists but is not a directory")]
@@ -214,25 +214,56 @@ fn check_dir(dir: &Path, meta: &fs::Metadata) -> Result<(), StateDirError> {
     Ok(())
 }
 
+/// Why a file or directory is not trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Untrusted {
+    /// Anyone can write it.
+    #[error("anyone can write it (mode {mode:o}); run `chmod o-w {path}`")]
+    OthersWrite {
+        /// It.
+        path: String,
+        /// Its mode.
+        mode: u32,
+    },
+    /// A group that is not its owner's own can write it.
+    #[error("group {gid} can write it (mode {mode:o}); run `chmod g-w {path}`")]
+    GroupWrite {
+        /// It.
+        path: String,
+        /// The group.
+        gid: u32,
+        /// Its mode.
+        mode: u32,
+    },
+    /// Another user owns it.
+    #[error("it is owned by uid {owner}, not by you (uid {me}) or root")]
+    Owner {
+        /// The owner.
+        owner: u32,
+        /// Us.
+        me: u32,
+    },
+    /// It cannot be looked at.
+    #[error("cannot read it: {0}")]
+    Unreadable(String),
+}
+
 /// Can only its owner write it? Group-writable is fine when the group is
 /// the owner's own private group (Debian's user private groups: a group
 /// named after its one user, that user's primary group, no other
 /// members), as ssh's StrictModes allows.
-fn writable_only_by_owner(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
-    let mode = meta.mode();
-    let shown = path.display();
+fn writable_only_by_owner(path: &Path, meta: &fs::Metadata) -> Result<(), Untrusted> {
+    let mode = meta.mode() & 0o7777;
+    let shown = path.display().to_string();
     if mode & 0o002 != 0 {
-        return Err(format!(
-            "anyone can write it (mode {:o}); run `chmod o-w {shown}`",
-            mode & 0o7777
-        ));
+        return Err(Untrusted::OthersWrite { path: shown, mode });
     }
     if mode & 0o020 != 0 && !private_group(meta.uid(), meta.gid()) {
-        return Err(format!(
-            "group {} can write it (mode {:o}); run `chmod g-w {shown}`",
-            meta.gid(),
-            mode & 0o7777
-        ));
+        return Err(Untrusted::GroupWrite {
+            path: shown,
+            gid: meta.gid(),
+            mode,
+        });
     }
     Ok(())
 }
@@ -254,18 +285,16 @@ fn private_group(uid: u32, gid: u32) -> bool {
 /// env file)? It must be owned by us or root and writable by nobody else
 /// (see [`writable_only_by_owner`]); a symlink is judged by what it points
 /// to. `Err` says why not and what to do.
-pub fn trusted(path: &Path) -> Result<(), String> {
-    let meta = fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn trusted(path: &Path) -> Result<(), Untrusted> {
+    let meta = fs::metadata(path).map_err(|e| Untrusted::Unreadable(e.to_string()))?;
     let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != me && meta.uid() != 0 {
-        return Err(format!(
-            "{} is owned by uid {}, not by you (uid {me}) or root",
-            path.display(),
-            meta.uid()
-        ));
+        return Err(Untrusted::Owner {
+            owner: meta.uid(),
+            me,
+        });
     }
     writable_only_by_owner(path, &meta)
-        .map_err(|why| format!("{} is not trusted: {why}", path.display()))
 }
 
 /// Refuse to operate on `path` if it is a symlink (it must be a regular
@@ -335,7 +364,7 @@ mod tests {
         let file = tmp.path().join("stigmer.toml");
         fs::write(&file, "").unwrap();
         fs::set_permissions(&file, fs::Permissions::from_mode(0o646)).unwrap();
-        assert!(trusted(&file).unwrap_err().contains("anyone can write"));
+        assert!(matches!(trusted(&file), Err(Untrusted::OthersWrite { .. })));
         fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
         trusted(&file).unwrap();
         let link = tmp.path().join("link.toml");

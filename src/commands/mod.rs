@@ -89,9 +89,31 @@ pub fn daemon_answer(home: &StateDir, check: Check) -> Option<StatusDoc> {
     }
 }
 
+/// Why the daemon's status document could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// No PID file names where its HTTP server is.
+    #[error("the PID file is missing or unreadable")]
+    NoRecord,
+    /// Its HTTP server does not answer.
+    #[error("status endpoint {addr} does not answer: {source}")]
+    NoAnswer {
+        /// Where it was asked.
+        addr: std::net::SocketAddr,
+        /// Why not.
+        source: crate::http_client::Error,
+    },
+    /// It answered, but not 200.
+    #[error("status endpoint answered HTTP {0}")]
+    Status(u16),
+    /// It answered something that is not a status document.
+    #[error("status endpoint sent an unreadable document: {0}")]
+    Unreadable(#[from] serde_json::Error),
+}
+
 /// Fetch the daemon's status document: over the control socket in
 /// `home`, else from the HTTP address in its PID file.
-pub fn fetch_status(home: &StateDir, check: Check) -> Result<StatusDoc, String> {
+pub fn fetch_status(home: &StateDir, check: Check) -> Result<StatusDoc, StatusError> {
     match daemon_answer(home, check) {
         Some(doc) => Ok(doc),
         None => endpoint_status(home, check),
@@ -101,26 +123,21 @@ pub fn fetch_status(home: &StateDir, check: Check) -> Result<StatusDoc, String> 
 /// The status document from the daemon's `/status` endpoint, at the HTTP
 /// address its PID file names (for when the control socket does not
 /// answer).
-pub fn endpoint_status(home: &StateDir, check: Check) -> Result<StatusDoc, String> {
+pub fn endpoint_status(home: &StateDir, check: Check) -> Result<StatusDoc, StatusError> {
     let PidFile::Record(record) = pidfile::read(&home.pid_file()) else {
-        return Err("the PID file is missing or unreadable".into());
+        return Err(StatusError::NoRecord);
     };
     let path = match check {
         Check::Snapshot => "/status",
         Check::Live => "/status?check=live",
     };
-    let answer = crate::http_client::get_from(record.at.http_addr, path, Duration::from_secs(2))
-        .map_err(|e| {
-            format!(
-                "status endpoint {} does not answer: {e}",
-                record.at.http_addr
-            )
-        })?;
+    let addr = record.at.http_addr;
+    let answer = crate::http_client::get_from(addr, path, Duration::from_secs(2))
+        .map_err(|source| StatusError::NoAnswer { addr, source })?;
     if answer.status != 200 {
-        return Err(format!("status endpoint answered HTTP {}", answer.status));
+        return Err(StatusError::Status(answer.status));
     }
-    serde_json::from_str(&answer.body)
-        .map_err(|e| format!("status endpoint sent an unreadable document: {e}"))
+    Ok(serde_json::from_str(&answer.body)?)
 }
 
 /// The daemon, verified: the PID file's identity if it matches, else the

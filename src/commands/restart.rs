@@ -28,7 +28,9 @@ pub fn run(args: &RestartArgs, cfg: Config) -> Result<Started, Failure> {
         }
         match fetch_status(&cfg.home, Check::Snapshot) {
             Ok(doc) => break doc,
-            Err(e) if Instant::now() >= deadline => return Err(Failure::StartFailed(e)),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(Failure::StartFailed(e.to_string()));
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     };

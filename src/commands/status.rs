@@ -30,7 +30,10 @@ pub fn run(args: &StatusArgs) -> Result<Code, Failure> {
         Ok(doc) => show(args, doc),
         Err(why) => {
             if args.json {
-                println!("{}", json(&Unreachable::new(Absence::Unknown, Some(why))));
+                println!(
+                    "{}",
+                    json(&Unreachable::new(Absence::Unknown, Some(why.to_string())))
+                );
             } else {
                 println!("The daemon is running, but {why}.");
             }

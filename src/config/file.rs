@@ -83,7 +83,7 @@ impl ConfigFile {
             return Err(FileError {
                 file: path.to_path_buf(),
                 line: None,
-                message: why,
+                message: format!("not trusted: {why}"),
                 untrusted: true,
             });
         }

@@ -73,6 +73,32 @@ pub struct Config {
     pub file: Option<PathBuf>,
 }
 
+/// One value that is not valid, said for the user (what is wrong with it
+/// and what would be right). Every check of a value returns it; the
+/// loaders gather them into [`ConfigError`] or a [`FileError`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    /// The same, with `what` (a key) in front.
+    pub fn at(self, what: &str) -> Invalid {
+        Invalid(format!("{what}: {}", self.0))
+    }
+}
+
+impl From<String> for Invalid {
+    fn from(s: String) -> Invalid {
+        Invalid(s)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(s: &str) -> Invalid {
+        Invalid(s.to_string())
+    }
+}
+
 /// Values out of range; one line per problem. `in_file` when at least one
 /// of them came from the configuration file.
 #[derive(Debug, thiserror::Error)]
@@ -327,7 +353,7 @@ impl Problems<'_> {
     fn attach(&mut self, a: &Options) -> Option<SocketAddr> {
         match &a.address {
             Some(text) => services::socket_addr(text)
-                .map_err(|e| self.push("address", e))
+                .map_err(|e| self.push("address", e.0))
                 .ok(),
             None if !a.managed => {
                 self.push(
@@ -407,7 +433,7 @@ impl Config {
         for (name, decl) in &file.services {
             specs.push(
                 decl.check(name, &file.dir())
-                    .map_err(|e| file.service_error(name, &e))?,
+                    .map_err(|e| file.service_error(name, &e.0))?,
             );
         }
         let specs = services::order(specs).map_err(|(name, e)| file.service_error(&name, &e))?;

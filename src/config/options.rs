@@ -9,6 +9,7 @@
 //! before anything starts, whether they come from a flag, the environment
 //! or the file.
 
+use super::Invalid;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
@@ -278,10 +279,10 @@ fn identifier(s: &str, extra: &[char]) -> bool {
 }
 
 /// `KEY=VALUE` split at the first `=`, both sides non-empty.
-fn pair<'a>(s: &'a str, form: &str) -> Result<(&'a str, &'a str), String> {
+fn pair<'a>(s: &'a str, form: &str) -> Result<(&'a str, &'a str), Invalid> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => Ok((k.trim(), v.trim())),
-        _ => Err(format!("{s:?} is not of the form {form}")),
+        _ => Err(Invalid(format!("{s:?} is not of the form {form}"))),
     }
 }
 
@@ -291,8 +292,8 @@ pub struct Namespace(String);
 text_value!(Namespace);
 
 impl FromStr for Namespace {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
         let ok = (1..=255).contains(&s.len())
             && s.starts_with(|c: char| c.is_ascii_alphanumeric())
             && s.chars()
@@ -300,9 +301,9 @@ impl FromStr for Namespace {
         if ok {
             Ok(Namespace(s.to_string()))
         } else {
-            Err(format!(
+            Err(Invalid(format!(
                 "namespace {s:?} must be 1-255 letters, digits, '-', '_' or '.', starting with a letter or digit"
-            ))
+            )))
         }
     }
 }
@@ -335,13 +336,13 @@ pub struct SearchAttribute {
 text_value!(SearchAttribute);
 
 impl FromStr for SearchAttribute {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
         let (key, kind) = pair(s, "KEY=TYPE")?;
         if !identifier(key, &[]) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "search attribute name {key:?} is not an identifier"
-            ));
+            )));
         }
         let kind = SEARCH_ATTRIBUTE_TYPES
             .into_iter()
@@ -376,13 +377,13 @@ pub struct DynamicConfigValue {
 text_value!(DynamicConfigValue);
 
 impl FromStr for DynamicConfigValue {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
         let (key, json) = pair(s, "KEY=JSON")?;
         if !identifier(key, &['.']) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "dynamic config key {key:?} is not an identifier (letters, digits, '_', '.')"
-            ));
+            )));
         }
         let value = serde_json::from_str(json).map_err(|e| {
             format!(
@@ -433,23 +434,23 @@ pub struct SqlitePragma {
 text_value!(SqlitePragma);
 
 impl FromStr for SqlitePragma {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
         let (name, value) = pair(s, "NAME=VALUE")?;
         let name = name.to_ascii_lowercase();
         if !SQLITE_PRAGMAS.contains(&name.as_str()) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "SQLite pragma {name:?} is not one of {}",
                 SQLITE_PRAGMAS.join(", ")
-            ));
+            )));
         }
         if !value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "SQLite pragma value {value:?} must be a word or a number"
-            ));
+            )));
         }
         Ok(SqlitePragma {
             name,
@@ -506,7 +507,7 @@ mod tests {
         assert_eq!(d.value, serde_json::Value::Bool(true));
         assert_eq!(d.to_string(), "frontend.enableUpdateWorkflowExecution=true");
         let e = "k=not json".parse::<DynamicConfigValue>().unwrap_err();
-        assert!(e.contains("not JSON"), "{e}");
+        assert!(e.0.contains("not JSON"), "{e}");
         let p: SqlitePragma = "Journal_Mode=wal".parse().unwrap();
         assert_eq!(p.to_string(), "journal_mode=wal");
         assert!("jounral_mode=wal".parse::<SqlitePragma>().is_err());

@@ -5,14 +5,13 @@
 //! for. [`order`] sorts them so every service comes after what it depends
 //! on, and names a dependency cycle when there is one.
 
-use crate::model::RestartPolicy;
+use super::Invalid;
+use crate::model::{RestartPolicy, TEMPORAL};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use crate::model::TEMPORAL;
 
 /// A `[services.NAME]` table as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -230,18 +229,18 @@ fn url_port(url: &str) -> Option<u16> {
     Some(uri.port_u16().unwrap_or(80))
 }
 
-fn secs(v: f64, what: &str) -> Result<Duration, String> {
+fn secs(v: f64, what: &str) -> Result<Duration, Invalid> {
     if v.is_finite() && v > 0.0 && v <= 86_400.0 {
         Ok(Duration::from_secs_f64(v))
     } else {
-        Err(format!(
+        Err(Invalid(format!(
             "{what} must be between 0 and 86400 seconds, got {v}"
-        ))
+        )))
     }
 }
 
 /// `HOST:PORT` to an address (names are looked up now).
-pub fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+pub fn socket_addr(text: &str) -> Result<SocketAddr, Invalid> {
     if let Ok(a) = text.parse() {
         return Ok(a);
     }
@@ -249,13 +248,13 @@ pub fn socket_addr(text: &str) -> Result<SocketAddr, String> {
     text.to_socket_addrs()
         .ok()
         .and_then(|mut it| it.next())
-        .ok_or_else(|| format!("{text:?} is not a HOST:PORT address"))
+        .ok_or_else(|| Invalid(format!("{text:?} is not a HOST:PORT address")))
 }
 
 impl ProbeDecl {
     /// The probe kind; exactly one of log, http, tcp, grpc, exec is set.
     /// `None` for a log probe (which is readiness only).
-    fn kind(&self) -> Result<Option<ProbeKind>, String> {
+    fn kind(&self) -> Result<Option<ProbeKind>, Invalid> {
         let set = [
             self.log.is_some(),
             self.http.is_some(),
@@ -294,14 +293,14 @@ impl ProbeDecl {
     }
 }
 
-fn check_url(url: &str) -> Result<(), String> {
+fn check_url(url: &str) -> Result<(), Invalid> {
     let uri: ureq::http::Uri = url
         .parse()
         .map_err(|e| format!("http: {url:?} is not a URL ({e})"))?;
     if uri.scheme_str() != Some("http") || uri.host().is_none() {
-        return Err(format!(
+        return Err(Invalid(format!(
             "http: {url:?} must be an http:// URL with a host (https is not supported)"
-        ));
+        )));
     }
     Ok(())
 }
@@ -333,14 +332,14 @@ impl ServiceDecl {
     /// Check this declaration of service `name`, whose relative paths are
     /// relative to `base` (the configuration file's directory). Errors
     /// name the key.
-    pub fn check(&self, name: &str, base: &Path) -> Result<ServiceSpec, String> {
+    pub fn check(&self, name: &str, base: &Path) -> Result<ServiceSpec, Invalid> {
         if name == TEMPORAL {
             return Err("`temporal` is the built-in service; choose another name".into());
         }
         if !valid_name(name) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "the name must be 1-{MAX_NAME} lowercase letters, digits, '-' or '_'"
-            ));
+            )));
         }
         if self.command.first().is_none_or(|p| p.is_empty()) {
             return Err("command: must name a program (a non-empty list, no shell)".into());
@@ -364,7 +363,7 @@ impl ServiceDecl {
         })
     }
 
-    fn readiness(&self) -> Result<Readiness, String> {
+    fn readiness(&self) -> Result<Readiness, Invalid> {
         let Some(r) = &self.ready else {
             return Ok(Readiness::Spawned);
         };
@@ -385,7 +384,7 @@ impl ServiceDecl {
         }
     }
 
-    fn health_check(&self, ready: &Readiness) -> Result<Option<HealthCheck>, String> {
+    fn health_check(&self, ready: &Readiness) -> Result<Option<HealthCheck>, Invalid> {
         let (kind, decl) = match (&self.health, ready) {
             (Some(h), _) => match h.kind()? {
                 Some(kind) => (kind, h.clone()),
@@ -396,7 +395,9 @@ impl ServiceDecl {
         };
         let threshold = decl.failure_threshold.unwrap_or(3);
         if !(1..=1000).contains(&threshold) {
-            return Err(format!("failure_threshold must be 1-1000, got {threshold}"));
+            return Err(Invalid(format!(
+                "failure_threshold must be 1-1000, got {threshold}"
+            )));
         }
         Ok(Some(HealthCheck {
             kind,
@@ -515,7 +516,7 @@ mod tests {
             ("command = ['x']\nready = { tcp = 'nowhere' }", "HOST:PORT"),
         ] {
             let e = decl(text).check("x", Path::new("/")).unwrap_err();
-            assert!(e.contains(want), "{text}: {e}");
+            assert!(e.0.contains(want), "{text}: {e}");
         }
         assert!(
             decl("command = ['x']")

@@ -38,7 +38,7 @@ use crate::supervisor::external::Watcher;
 use crate::supervisor::frozen::FrozenUnit;
 use crate::supervisor::policy::Policy;
 use crate::supervisor::registry::SharedRegistry;
-use crate::supervisor::stack::{Ended, Runner, Stack};
+use crate::supervisor::stack::{Ended, Runner, Stack, SupervisionError};
 use crate::supervisor::unit::Unit;
 use crate::supervisor::{Actor, Command, Context, Halt, Handle, Observer, Observers};
 use std::os::fd::OwnedFd;
@@ -408,14 +408,14 @@ fn write_pid_file(
     Ok((record, RemovePidFile(Some(cfg.home.pid_file()))))
 }
 
-type SupervisorOutcome = Result<Result<Ended, String>, oneshot::error::RecvError>;
+type SupervisorOutcome = Result<Result<Ended, SupervisionError>, oneshot::error::RecvError>;
 
 /// The supervisor on its own thread and current-thread runtime.
 struct Supervisor {
     handle: Handle,
     ctx: Context,
     halt: watch::Sender<Option<Halt>>,
-    done: oneshot::Receiver<Result<Ended, String>>,
+    done: oneshot::Receiver<Result<Ended, SupervisionError>>,
 }
 
 impl Supervisor {
@@ -443,7 +443,7 @@ impl Supervisor {
                 let result = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| e.to_string())
+                    .map_err(|_| SupervisionError::ThreadDied)
                     .and_then(|rt| {
                         rt.block_on(async move {
                             // A fresh start reports when every unit is
@@ -505,19 +505,19 @@ impl Supervisor {
                 Ok(())
             }
             Ok(Err(e)) => Err(Failure::Internal(format!("supervisor failed: {e}"))),
-            Err(_) => Err(Failure::Internal("supervisor thread died".into())),
+            Err(_) => Err(Failure::Internal(SupervisionError::ThreadDied.to_string())),
         }
     }
 
     /// Stop supervising without touching any process, and hand back every
     /// unit's state.
-    async fn freeze(self) -> Result<Vec<(String, FrozenUnit)>, String> {
+    async fn freeze(self) -> Result<Vec<(String, FrozenUnit)>, SupervisionError> {
         let _ = self.halt.send(Some(Halt::Freeze));
         match self.done.await {
             Ok(Ok(Ended::Frozen(units))) => Ok(units),
-            Ok(Ok(Ended::Stopped)) => Err("the supervisor stopped instead".into()),
+            Ok(Ok(Ended::Stopped)) => Err(SupervisionError::NotFrozen),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err("the supervisor thread died".into()),
+            Err(_) => Err(SupervisionError::ThreadDied),
         }
     }
 }

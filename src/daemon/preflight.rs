@@ -24,7 +24,7 @@ pub async fn run(cfg: &Config) -> Result<Vec<String>, Failure> {
     let deadline = Instant::now() + EXIT_WAIT;
     for (addr, what, flag) in wanted {
         if let Err(owner) = ports::wait_free(addr, &ours, deadline) {
-            return Err(port_in_use(addr, what, flag, owner));
+            return Err(port_in_use(addr, what, flag, owner.0));
         }
     }
     if !cfg.http_addr.ip().is_loopback() {

@@ -97,6 +97,55 @@ pub fn entry(args: &[OsString]) -> Option<Entry> {
     }
 }
 
+/// Why a takeover (or its check, or its hand-back) did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum TakeoverError {
+    /// The handover could not be read.
+    #[error("cannot read the handover: {0}")]
+    Read(#[from] std::io::Error),
+    /// It is not a handover.
+    #[error("unreadable handover: {0}")]
+    Unreadable(#[from] serde_json::Error),
+    /// A handover of a protocol this binary does not speak.
+    #[error("handover protocol {0} (this binary speaks {PROTOCOL} and 1)")]
+    Protocol(u32),
+    /// One of its fds did not survive the exec.
+    #[error("fd {0} of the handover is not open")]
+    FdClosed(RawFd),
+    /// Its lock fd is not the instance's lock file.
+    #[error("{0} is not the lock held")]
+    NotTheLock(PathBuf),
+    /// A unit's process cannot be watched.
+    #[error("cannot watch {unit} (pid {pid}): {source}")]
+    Watch {
+        /// The unit.
+        unit: String,
+        /// Its pid.
+        pid: i32,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The daemon could not take over (or panicked while it did).
+    #[error("{0}")]
+    Adopt(String),
+    /// Even the previous binary cannot continue from it.
+    #[error("cannot continue after an upgrade: {0}")]
+    Returned(Box<TakeoverError>),
+    /// The handover names no binary to go back to.
+    #[error("the handover names no previous binary")]
+    NoPrevious,
+    /// Going back failed too.
+    #[error("{why}; and the hand-back failed: cannot exec the previous binary {exe}: {source}")]
+    HandBack {
+        /// Why this binary could not take over.
+        why: String,
+        /// The previous binary.
+        exe: String,
+        /// Why it could not be exec'd.
+        source: std::io::Error,
+    },
+}
+
 /// Run the upgrade entry `e`. Returns the process's exit code once the
 /// daemon it continued has stopped (or a check is done); a takeover that
 /// cannot continue does not return: it hands back.
@@ -140,7 +189,7 @@ fn fault() -> Option<String> {
 /// Read a handover on stdin and answer whether (and how) this binary
 /// reads it: protocol 2, a [`upgrade::CheckReply`] line; 0.1.0's
 /// protocol, `ok VERSION`.
-fn check(legacy: bool) -> Result<(), String> {
+fn check(legacy: bool) -> Result<(), TakeoverError> {
     match fault().as_deref() {
         Some("check-exit") => std::process::exit(1),
         Some("check-hang") => loop {
@@ -149,9 +198,7 @@ fn check(legacy: bool) -> Result<(), String> {
         _ => {}
     }
     let mut json = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut json)
-        .map_err(|e| e.to_string())?;
+    std::io::stdin().read_to_end(&mut json)?;
     let h = parse(&json)?;
     let mut out = std::io::stdout().lock();
     let line = if legacy {
@@ -165,18 +212,14 @@ fn check(legacy: bool) -> Result<(), String> {
             .trim_end()
             .to_string()
     };
-    writeln!(out, "{line}").map_err(|e| e.to_string())
+    Ok(writeln!(out, "{line}")?)
 }
 
 /// A handover this binary can continue from.
-fn parse(json: &[u8]) -> Result<Handover, String> {
-    let h: Handover =
-        serde_json::from_slice(json).map_err(|e| format!("unreadable handover: {e}"))?;
+fn parse(json: &[u8]) -> Result<Handover, TakeoverError> {
+    let h: Handover = serde_json::from_slice(json)?;
     if h.protocol != PROTOCOL && h.protocol != 1 {
-        return Err(format!(
-            "handover protocol {} (this binary speaks {PROTOCOL} and 1)",
-            h.protocol
-        ));
+        return Err(TakeoverError::Protocol(h.protocol));
     }
     Ok(h)
 }
@@ -187,18 +230,15 @@ fn take_over(
     state_fd: RawFd,
     previous_fd: Option<RawFd>,
     rollback: Option<String>,
-) -> Result<(), String> {
+) -> Result<(), TakeoverError> {
     // SAFETY: the exec'ing daemon gave us this fd, and nothing else owns it.
     let mut file = unsafe { std::fs::File::from_raw_fd(state_fd) };
     let mut raw = Vec::new();
     let read = file.read_to_end(&mut raw);
     drop(file);
-    let back = |why: String, raw: &[u8]| -> String {
-        hand_back(raw, previous_fd, &why)
-            .unwrap_or_else(|e| format!("{why}; and the hand-back failed: {e}"))
-    };
+    let back = |why: TakeoverError, raw: &[u8]| hand_back(raw, previous_fd, &why.to_string());
     if let Err(e) = read {
-        return Err(back(format!("cannot read the handover: {e}"), &raw));
+        return Err(back(e.into(), &raw));
     }
     let mut h = match parse(&raw) {
         Ok(h) => h,
@@ -210,7 +250,7 @@ fn take_over(
     let returned = h.rollback.is_some();
     if let Err(why) = validate(&h) {
         return Err(if returned {
-            format!("cannot continue after an upgrade: {why}")
+            TakeoverError::Returned(Box::new(why))
         } else {
             back(why, &raw)
         });
@@ -231,11 +271,11 @@ fn take_over(
         }
         super::take_over(h, flag)
     }));
-    let why = match run {
+    let why = TakeoverError::Adopt(match run {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(f)) => f.to_string(),
         Err(_) => "the new daemon panicked while taking over".to_string(),
-    };
+    });
     if serving.load(Ordering::Acquire) || returned {
         // Past the point of no return (or there is nothing to go back to).
         return Err(why);
@@ -247,28 +287,32 @@ fn take_over(
 
 /// Everything adoption relies on, checked before anything is taken
 /// over, so a refusal leaves the handover intact for the previous binary.
-fn validate(h: &Handover) -> Result<(), String> {
+fn validate(h: &Handover) -> Result<(), TakeoverError> {
     for fd in h.fds() {
         // SAFETY: F_GETFD only asks whether the fd is open.
         if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-            return Err(format!("fd {fd} of the handover is not open"));
+            return Err(TakeoverError::FdClosed(fd));
         }
     }
     let lock_path = h.config.home.lock_file();
     // SAFETY: an fd of the handover, just checked to be open; only fstat.
     let held = nix::sys::stat::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(h.fds.lock) });
     let (Ok(held), Ok(on_disk)) = (held, nix::sys::stat::stat(&lock_path)) else {
-        return Err(format!("cannot check the lock {}", lock_path.display()));
+        return Err(TakeoverError::NotTheLock(lock_path));
     };
     if (held.st_dev, held.st_ino) != (on_disk.st_dev, on_disk.st_ino) {
-        return Err(format!("{} is not the lock held", lock_path.display()));
+        return Err(TakeoverError::NotTheLock(lock_path));
     }
     for (name, unit) in &h.units {
         if let FrozenUnit::Managed(a) = unit
             && let Some(c) = &a.child
             && let Err(e) = crate::process::identity::pidfd_open(c.identity.pid)
         {
-            return Err(format!("cannot watch {name} (pid {}): {e}", c.identity.pid));
+            return Err(TakeoverError::Watch {
+                unit: name.clone(),
+                pid: c.identity.pid,
+                source: e,
+            });
         }
     }
     Ok(())
@@ -347,22 +391,31 @@ pub fn memfd(bytes: &[u8]) -> std::io::Result<OwnedFd> {
 /// Exec the previous binary on the handover `raw` (as it came, with
 /// `why` as its rollback), from this thread (the main thread: the one
 /// that spawned every child). Returns only if that failed.
-fn hand_back(raw: &[u8], previous_fd: Option<RawFd>, why: &str) -> Result<String, String> {
+fn hand_back(raw: &[u8], previous_fd: Option<RawFd>, why: &str) -> TakeoverError {
+    match try_hand_back(raw, previous_fd, why) {
+        Ok(never) => match never {},
+        Err(e @ TakeoverError::HandBack { .. }) => e,
+        Err(e) => TakeoverError::Adopt(format!("{why}; and the hand-back failed: {e}")),
+    }
+}
+
+fn try_hand_back(
+    raw: &[u8],
+    previous_fd: Option<RawFd>,
+    why: &str,
+) -> Result<std::convert::Infallible, TakeoverError> {
     // The handover as it came, but for the reason: the previous binary
     // reads its own format, whatever this one understood of it.
-    let mut doc: serde_json::Value =
-        serde_json::from_slice(raw).map_err(|e| format!("unreadable handover: {e}"))?;
+    let mut doc: serde_json::Value = serde_json::from_slice(raw)?;
     doc["rollback"] = serde_json::Value::String(why.to_string());
     let protocol = doc["protocol"].as_u64().unwrap_or(0);
     let from_fds = doc["fds"]["previous_exe"].as_i64().map(|n| n as RawFd);
-    let previous = previous_fd
-        .or(from_fds)
-        .ok_or("the handover names no previous binary")?;
+    let previous = previous_fd.or(from_fds).ok_or(TakeoverError::NoPrevious)?;
     let exe = doc["from"]["exe"].as_str().unwrap_or("stigmer").to_string();
     let home = PathBuf::from(doc["config"]["home"].as_str().unwrap_or_default());
-    let json = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
-    let state = memfd(&json).map_err(|e| e.to_string())?;
-    keep_across_exec(&state).map_err(|e| e.to_string())?;
+    let json = serde_json::to_vec(&doc)?;
+    let state = memfd(&json)?;
+    keep_across_exec(&state)?;
     let mut argv = argv(exe.as_bytes(), home, protocol == 1, previous);
     argv.rollback = Some(why.to_string());
     // SAFETY: the handover's fd on the previous executable; it stays
@@ -373,7 +426,11 @@ fn hand_back(raw: &[u8], previous_fd: Option<RawFd>, why: &str) -> Result<String
         argv: argv.with_state(state.as_raw_fd()),
         env: upgrade::environment(),
     });
-    Err(format!("cannot exec the previous binary {exe}: {err}"))
+    Err(TakeoverError::HandBack {
+        why: why.to_string(),
+        exe,
+        source: err,
+    })
 }
 
 /// Take `h` over in this process: its lock, listeners and every unit's

@@ -54,33 +54,100 @@ use std::time::{Duration, Instant};
 /// How long the new binary may take to check the handover.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why an upgrade was refused (before anything happened, or at the
+/// check); the running daemon continues either way.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// The binary cannot be opened or looked at.
+    #[error("cannot open {path}: {source}")]
+    Open {
+        /// The binary.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not a regular executable file.
+    #[error("{0} is not a regular executable file")]
+    NotExecutable(String),
+    /// Another user owns it.
+    #[error("{path} is owned by uid {owner}, not by you (uid {me}) or root")]
+    Owner {
+        /// The binary.
+        path: String,
+        /// Its owner.
+        owner: u32,
+        /// Us.
+        me: u32,
+    },
+    /// Its group or others can write it.
+    #[error(
+        "{path} is writable by its group or by others (mode {mode:o}); run `chmod go-w {path}`"
+    )]
+    Writable {
+        /// The binary.
+        path: String,
+        /// Its mode.
+        mode: u32,
+    },
+    /// A unit's supervisor has ended: there is nothing to freeze.
+    #[error("the supervisor of {0} is not running")]
+    NotSupervised(String),
+    /// The handover could not be prepared or written.
+    #[error("cannot prepare the handover: {0}")]
+    Prepare(String),
+    /// The binary could not be run for its check.
+    #[error("cannot run {path}: {source}")]
+    Run {
+        /// The binary.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Its check did not end in time.
+    #[error("{0} did not check the handover within {secs} s", secs = CHECK_TIMEOUT.as_secs())]
+    CheckTimeout(String),
+    /// It answered the check, but not with this handover's nonce and units.
+    #[error("{0} answered the check with something other than what the handover says")]
+    WrongAnswer(String),
+    /// It did not answer the check.
+    #[error("{path} cannot take over ({status}{said})")]
+    NoAnswer {
+        /// The binary.
+        path: String,
+        /// How it ended.
+        status: std::process::ExitStatus,
+        /// The last thing it said, as ": ..." (or nothing).
+        said: String,
+    },
+}
+
 /// Open the binary an upgrade would run, once, and refuse it unless it is
 /// a regular, executable file owned by us or root that neither its group
 /// nor others can write (whoever can write it could run code as us).
-pub fn open_binary(path: &Path) -> Result<File, String> {
-    let shown = path.display();
-    let file = File::open(path).map_err(|e| format!("cannot open {shown}: {e}"))?;
-    let m = file
-        .metadata()
-        .map_err(|e| format!("cannot inspect {shown}: {e}"))?;
+pub fn open_binary(path: &Path) -> Result<File, Refused> {
+    let shown = path.display().to_string();
+    let open = |source| Refused::Open {
+        path: shown.clone(),
+        source,
+    };
+    let file = File::open(path).map_err(open)?;
+    let m = file.metadata().map_err(open)?;
     let me = nix::unistd::geteuid().as_raw();
-    if !m.is_file() {
-        return Err(format!("{shown} is not a regular file"));
-    }
-    if m.mode() & 0o111 == 0 {
-        return Err(format!("{shown} is not executable"));
+    if !m.is_file() || m.mode() & 0o111 == 0 {
+        return Err(Refused::NotExecutable(shown));
     }
     if m.uid() != me && m.uid() != 0 {
-        return Err(format!(
-            "{shown} is owned by uid {}, not by you (uid {me}) or root",
-            m.uid()
-        ));
+        return Err(Refused::Owner {
+            path: shown,
+            owner: m.uid(),
+            me,
+        });
     }
     if m.mode() & 0o022 != 0 {
-        return Err(format!(
-            "{shown} is writable by its group or by others (mode {:o}); run `chmod go-w {shown}`",
-            m.mode() & 0o7777
-        ));
+        return Err(Refused::Writable {
+            path: shown,
+            mode: m.mode() & 0o7777,
+        });
     }
     Ok(file)
 }
@@ -112,40 +179,76 @@ pub(super) async fn perform(
     let requested_at = Instant::now();
     let control::UpgradeRequest {
         binary: path,
-        client,
+        mut client,
     } = request;
     tracing::info!(binary = %path.display(), "upgrade requested");
-    let refuse = |mut client: control::Client, why: String| {
-        tracing::warn!(reason = %why, "upgrade refused");
-        client.answer(&crate::ipc::control::Reply::error(why));
-    };
-    if let Some(u) = d.supervisor.handle.units.iter().find(|u| !u.alive()) {
-        refuse(
-            client,
-            format!("the supervisor of {} is not running", u.name),
-        );
-        return Ok(d);
-    }
-    let binary = match open_binary(&path) {
-        Ok(f) => f,
+    let prepared = match prepare(&d, &path) {
+        Ok(p) => p,
         Err(why) => {
-            refuse(client, why);
+            tracing::warn!(reason = %why, "upgrade refused");
+            client.answer(&crate::ipc::control::Reply::error(why.to_string()));
             return Ok(d);
         }
     };
-    let opened = File::open("/proc/self/exe").and_then(|previous| {
-        let lock = d.supervisor.ctx.registry.lock_clone()?;
-        Ok((previous, lock))
-    });
-    let (previous, lock) = match opened {
-        Ok(v) => v,
-        Err(e) => {
-            refuse(client, format!("cannot prepare the handover: {e}"));
-            return Ok(d);
+    let logs = d.logs.clone();
+    let (binary, h) = hand_over(d, prepared, client, requested_at).await?;
+    // What the pumps read before they handed their pipes back is on disk
+    // before another program writes these logs.
+    if !logs.disk.sync(crate::disk::STALL_BOUND).await {
+        tracing::warn!("the disk did not write the logs' last lines before the upgrade");
+    }
+    let why = match check(&binary, &path, &h).await {
+        Ok(version) => {
+            tracing::info!(binary = %path.display(), version = %version, "the new binary read the handover; exec");
+            let argv = takeover::argv(
+                path.as_os_str().as_bytes(),
+                h.config.home.root().to_path_buf(),
+                false,
+                h.fds.previous_exe,
+            );
+            exec(spawner, Program::Fd(binary.into()), &path, &h, argv).await
         }
+        Err(why) => why.to_string(),
     };
+    tracing::warn!(reason = %why, "upgrade refused; this daemon continues");
+    let mut h = h;
+    h.rollback = Some(why);
+    takeover::adopt_here(h, spawner, &logs).await
+}
+
+/// What an upgrade opens before it touches anything: the new binary (once,
+/// checked), this binary (to go back to), and a second fd on the lock.
+struct Prepared {
+    binary: File,
+    previous: File,
+    lock: crate::lock::InstanceLock,
+}
+
+/// Everything that can refuse an upgrade before anything is frozen.
+fn prepare(d: &Daemon, path: &Path) -> Result<Prepared, Refused> {
+    if let Some(u) = d.supervisor.handle.units.iter().find(|u| !u.alive()) {
+        return Err(Refused::NotSupervised(u.name.clone()));
+    }
+    let binary = open_binary(path)?;
+    let cannot = |e: std::io::Error| Refused::Prepare(e.to_string());
+    let previous = File::open("/proc/self/exe").map_err(cannot)?;
+    let lock = d.supervisor.ctx.registry.lock_clone().map_err(cannot)?;
+    Ok(Prepared {
+        binary,
+        previous,
+        lock,
+    })
+}
+
+/// Freeze `d` (its processes keep running) and write down everything the
+/// next daemon continues from: the handover, and the binary to check.
+async fn hand_over(
+    d: Daemon,
+    p: Prepared,
+    client: control::Client,
+    requested_at: Instant,
+) -> Result<(File, Handover), Failure> {
     let record = d.supervisor.ctx.registry.record();
-    let client_legacy = client.legacy;
     let temporal_pid = d
         .supervisor
         .handle
@@ -160,7 +263,6 @@ pub(super) async fn perform(
         control,
         follow,
         pid_file,
-        logs,
         ..
     } = d;
     let units = supervisor.freeze().await.map_err(|e| {
@@ -182,51 +284,29 @@ pub(super) async fn perform(
         policy: info.policy.clone(),
         record,
         log: crate::telemetry::settings(),
+        legacy_client: client.legacy,
         fds: Fds {
-            lock: lock.into_raw_fd(),
+            lock: p.lock.into_raw_fd(),
             http: http_socket.into_raw_fd(),
             control: control.map(IntoRawFd::into_raw_fd),
             client: OwnedFd::from(client.stream).into_raw_fd(),
-            previous_exe: previous.into_raw_fd(),
+            previous_exe: p.previous.into_raw_fd(),
         },
         units,
         metrics: metrics.carry(),
         requested_at,
         nonce: nonce(),
-        legacy_client: client_legacy,
         rollback: None,
         temporal_pid,
     };
-    drop(metrics);
-    // What the pumps read before they handed their pipes back is on disk
-    // before another program writes these logs.
-    if !logs.disk.sync(crate::disk::STALL_BOUND).await {
-        tracing::warn!("the disk did not write the logs' last lines before the upgrade");
-    }
-    let why = match check(&binary, &path, &h).await {
-        Ok(version) => {
-            tracing::info!(binary = %path.display(), version = %version, "the new binary read the handover; exec");
-            let argv = takeover::argv(
-                path.as_os_str().as_bytes(),
-                h.config.home.root().to_path_buf(),
-                false,
-                h.fds.previous_exe,
-            );
-            exec(spawner, Program::Fd(binary.into()), &path, &h, argv).await
-        }
-        Err(why) => why,
-    };
-    tracing::warn!(reason = %why, "upgrade refused; this daemon continues");
-    let mut h = h;
-    h.rollback = Some(why);
-    takeover::adopt_here(h, spawner, &logs).await
+    Ok((p.binary, h))
 }
 
 /// Run `binary` (the open file at `path`) on the handover as a child
 /// (`daemon takeover --check`, the handover on its stdin): its version
 /// when it read this very handover, else why not.
-async fn check(binary: &File, path: &Path, h: &Handover) -> Result<String, String> {
-    let json = serde_json::to_vec(h).map_err(|e| e.to_string())?;
+async fn check(binary: &File, path: &Path, h: &Handover) -> Result<String, Refused> {
+    let json = serde_json::to_vec(h).map_err(|e| Refused::Prepare(e.to_string()))?;
     // The fd, not the path: the file checked is the file executed.
     let mut cmd = tokio::process::Command::new(format!("/proc/self/fd/{}", binary.as_raw_fd()));
     cmd.arg0(path)
@@ -235,10 +315,12 @@ async fn check(binary: &File, path: &Path, h: &Handover) -> Result<String, Strin
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let shown = path.display();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    let shown = path.display().to_string();
+    let run_failed = |source| Refused::Run {
+        path: shown.clone(),
+        source,
+    };
+    let mut child = cmd.spawn().map_err(run_failed)?;
     let run = async {
         if let Some(mut stdin) = child.stdin.take() {
             use tokio::io::AsyncWriteExt;
@@ -249,13 +331,8 @@ async fn check(binary: &File, path: &Path, h: &Handover) -> Result<String, Strin
     };
     let out = match tokio::time::timeout(CHECK_TIMEOUT, run).await {
         Ok(Ok(out)) => out,
-        Ok(Err(e)) => return Err(format!("{shown} failed: {e}")),
-        Err(_) => {
-            return Err(format!(
-                "{shown} did not check the handover within {} s",
-                CHECK_TIMEOUT.as_secs()
-            ));
-        }
+        Ok(Err(e)) => return Err(run_failed(e)),
+        Err(_) => return Err(Refused::CheckTimeout(shown)),
     };
     let reply = crate::ipc::decode::<CheckReply>(&out.stdout).ok();
     let want = h.check_reply();
@@ -263,21 +340,19 @@ async fn check(binary: &File, path: &Path, h: &Handover) -> Result<String, Strin
         Some(r) if out.status.success() && r.nonce == want.nonce && r.units == want.units => {
             Ok(r.version)
         }
-        Some(_) if out.status.success() => Err(format!(
-            "{shown} answered the check with something other than what the handover says"
-        )),
+        Some(_) if out.status.success() => Err(Refused::WrongAnswer(shown)),
         _ => {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let said = stderr
                 .lines()
                 .rev()
                 .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
-            Err(format!(
-                "{shown} cannot take over ({}{}{said})",
-                out.status,
-                if said.is_empty() { "" } else { ": " }
-            ))
+                .map_or_else(String::new, |l| format!(": {l}"));
+            Err(Refused::NoAnswer {
+                path: shown,
+                status: out.status,
+                said,
+            })
         }
     }
 }

@@ -31,6 +31,65 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicI32;
 use std::time::{Duration, Instant};
 
+/// Why a layer failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// No answer in time.
+    #[error("no answer within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    /// The process is gone.
+    #[error("pid {0} is gone")]
+    Gone(i32),
+    /// The process's leader is a zombie.
+    #[error("pid {0} is a zombie")]
+    Zombie(i32),
+    /// The pid names another process now.
+    #[error("{0}")]
+    NotOurs(String),
+    /// A TCP connection was refused or failed.
+    #[error("connect {addr}: {error}")]
+    Connect {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        error: String,
+    },
+    /// A gRPC call failed.
+    #[error("health call: {0}")]
+    Call(String),
+    /// gRPC health answered, but not SERVING.
+    #[error("status {0}")]
+    NotServing(String),
+    /// An HTTP request failed.
+    #[error("GET {url}: {error}")]
+    Get {
+        /// The URL.
+        url: String,
+        /// Why.
+        error: String,
+    },
+    /// An HTTP answer that is not 2xx.
+    #[error("HTTP {0}")]
+    HttpStatus(u16),
+    /// A check command could not run.
+    #[error("cannot run {program}: {error}")]
+    Run {
+        /// The program.
+        program: String,
+        /// Why.
+        error: String,
+    },
+    /// A check command ended, but not with code 0.
+    #[error("{}", .0.describe())]
+    Ended(crate::model::ExitStatus),
+    /// No line matched the readiness pattern yet.
+    #[error("waiting for a line matching {0:?}")]
+    NoLine(String),
+    /// The lock or PID file is not right.
+    #[error("{0}")]
+    File(String),
+}
+
 /// One layer's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
@@ -43,6 +102,9 @@ pub struct Check {
     /// How long the check took.
     #[serde(serialize_with = "ser_ms")]
     pub latency: Duration,
+    /// It failed because no answer came in time (not because of one).
+    #[serde(skip)]
+    pub timed_out: bool,
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -53,8 +115,8 @@ fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 pub trait Probe {
     /// Which layer this is.
     const LAYER: Layer;
-    /// Ok(detail) or Err(reason).
-    fn check(&self) -> impl Future<Output = Result<String, String>> + Send;
+    /// Ok(detail) or why not.
+    fn check(&self) -> impl Future<Output = Result<String, Problem>> + Send;
 }
 
 /// Run `probe`, timing it.
@@ -63,15 +125,20 @@ pub async fn timed<P: Probe>(probe: &P) -> Check {
     let r = probe.check().await;
     let latency = t.elapsed();
     // Reasons reach the status, the log and spans: no credentials in them.
-    let (ok, reason) = match r {
-        Ok(s) => (true, crate::redact::text(&s)),
-        Err(s) => (false, crate::redact::text(&s)),
+    let (ok, reason, timed_out) = match r {
+        Ok(s) => (true, crate::redact::text(&s), false),
+        Err(p) => (
+            false,
+            crate::redact::text(&p.to_string()),
+            matches!(p, Problem::Timeout(_)),
+        ),
     };
     Check {
         layer: P::LAYER,
         ok,
         reason,
         latency,
+        timed_out,
     }
 }
 
@@ -134,9 +201,9 @@ impl Plan {
 /// blocking pool, with a timeout.
 pub trait FileChecks: Send + Sync + 'static {
     /// Is the lock still held through a file that its path names?
-    fn check_lock(&self) -> Result<String, String>;
+    fn check_lock(&self) -> Result<String, Problem>;
     /// Does the PID file say what it should?
-    fn check_pid_file(&self) -> Result<String, String>;
+    fn check_pid_file(&self) -> Result<String, Problem>;
 }
 
 /// What one round needs to know about its target.

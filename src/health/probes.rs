@@ -1,6 +1,6 @@
 //! One [`Probe`] per layer. Each only looks, and answers with a reason.
 
-use super::{FileChecks, Probe};
+use super::{FileChecks, Probe, Problem};
 use crate::model::Layer;
 use crate::process::{Identity, SpawnSpec, Spawner, Verdict, proc};
 use std::net::SocketAddr;
@@ -19,17 +19,14 @@ const FILE_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Ask `files` on the blocking pool, bounded by [`FILE_CHECK_TIMEOUT`].
 async fn off_loop(
     files: &Arc<dyn FileChecks>,
-    ask: fn(&dyn FileChecks) -> Result<String, String>,
-) -> Result<String, String> {
+    ask: fn(&dyn FileChecks) -> Result<String, Problem>,
+) -> Result<String, Problem> {
     let files = files.clone();
     let call = tokio::task::spawn_blocking(move || ask(files.as_ref()));
     match tokio::time::timeout(FILE_CHECK_TIMEOUT, call).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => Err(format!("check failed: {e}")),
-        Err(_) => Err(format!(
-            "no answer from the disk within {} ms",
-            FILE_CHECK_TIMEOUT.as_millis()
-        )),
+        Ok(Err(e)) => Err(Problem::File(format!("check failed: {e}"))),
+        Err(_) => Err(Problem::Timeout(FILE_CHECK_TIMEOUT)),
     }
 }
 
@@ -38,7 +35,7 @@ pub struct LockProbe(pub Arc<dyn FileChecks>);
 
 impl Probe for LockProbe {
     const LAYER: Layer = Layer::Lock;
-    async fn check(&self) -> Result<String, String> {
+    async fn check(&self) -> Result<String, Problem> {
         off_loop(&self.0, |f| f.check_lock()).await
     }
 }
@@ -48,7 +45,7 @@ pub struct PidFileProbe(pub Arc<dyn FileChecks>);
 
 impl Probe for PidFileProbe {
     const LAYER: Layer = Layer::PidFile;
-    async fn check(&self) -> Result<String, String> {
+    async fn check(&self) -> Result<String, Problem> {
         off_loop(&self.0, |f| f.check_pid_file()).await
     }
 }
@@ -58,12 +55,12 @@ pub struct ProcessProbe(pub i32);
 
 impl Probe for ProcessProbe {
     const LAYER: Layer = Layer::Process;
-    async fn check(&self) -> Result<String, String> {
+    async fn check(&self) -> Result<String, Problem> {
         match proc::stat(self.0) {
             Some(s) if s.stopped() => Ok(format!("pid {} alive (stopped)", self.0)),
             Some(s) if !s.leader_exited() => Ok(format!("pid {} alive", self.0)),
-            Some(_) => Err(format!("pid {} is a zombie", self.0)),
-            None => Err(format!("pid {} is gone", self.0)),
+            Some(_) => Err(Problem::Zombie(self.0)),
+            None => Err(Problem::Gone(self.0)),
         }
     }
 }
@@ -73,20 +70,23 @@ pub struct IdentityProbe(pub Identity);
 
 impl Probe for IdentityProbe {
     const LAYER: Layer = Layer::Identity;
-    async fn check(&self) -> Result<String, String> {
+    async fn check(&self) -> Result<String, Problem> {
         match self.0.verify() {
             Verdict::Match => Ok("matches".into()),
-            Verdict::Gone | Verdict::Exiting => Err(format!("pid {} is gone", self.0.pid)),
-            Verdict::Mismatch(why) => Err(why),
+            Verdict::Gone | Verdict::Exiting => Err(Problem::Gone(self.0.pid)),
+            Verdict::Mismatch(why) => Err(Problem::NotOurs(why)),
         }
     }
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+async fn connect(addr: SocketAddr, timeout: Duration) -> Result<String, Problem> {
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(_)) => Ok(format!("{addr} accepts connections")),
-        Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
-        Err(_) => Err(format!("connect {addr} timed out")),
+        Ok(Err(e)) => Err(Problem::Connect {
+            addr,
+            error: e.to_string(),
+        }),
+        Err(_) => Err(Problem::Timeout(timeout)),
     }
 }
 
@@ -100,7 +100,7 @@ pub struct PortProbe {
 
 impl Probe for PortProbe {
     const LAYER: Layer = Layer::Port;
-    async fn check(&self) -> Result<String, String> {
+    async fn check(&self) -> Result<String, Problem> {
         connect(self.addr, self.timeout).await
     }
 }
@@ -115,7 +115,7 @@ pub struct TcpProbe {
 
 impl Probe for TcpProbe {
     const LAYER: Layer = Layer::Tcp;
-    async fn check(&self) -> Result<String, String> {
+    async fn check(&self) -> Result<String, Problem> {
         connect(self.addr, self.timeout).await
     }
 }
@@ -132,7 +132,7 @@ pub struct GrpcProbe {
 
 impl Probe for GrpcProbe {
     const LAYER: Layer = Layer::Grpc;
-    async fn check(&self) -> Result<String, String> {
+    async fn check(&self) -> Result<String, Problem> {
         self.channel.check(&self.service, self.timeout).await
     }
 }
@@ -162,13 +162,13 @@ impl GrpcChannel {
     }
 
     /// The channel, made now (on the caller's runtime) if there is none.
-    fn get(&self, timeout: Duration) -> Result<tonic::transport::Channel, String> {
+    fn get(&self, timeout: Duration) -> Result<tonic::transport::Channel, Problem> {
         let mut slot = self.channel.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
-            .map_err(|e| e.to_string())?
+            .map_err(|e| Problem::Call(e.to_string()))?
             .connect_timeout(timeout)
             .connect_lazy();
         *slot = Some(channel.clone());
@@ -176,7 +176,7 @@ impl GrpcChannel {
     }
 
     /// One health check of `service` on this channel.
-    pub async fn check(&self, service: &str, timeout: Duration) -> Result<String, String> {
+    pub async fn check(&self, service: &str, timeout: Duration) -> Result<String, Problem> {
         health_call(self.get(timeout)?, service, timeout).await
     }
 
@@ -191,22 +191,22 @@ async fn health_call(
     channel: tonic::transport::Channel,
     service: &str,
     timeout: Duration,
-) -> Result<String, String> {
+) -> Result<String, Problem> {
     let call = async {
         let resp = HealthClient::new(channel)
             .check(HealthCheckRequest {
                 service: service.into(),
             })
             .await
-            .map_err(|s| format!("health call: {}", s.message()))?;
+            .map_err(|s| Problem::Call(s.message().to_string()))?;
         match resp.into_inner().status() {
             ServingStatus::Serving => Ok("SERVING".to_string()),
-            other => Err(format!("status {}", other.as_str_name())),
+            other => Err(Problem::NotServing(other.as_str_name().to_string())),
         }
     };
     match tokio::time::timeout(timeout, call).await {
         Ok(r) => r,
-        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        Err(_) => Err(Problem::Timeout(timeout)),
     }
 }
 
@@ -216,18 +216,21 @@ pub async fn grpc_health(
     addr: SocketAddr,
     service: &str,
     timeout: Duration,
-) -> Result<String, String> {
+) -> Result<String, Problem> {
     let connect = async {
         tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| e.to_string())?
+            .map_err(|e| Problem::Call(e.to_string()))?
             .connect_timeout(timeout)
             .connect()
             .await
-            .map_err(|e| format!("connect: {e}"))
+            .map_err(|e| Problem::Connect {
+                addr,
+                error: e.to_string(),
+            })
     };
     let channel = match tokio::time::timeout(timeout, connect).await {
         Ok(c) => c?,
-        Err(_) => return Err(format!("no answer within {} ms", timeout.as_millis())),
+        Err(_) => return Err(Problem::Timeout(timeout)),
     };
     health_call(channel, service, timeout).await
 }
@@ -242,20 +245,24 @@ pub struct HttpProbe {
 
 impl Probe for HttpProbe {
     const LAYER: Layer = Layer::Http;
-    async fn check(&self) -> Result<String, String> {
+    async fn check(&self) -> Result<String, Problem> {
         let (url, timeout) = (self.url.clone(), self.timeout);
         // The client blocks: off the supervisor's thread, and bounded.
         let call = tokio::task::spawn_blocking(move || crate::http_client::get(&url, timeout));
+        let get = |error: String| Problem::Get {
+            url: self.url.clone(),
+            error,
+        };
         let answer = match tokio::time::timeout(timeout, call).await {
             Ok(Ok(Ok(a))) => a,
-            Ok(Ok(Err(e))) => return Err(format!("GET {}: {e}", self.url)),
-            Ok(Err(e)) => return Err(format!("GET {}: {e}", self.url)),
-            Err(_) => return Err(format!("no answer within {} ms", timeout.as_millis())),
+            Ok(Ok(Err(e))) => return Err(get(e.to_string())),
+            Ok(Err(e)) => return Err(get(e.to_string())),
+            Err(_) => return Err(Problem::Timeout(timeout)),
         };
         if (200..300).contains(&answer.status) {
             Ok(format!("HTTP {}", answer.status))
         } else {
-            Err(format!("HTTP {}", answer.status))
+            Err(Problem::HttpStatus(answer.status))
         }
     }
 }
@@ -272,24 +279,27 @@ pub struct ExecProbe {
 
 impl Probe for ExecProbe {
     const LAYER: Layer = Layer::Exec;
-    async fn check(&self) -> Result<String, String> {
+    async fn check(&self) -> Result<String, Problem> {
         let mut child = self
             .spawner
             .spawn(self.spec.clone())
             .await
-            .map_err(|e| format!("cannot run {}: {e}", self.spec.program.display()))?;
+            .map_err(|e| Problem::Run {
+                program: self.spec.program.display().to_string(),
+                error: e.to_string(),
+            })?;
         match tokio::time::timeout(self.timeout, child.wait()).await {
             Ok(Ok(crate::model::ExitStatus::Code(0))) => Ok("exit code 0".into()),
-            Ok(Ok(status)) => Err(status.describe()),
-            Ok(Err(e)) => Err(format!("wait: {e}")),
+            Ok(Ok(status)) => Err(Problem::Ended(status)),
+            Ok(Err(e)) => Err(Problem::Run {
+                program: self.spec.program.display().to_string(),
+                error: format!("wait: {e}"),
+            }),
             Err(_) => {
                 let _ =
                     crate::process::signal_group(child.pgid(), nix::sys::signal::Signal::SIGKILL);
                 let _ = child.wait().await;
-                Err(format!(
-                    "still running after {} ms",
-                    self.timeout.as_millis()
-                ))
+                Err(Problem::Timeout(self.timeout))
             }
         }
     }
@@ -307,11 +317,11 @@ pub struct LogProbe {
 
 impl Probe for LogProbe {
     const LAYER: Layer = Layer::Log;
-    async fn check(&self) -> Result<String, String> {
+    async fn check(&self) -> Result<String, Problem> {
         if self.seen.load(Ordering::Acquire) == self.pid {
             Ok(format!("logged a line matching {:?}", self.pattern))
         } else {
-            Err(format!("waiting for a line matching {:?}", self.pattern))
+            Err(Problem::NoLine(self.pattern.clone()))
         }
     }
 }

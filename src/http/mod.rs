@@ -312,10 +312,10 @@ async fn live_check(channel: &GrpcChannel) -> LiveCheck {
             latency_ms,
             detail,
         },
-        Err(detail) => LiveCheck {
+        Err(problem) => LiveCheck {
             ok: false,
             latency_ms,
-            detail,
+            detail: problem.to_string(),
         },
     }
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
 
 /// Most connections served at once; a flood costs the daemon a bounded
@@ -51,6 +51,20 @@ struct Conns {
 impl Conns {
     fn now_ms(&self) -> u64 {
         self.epoch.map_or(0, |e| e.elapsed().as_millis() as u64)
+    }
+
+    /// Track a new connection.
+    fn open(&mut self) -> (u64, Arc<Conn>) {
+        let now = self.now_ms();
+        let id = self.next;
+        self.next += 1;
+        let conn = Arc::new(Conn {
+            busy: AtomicUsize::new(0),
+            last_active_ms: AtomicU64::new(now),
+            evict: Notify::new(),
+        });
+        self.open.insert(id, conn.clone());
+        (id, conn)
     }
 
     /// Ask the connection that has been idle longest to close; false when
@@ -99,100 +113,117 @@ pub async fn serve(
                 }
             },
         };
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            // Full: the idlest keep-alive connection makes room, so a new
-            // client (a liveness probe) is answered. Only when every
-            // connection is busy with a request is the new one shed.
-            Err(_) => {
-                let evicted = lock(&conns).evict_idlest();
-                let wait = slots.clone().acquire_owned();
-                match tokio::time::timeout(EVICTION_WAIT, wait).await {
-                    Ok(Ok(slot)) if evicted => slot,
-                    _ => {
-                        drop(stream);
-                        continue;
-                    }
-                }
-            }
+        let Some(slot) = slot(&slots, &conns).await else {
+            drop(stream); // shed load: every connection is busy
+            continue;
         };
-        let (id, conn) = {
-            let mut c = lock(&conns);
-            let now = c.now_ms();
-            let id = c.next;
-            c.next += 1;
-            let conn = Arc::new(Conn {
-                busy: AtomicUsize::new(0),
-                last_active_ms: AtomicU64::new(now),
-                evict: Notify::new(),
-            });
-            c.open.insert(id, conn.clone());
-            (id, conn)
-        };
-        let router = router.clone();
-        let conns = conns.clone();
-        let mut drain = drain_rx.clone();
-        tokio::spawn(async move {
-            let tracked = {
-                let (conn, conns) = (conn.clone(), conns.clone());
-                hyper::service::service_fn(move |req| {
-                    let (router, conn, conns) = (router.clone(), conn.clone(), conns.clone());
-                    conn.busy.fetch_add(1, Ordering::AcqRel);
-                    async move {
-                        let resp = router.oneshot(req).await;
-                        let now = lock(&conns).now_ms();
-                        conn.last_active_ms.store(now, Ordering::Release);
-                        conn.busy.fetch_sub(1, Ordering::AcqRel);
-                        resp
-                    }
-                })
-            };
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_REQUEST_HEAD);
-            let c = http.serve_connection(TokioIo::new(stream), tracked);
-            tokio::pin!(c);
-            let lifetime = tokio::time::sleep(CONNECTION_LIFETIME);
-            tokio::pin!(lifetime);
-            let close = loop {
-                let idle_for = {
-                    let now = lock(&conns).now_ms();
-                    Duration::from_millis(
-                        now.saturating_sub(conn.last_active_ms.load(Ordering::Acquire)),
-                    )
-                };
-                let idle = conn.busy.load(Ordering::Acquire) == 0;
-                tokio::select! {
-                    _ = &mut c => break false,
-                    () = &mut lifetime => break false,
-                    () = conn.evict.notified() => break true,
-                    () = async { let _ = drain.wait_for(|d| *d).await; } => break true,
-                    () = tokio::time::sleep(IDLE_TIMEOUT.saturating_sub(idle_for)), if idle => {
-                        let now = lock(&conns).now_ms();
-                        let last = conn.last_active_ms.load(Ordering::Acquire);
-                        if conn.busy.load(Ordering::Acquire) == 0
-                            && now.saturating_sub(last) >= IDLE_TIMEOUT.as_millis() as u64
-                        {
-                            break true;
-                        }
-                    }
-                }
-            };
-            if close {
-                // Idle: closes at once; mid-request: after this answer.
-                c.as_mut().graceful_shutdown();
-                let _ = tokio::time::timeout(DRAIN_TIMEOUT, c).await;
-            }
-            lock(&conns).open.remove(&id);
-            drop(slot);
-        });
+        let (id, conn) = lock(&conns).open();
+        tokio::spawn(connection(
+            stream,
+            router.clone(),
+            Tracked {
+                id,
+                conn,
+                conns: conns.clone(),
+            },
+            drain_rx.clone(),
+            slot,
+        ));
     }
     drop(listener); // new connections are refused from here on
     let _ = drain_tx.send(true);
     let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all)).await;
     Ok(())
+}
+
+/// A slot for a new connection: a free one, or (every slot taken) the one
+/// the idlest keep-alive connection frees when asked to make room, so a
+/// new client (a liveness probe) is answered. `None` only when every
+/// connection is busy with a request.
+async fn slot(slots: &Arc<Semaphore>, conns: &Mutex<Conns>) -> Option<OwnedSemaphorePermit> {
+    if let Ok(slot) = slots.clone().try_acquire_owned() {
+        return Some(slot);
+    }
+    if !lock(conns).evict_idlest() {
+        return None;
+    }
+    tokio::time::timeout(EVICTION_WAIT, slots.clone().acquire_owned())
+        .await
+        .ok()?
+        .ok()
+}
+
+/// One open connection, as the accept loop tracks it.
+struct Tracked {
+    id: u64,
+    conn: Arc<Conn>,
+    conns: Arc<Mutex<Conns>>,
+}
+
+impl Tracked {
+    /// How long since its last request ended, when none is in progress.
+    fn idle_for(&self) -> Option<Duration> {
+        let now = lock(&self.conns).now_ms();
+        let last = self.conn.last_active_ms.load(Ordering::Acquire);
+        (self.conn.busy.load(Ordering::Acquire) == 0)
+            .then(|| Duration::from_millis(now.saturating_sub(last)))
+    }
+}
+
+/// Serve one connection until it ends, its lifetime is up, it is idle too
+/// long, it is asked to make room, or the server drains.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    router: Router,
+    t: Tracked,
+    mut drain: watch::Receiver<bool>,
+    slot: OwnedSemaphorePermit,
+) {
+    let service = {
+        let (conn, conns) = (t.conn.clone(), t.conns.clone());
+        hyper::service::service_fn(move |req| {
+            let (router, conn, conns) = (router.clone(), conn.clone(), conns.clone());
+            conn.busy.fetch_add(1, Ordering::AcqRel);
+            async move {
+                let resp = router.oneshot(req).await;
+                let now = lock(&conns).now_ms();
+                conn.last_active_ms.store(now, Ordering::Release);
+                conn.busy.fetch_sub(1, Ordering::AcqRel);
+                resp
+            }
+        })
+    };
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD);
+    let c = http.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(c);
+    let lifetime = tokio::time::sleep(CONNECTION_LIFETIME);
+    tokio::pin!(lifetime);
+    let close = loop {
+        let idle = t.idle_for();
+        let idle_left = IDLE_TIMEOUT.saturating_sub(idle.unwrap_or_default());
+        tokio::select! {
+            _ = &mut c => break false,
+            () = &mut lifetime => break false,
+            () = t.conn.evict.notified() => break true,
+            () = async { let _ = drain.wait_for(|d| *d).await; } => break true,
+            () = tokio::time::sleep(idle_left), if idle.is_some() => {
+                if t.idle_for().is_some_and(|d| d >= IDLE_TIMEOUT) {
+                    break true;
+                }
+            }
+        }
+    };
+    if close {
+        // Idle: closes at once; mid-request: after this answer.
+        c.as_mut().graceful_shutdown();
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, c).await;
+    }
+    lock(&t.conns).open.remove(&t.id);
+    drop(slot);
 }
 
 fn lock(c: &Mutex<Conns>) -> std::sync::MutexGuard<'_, Conns> {

@@ -51,11 +51,17 @@ pub fn describe_owner(port: u16) -> String {
     owner(port).map_or_else(|| "another process".into(), |o| o.to_string())
 }
 
+/// A port held by someone else: who ("pid 123 (nc)", or "another
+/// process" when the holder cannot be seen).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Taken(pub String);
+
 /// Wait until `addr` is free, for as long as what holds it is one of
 /// `ours` (processes we recorded, typically still exiting after a kill):
 /// their exit is awaited as an event, then the port is looked at again.
 /// A port held by anything else is an error naming the holder.
-pub fn wait_free(addr: SocketAddr, ours: &[Identity], deadline: Instant) -> Result<(), String> {
+pub fn wait_free(addr: SocketAddr, ours: &[Identity], deadline: Instant) -> Result<(), Taken> {
     loop {
         if is_free(addr) {
             return Ok(());
@@ -65,14 +71,14 @@ pub fn wait_free(addr: SocketAddr, ours: &[Identity], deadline: Instant) -> Resu
             if is_free(addr) {
                 return Ok(());
             }
-            return Err("another process".into());
+            return Err(Taken("another process".into()));
         };
         let mine = ours
             .iter()
             .find(|id| id.pid == holder.pid && id.start_time == holder.start_time);
         match mine {
             Some(id) if id.wait_exit(deadline) => continue,
-            _ => return Err(holder.to_string()),
+            _ => return Err(Taken(holder.to_string())),
         }
     }
 }
@@ -90,7 +96,7 @@ mod tests {
         assert_eq!(o.pid as u32, std::process::id());
         let err = wait_free(addr, &[], Instant::now()).unwrap_err();
         assert!(
-            err.contains(&format!("pid {}", std::process::id())),
+            err.0.contains(&format!("pid {}", std::process::id())),
             "{err}"
         );
         drop(l);

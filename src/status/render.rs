@@ -4,50 +4,63 @@ use super::{StatusDoc, UnitStatus};
 use crate::model::Layer;
 
 impl StatusDoc {
-    /// A few human lines.
+    /// A few human lines: Temporal (where it is reached, the daemon, its
+    /// restarts and health layers), then one line per service.
     pub fn render(&self) -> String {
+        let mut lines = self.temporal_lines();
+        lines.extend(self.health_lines());
+        if !self.services.is_empty() {
+            lines.push("Services:".into());
+        }
+        for (name, s) in &self.services {
+            lines.push(service_line(name, s));
+        }
+        let mut out = lines.join("\n");
+        out.push('\n');
+        out
+    }
+
+    /// Temporal's state, addresses, the daemon, restarts and backoff.
+    fn temporal_lines(&self) -> Vec<String> {
         let t = &self.temporal;
-        let u = &t.unit;
-        let mut out = String::new();
-        let mut line = |s: String| {
-            out.push_str(&s);
-            out.push('\n');
-        };
-        line(format!("Temporal: {}{}", u.state.as_str(), running(u)));
-        match t.listen_ip.as_deref() {
-            Some(ip)
-                if !ip
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|a| a.is_loopback()) =>
-            {
-                line(format!("  frontend:  {} (listening on {ip})", t.frontend));
-            }
-            _ => line(format!("  frontend:  {}", t.frontend)),
-        }
+        let mut v = vec![format!(
+            "Temporal: {}{}",
+            t.unit.state.as_str(),
+            running(&t.unit)
+        )];
+        let remote = t.listen_ip.as_deref().filter(|ip| {
+            !ip.parse::<std::net::IpAddr>()
+                .is_ok_and(|a| a.is_loopback())
+        });
+        v.push(match remote {
+            Some(ip) => format!("  frontend:  {} (listening on {ip})", t.frontend),
+            None => format!("  frontend:  {}", t.frontend),
+        });
         if let Some(ui) = &t.ui_url {
-            line(format!("  web UI:    {ui}"));
+            v.push(format!("  web UI:    {ui}"));
         }
-        line(format!(
+        v.push(format!(
             "  health:    http://{}/healthz",
             self.supervisor.http_addr
         ));
         if let Some(c) = &self.live_check {
             let verdict = if c.ok { "answers" } else { "FAILS" };
-            line(format!(
+            v.push(format!(
                 "  gRPC now:  {verdict} ({}, {:.1} ms)",
                 c.detail, c.latency_ms
             ));
         }
         let sup = &self.supervisor;
-        line(format!(
-            "  daemon:    pid {}, up {}, stigmer {}{}",
+        let exe = sup
+            .exe
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        v.push(format!(
+            "  daemon:    pid {}, up {}, stigmer {}{exe}",
             sup.pid,
             human_secs(sup.uptime_seconds),
             sup.version,
-            sup.exe
-                .as_deref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
         ));
         let r = &self.restarts;
         let mut restarts = format!("  restarts:  {}", r.count);
@@ -57,37 +70,42 @@ impl StatusDoc {
         if let Some(exit) = &r.last_exit_description {
             restarts.push_str(&format!(" ({exit})"));
         }
-        line(restarts);
+        v.push(restarts);
         if let Some(b) = &self.backoff {
-            line(format!(
+            v.push(format!(
                 "  backoff:   attempt {}, next in {:.0} ms",
                 b.attempt, b.delay_ms
             ));
         }
-        for layer in Layer::TEMPORAL {
-            if let Some(s) = self.health.get(layer.as_str()) {
-                line(format!(
+        v
+    }
+
+    /// Temporal's health layers, its last error and warnings.
+    fn health_lines(&self) -> Vec<String> {
+        let mut v: Vec<String> = Layer::TEMPORAL
+            .iter()
+            .filter_map(|layer| {
+                let s = self.health.get(layer.as_str())?;
+                Some(format!(
                     "  {:<9}  {} {} ({:.1} ms)",
                     layer.as_str(),
                     if s.ok { "ok  " } else { "FAIL" },
                     s.reason,
                     s.latency_ms
-                ));
-            }
-        }
+                ))
+            })
+            .collect();
         if let Some(e) = &self.last_error {
-            line(format!("  last error: {e}"));
+            v.push(format!("  last error: {e}"));
         }
-        for w in &u.warnings {
-            line(format!("  warning:   {w}"));
-        }
-        if !self.services.is_empty() {
-            line("Services:".into());
-        }
-        for (name, s) in &self.services {
-            line(service_line(name, s));
-        }
-        out
+        v.extend(
+            self.temporal
+                .unit
+                .warnings
+                .iter()
+                .map(|w| format!("  warning:   {w}")),
+        );
+        v
     }
 }
 

@@ -11,7 +11,7 @@
 //! supervisor.
 
 use crate::disk::Disk;
-use crate::health::FileChecks;
+use crate::health::{FileChecks, Problem};
 use crate::lock::InstanceLock;
 use crate::model::Layer;
 use crate::pidfile::{self, PidFile, PidRecord};
@@ -19,6 +19,17 @@ use crate::process::Identity;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Why a file could not be put right.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    /// The lock could not be re-created or taken.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    /// The layer is not one of the two files.
+    #[error("{} is not a file to repair", .0.as_str())]
+    NotAFile(Layer),
+}
 
 /// The lock, the PID file and what the PID file should say.
 #[derive(Debug)]
@@ -99,37 +110,39 @@ impl SharedRegistry {
     /// Put `layer`'s file right: re-create and lock the lock file, or
     /// rewrite the PID file. Returns what was done. Blocking: call it off
     /// the event loop.
-    pub fn repair(&self, layer: Layer) -> Result<&'static str, String> {
+    pub fn repair(&self, layer: Layer) -> Result<&'static str, RepairError> {
         match layer {
-            Layer::Lock => guard(&self.0.lock)
-                .repair()
-                .map(|()| "re-created and locked the lock file")
-                .map_err(|e| e.to_string()),
+            Layer::Lock => {
+                guard(&self.0.lock).repair()?;
+                Ok("re-created and locked the lock file")
+            }
             Layer::PidFile => {
                 self.queue_write();
                 Ok("queued a rewrite of the PID file")
             }
-            other => Err(format!("{} is not a file to repair", other.as_str())),
+            other => Err(RepairError::NotAFile(other)),
         }
     }
 }
 
 impl FileChecks for SharedRegistry {
     /// Is the lock still held through a file that its path names?
-    fn check_lock(&self) -> Result<String, String> {
+    fn check_lock(&self) -> Result<String, Problem> {
         // A second fd on the same open file (closing it keeps the lock):
         // the lock's mutex is not held while the disk is asked.
-        let lock = self.lock_clone().map_err(|e| e.to_string())?;
+        let lock = self
+            .lock_clone()
+            .map_err(|e| Problem::File(e.to_string()))?;
         if lock.names_locked_file() {
             Ok("held".into())
         } else {
-            Err("lock file was deleted or replaced".into())
+            Err(Problem::File("lock file was deleted or replaced".into()))
         }
     }
 
     /// Does the PID file say what it should? A version still queued for
     /// the disk is not a mismatch.
-    fn check_pid_file(&self) -> Result<String, String> {
+    fn check_pid_file(&self) -> Result<String, Problem> {
         let (want, version) = {
             let r = guard(&self.0.record);
             (r.0.clone(), r.1)
@@ -137,12 +150,13 @@ impl FileChecks for SharedRegistry {
         if self.0.written.load(Ordering::Acquire) < version {
             return Ok("being written".into());
         }
-        match pidfile::read(&self.0.pid_file) {
-            PidFile::Record(found) if *found == want => Ok("matches".into()),
-            PidFile::Record(_) => Err("stale".into()),
-            PidFile::Absent => Err("missing".into()),
-            PidFile::BarePid(_) => Err("not ours (bare pid)".into()),
-            PidFile::Corrupt(why) => Err(format!("corrupt ({why})")),
-        }
+        let why = match pidfile::read(&self.0.pid_file) {
+            PidFile::Record(found) if *found == want => return Ok("matches".into()),
+            PidFile::Record(_) => "stale".to_string(),
+            PidFile::Absent => "missing".to_string(),
+            PidFile::BarePid(_) => "not ours (bare pid)".to_string(),
+            PidFile::Corrupt(why) => format!("corrupt ({why})"),
+        };
+        Err(Problem::File(why))
     }
 }

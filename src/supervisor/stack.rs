@@ -11,6 +11,7 @@ use super::actor::Actor;
 use super::external::Watcher;
 use super::frozen::FrozenUnit;
 use super::heartbeat::Heartbeat;
+use super::state::Illegal;
 use crate::model::StateName;
 
 use super::Startup;
@@ -29,13 +30,39 @@ pub enum Runner {
 }
 
 impl Runner {
-    async fn run(self, halt: oneshot::Receiver<Halt>) -> Result<Option<FrozenUnit>, String> {
+    async fn run(self, halt: oneshot::Receiver<Halt>) -> Result<Option<FrozenUnit>, Illegal> {
         let halt = async move { halt.await.unwrap_or(Halt::Stop) };
         match self {
-            Runner::Managed(actor) => actor.run(halt).await.map_err(|e| e.to_string()),
+            Runner::Managed(actor) => actor.run(halt).await,
             Runner::Attached(watcher) => Ok(watcher.run(halt).await),
         }
     }
+}
+
+/// Why supervision ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisionError {
+    /// A unit's state machine was handed an event its state does not
+    /// take (a bug).
+    #[error("{unit}: {source}")]
+    Illegal {
+        /// The unit.
+        unit: String,
+        /// The transition.
+        source: Illegal,
+    },
+    /// A unit's supervisor panicked (a bug).
+    #[error("a supervisor panicked: {0}")]
+    Panicked(String),
+    /// A unit's supervisor had already ended when an upgrade froze it.
+    #[error("{0} had stopped before the handover")]
+    StoppedEarly(String),
+    /// Supervision stopped when asked to freeze (for an upgrade).
+    #[error("the supervisor stopped instead of handing over")]
+    NotFrozen,
+    /// The supervisor's thread is gone.
+    #[error("the supervisor thread died")]
+    ThreadDied,
 }
 
 /// How the stack's supervision ended.
@@ -91,7 +118,7 @@ impl Stack {
     /// Supervise until `halt` resolves; then stop every unit, in reverse
     /// dependency order ([`Halt::Stop`]), or freeze them all for a
     /// handover ([`Halt::Freeze`]). Errors when a unit's supervisor failed.
-    pub async fn run(self, halt: impl Future<Output = Halt>) -> Result<Ended, String> {
+    pub async fn run(self, halt: impl Future<Output = Halt>) -> Result<Ended, SupervisionError> {
         self.heartbeat.spawn();
         let handle = self.handle();
         let mut stops = Vec::new();
@@ -146,10 +173,10 @@ impl Stack {
 }
 
 type Stops = [(String, Option<oneshot::Sender<Halt>>)];
-type Tasks = JoinSet<(String, Result<Option<FrozenUnit>, String>)>;
+type Tasks = JoinSet<(String, Result<Option<FrozenUnit>, Illegal>)>;
 
 /// Freeze every unit at once; each hands back its state.
-async fn freeze_all(stops: &mut Stops, tasks: &mut Tasks) -> Result<Ended, String> {
+async fn freeze_all(stops: &mut Stops, tasks: &mut Tasks) -> Result<Ended, SupervisionError> {
     let order: Vec<String> = stops.iter().map(|(n, _)| n.clone()).collect();
     for (_, tx) in stops.iter_mut() {
         if let Some(tx) = tx.take() {
@@ -162,9 +189,9 @@ async fn freeze_all(stops: &mut Stops, tasks: &mut Tasks) -> Result<Ended, Strin
             Ok((name, Ok(Some(f)))) => {
                 frozen.insert(name, f);
             }
-            Ok((name, Ok(None))) => return Err(format!("{name} had stopped before the handover")),
-            Ok((name, Err(e))) => return Err(format!("{name}: {e}")),
-            Err(e) => return Err(format!("a supervisor panicked: {e}")),
+            Ok((name, Ok(None))) => return Err(SupervisionError::StoppedEarly(name)),
+            Ok((unit, Err(source))) => return Err(SupervisionError::Illegal { unit, source }),
+            Err(e) => return Err(SupervisionError::Panicked(e.to_string())),
         }
     }
     Ok(Ended::Frozen(
@@ -199,7 +226,7 @@ async fn stop_in_order(
     handle: &Handle,
     stops: &mut Stops,
     tasks: &mut Tasks,
-) -> Result<(), String> {
+) -> Result<(), SupervisionError> {
     let mut remaining: BTreeSet<String> = handle.units.iter().map(|u| u.name.clone()).collect();
     let mut outcome = Ok(());
     while !remaining.is_empty() {
@@ -228,14 +255,17 @@ async fn stop_in_order(
         while !left.is_empty() {
             match tasks.join_next().await {
                 Some(Ok((name, result))) => {
-                    if let Err(e) = result {
-                        outcome = Err(format!("{name}: {e}"));
+                    if let Err(source) = result {
+                        outcome = Err(SupervisionError::Illegal {
+                            unit: name.clone(),
+                            source,
+                        });
                     }
                     left.remove(&name);
                     remaining.remove(&name);
                 }
                 Some(Err(e)) => {
-                    outcome = Err(format!("a supervisor panicked: {e}"));
+                    outcome = Err(SupervisionError::Panicked(e.to_string()));
                     break;
                 }
                 None => break,

@@ -192,66 +192,34 @@ pub fn init(
             .with_target("stigmer", ours)
             .with_default(rest)
     });
-    let ansi = std::io::stderr().is_terminal();
-    let (writer, writer_guard) = if daemon {
-        let (w, g) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-            .lossy(true)
-            .thread_name("stigmer-log")
-            .finish(DaemonLog::new(daemon_log));
-        (
-            tracing_subscriber::fmt::writer::BoxMakeWriter::new(w),
-            Some(g),
-        )
-    } else {
-        (
-            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
-            None,
-        )
-    };
+    let (writer, writer_guard) = writer(daemon, daemon_log);
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(writer)
-        .with_ansi(ansi)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let fmt = match format {
         LogFormat::Json => fmt.json().boxed(),
         LogFormat::Pretty => fmt.boxed(),
     };
-    let (otel_layer, guard) = match otlp.map(build_provider) {
+    let mut guard = Guard {
+        provider: None,
+        _runtime: None,
+        _writer: writer_guard,
+    };
+    let otel_layer = match otlp.map(build_provider) {
         Some(Ok((provider, rt))) => {
             let tracer = provider.tracer("stigmer-local");
-            let layer = tracing_opentelemetry::layer().with_tracer(tracer);
             TRACES_ON.store(true, std::sync::atomic::Ordering::Relaxed);
-            (
-                Some(layer),
-                Guard {
-                    provider: Some(provider),
-                    _runtime: Some(rt),
-                    _writer: None,
-                },
-            )
+            guard.provider = Some(provider);
+            guard._runtime = Some(rt);
+            Some(tracing_opentelemetry::layer().with_tracer(tracer))
         }
         Some(Err(e)) => {
             eprintln!("warning: traces disabled: {e}");
-            (
-                None,
-                Guard {
-                    provider: None,
-                    _runtime: None,
-                    _writer: None,
-                },
-            )
+            None
         }
-        None => (
-            None,
-            Guard {
-                provider: None,
-                _runtime: None,
-                _writer: None,
-            },
-        ),
+        None => None,
     };
-    let mut guard = guard;
-    guard._writer = writer_guard;
     let _ = tracing_subscriber::registry()
         .with(env_filter)
         .with(targets)
@@ -259,6 +227,27 @@ pub fn init(
         .with(otel_layer)
         .try_init();
     guard
+}
+
+/// Where log lines go: the daemon's through a writer thread of its own
+/// ([`DaemonLog`], rotating `daemon_log` when stderr is that file), the
+/// CLI's straight to stderr.
+fn writer(
+    daemon: bool,
+    daemon_log: Option<&std::path::Path>,
+) -> (
+    tracing_subscriber::fmt::writer::BoxMakeWriter,
+    Option<tracing_appender::non_blocking::WorkerGuard>,
+) {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    if !daemon {
+        return (BoxMakeWriter::new(std::io::stderr), None);
+    }
+    let (w, g) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("stigmer-log")
+        .finish(DaemonLog::new(daemon_log));
+    (BoxMakeWriter::new(w), Some(g))
 }
 
 use tracing_subscriber::Layer as _;

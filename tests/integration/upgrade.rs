@@ -100,7 +100,7 @@ impl Prober {
                 n += 1;
                 c.store(n, Ordering::Release);
                 if let Err(e) = r {
-                    failures.push(e);
+                    failures.push(e.to_string());
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }

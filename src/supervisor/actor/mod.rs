@@ -35,6 +35,15 @@ struct Live {
 
 type ProbeFuture = Pin<Box<dyn Future<Output = Round> + Send>>;
 
+/// What woke the actor.
+enum Woke {
+    /// Events for the state machine (possibly none: a timer or a probe
+    /// round started).
+    Events(Vec<Event>),
+    /// An upgrade: hand everything over.
+    Freeze,
+}
+
 /// The supervisor task of one unit. Create with [`Actor::new`], run with
 /// [`Actor::run`].
 pub struct Actor {
@@ -231,55 +240,72 @@ impl Actor {
             if self.finished {
                 return Ok(None);
             }
-            let probing_due = self.probe.is_none() && self.wants_probes();
-            let child_running = self
-                .live
-                .as_ref()
-                .is_some_and(|l| l.child.exit_status().is_none());
-            tokio::select! {
-                biased;
-                how = &mut halt, if !shutdown_seen => {
-                    if how == Halt::Freeze {
-                        return Ok(Some(self.freeze().await));
-                    }
-                    shutdown_seen = true;
-                    self.probe = None; // cancel an in-flight probe at once
-                    pending.push(Event::Shutdown);
-                }
-                status = wait_exit(&mut self.live), if child_running => {
-                    self.timers.exit_seen_at = Some(Instant::now());
-                    match status {
-                        Ok(status) => pending.push(Event::Exited { status }),
-                        Err(e) => tracing::error!(unit = %self.unit.name, error = %e, "waiting for the process failed"),
-                    }
-                }
-                () = sleep_opt(self.timers.kill_at) => {
-                    self.timers.kill_at = None;
-                    self.signal(Signal::SIGKILL, "grace period over");
-                }
-                () = sleep_opt(self.timers.wake) => {
-                    self.timers.wake = None;
-                    pending.push(Event::Wake);
-                }
-                Some(cmd) = self.commands.recv() => pending.extend(self.command(cmd)),
-                Some(pid) = self.ready_lines.1.recv() => {
-                    if self.state.name() == StateName::Starting && self.state.pid() == Some(pid) {
-                        pending.push(Event::ProbeOk);
-                    }
-                }
-                round = poll_opt(&mut self.probe) => {
-                    self.probe = None;
-                    // Rounds start on a fixed cadence: a slow (timing-out)
-                    // round does not push the next one back.
-                    self.next_probe = (self.probe_started + self.probe_interval()).max(Instant::now());
-                    pending.extend(self.absorb(round));
-                }
-                () = sleep_until(self.next_probe.into()), if probing_due => {
-                    self.probe_started = Instant::now();
-                    self.probe = self.start_round();
-                }
+            match self.next(&mut halt, &mut shutdown_seen).await {
+                Woke::Freeze => return Ok(Some(self.freeze().await)),
+                Woke::Events(events) => pending = events,
             }
         }
+    }
+
+    /// Wait for whatever comes first: shutdown (first, so it wins), the
+    /// child's exit, the grace-period and backoff timers, a command, a
+    /// logged readiness line, the in-flight probe round, or the next one
+    /// being due.
+    async fn next(
+        &mut self,
+        halt: &mut std::pin::Pin<&mut impl Future<Output = Halt>>,
+        shutdown_seen: &mut bool,
+    ) -> Woke {
+        let probing_due = self.probe.is_none() && self.wants_probes();
+        let child_running = self
+            .live
+            .as_ref()
+            .is_some_and(|l| l.child.exit_status().is_none());
+        let mut events = Vec::new();
+        tokio::select! {
+            biased;
+            how = halt, if !*shutdown_seen => {
+                if how == Halt::Freeze {
+                    return Woke::Freeze;
+                }
+                *shutdown_seen = true;
+                self.probe = None; // cancel an in-flight probe at once
+                events.push(Event::Shutdown);
+            }
+            status = wait_exit(&mut self.live), if child_running => {
+                self.timers.exit_seen_at = Some(Instant::now());
+                match status {
+                    Ok(status) => events.push(Event::Exited { status }),
+                    Err(e) => tracing::error!(unit = %self.unit.name, error = %e, "waiting for the process failed"),
+                }
+            }
+            () = sleep_opt(self.timers.kill_at) => {
+                self.timers.kill_at = None;
+                self.signal(Signal::SIGKILL, "grace period over");
+            }
+            () = sleep_opt(self.timers.wake) => {
+                self.timers.wake = None;
+                events.push(Event::Wake);
+            }
+            Some(cmd) = self.commands.recv() => events.extend(self.command(cmd)),
+            Some(pid) = self.ready_lines.1.recv() => {
+                if self.state.name() == StateName::Starting && self.state.pid() == Some(pid) {
+                    events.push(Event::ProbeOk);
+                }
+            }
+            round = poll_opt(&mut self.probe) => {
+                self.probe = None;
+                // Rounds start on a fixed cadence: a slow (timing-out)
+                // round does not push the next one back.
+                self.next_probe = (self.probe_started + self.probe_interval()).max(Instant::now());
+                events.extend(self.absorb(round));
+            }
+            () = sleep_until(self.next_probe.into()), if probing_due => {
+                self.probe_started = Instant::now();
+                self.probe = self.start_round();
+            }
+        }
+        Woke::Events(events)
     }
 
     /// A command as an event, when the current state takes it (a start
