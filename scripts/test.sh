@@ -39,6 +39,11 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
   $sudo_ apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
 fi
 
+# The compatibility tests' previous release (0.1.0), built from its
+# commit in this clone's history.
+STIGMER_PREVIOUS_BIN=$(scripts/build-previous.sh | tail -n1)
+export STIGMER_PREVIOUS_BIN
+
 # The upgrade tests' failing binaries: this tree built with the test-only
 # `test-faults` feature (never in a shipped build), kept aside before the
 # normal build replaces target/debug/stigmer.

