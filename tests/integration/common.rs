@@ -263,7 +263,13 @@ impl TestHome {
 
     /// `stigmer` with this home and a clean environment.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(stigmer_bin());
+        self.cmd_of(&stigmer_bin(), args)
+    }
+
+    /// `stigmer` from the binary at `bin` (another build or release), in
+    /// this home, like [`TestHome::cmd`].
+    pub fn cmd_of(&self, bin: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(bin);
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("STIGMER_") || k == "RUST_LOG" {
                 c.env_remove(k);

@@ -5,29 +5,13 @@
 
 use crate::common::*;
 use nix::sys::signal::Signal;
-use std::path::Path;
-use std::process::Command;
 
 impl TestHome {
-    /// `args` run by the binary at `bin`, in this home.
-    fn run_with(&self, bin: &Path, args: &[&str]) -> std::process::Output {
-        let c = self.cmd(args);
-        let mut other = Command::new(bin);
-        other.args(c.get_args());
-        for (k, v) in c.get_envs() {
-            match v {
-                Some(v) => other.env(k, v),
-                None => other.env_remove(k),
-            };
-        }
-        run(other)
-    }
-
     /// Start with 0.1.0.
     fn start_previous(&self) {
         let args = self.start_args();
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = self.run_with(&previous_bin(), &refs);
+        let out = run(self.cmd_of(&previous_bin(), &refs));
         assert_eq!(out.status.code(), Some(0), "0.1.0 starts: {}", text(&out));
     }
 
@@ -89,7 +73,7 @@ fn the_previous_release_upgrades_to_this_one_and_this_cli_upgrades_it_too() {
             run(h.cmd(&["local", "upgrade"]))
         } else {
             let binary = new.display().to_string();
-            h.run_with(&previous_bin(), &["local", "upgrade", "--binary", &binary])
+            run(h.cmd_of(&previous_bin(), &["local", "upgrade", "--binary", &binary]))
         };
         assert_eq!(out.status.code(), Some(0), "{by_this_cli}: {}", text(&out));
         assert!(text(&out).contains("from stigmer 0.1.0"), "{}", text(&out));

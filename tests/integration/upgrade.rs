@@ -33,20 +33,6 @@ impl TestHome {
         p
     }
 
-    /// `stigmer` from `bin`, like [`TestHome::cmd`].
-    fn cmd_of(&self, bin: &Path, args: &[&str]) -> Command {
-        let c = self.cmd(args);
-        let mut other = Command::new(bin);
-        other.args(c.get_args());
-        for (k, v) in c.get_envs() {
-            match v {
-                Some(v) => other.env(k, v),
-                None => other.env_remove(k),
-            };
-        }
-        other
-    }
-
     fn upgrade_with(&self, bin: &Path) -> Output {
         run(self.cmd_of(bin, &["local", "upgrade"]))
     }
