@@ -40,7 +40,7 @@ use crate::supervisor::policy::Policy;
 use crate::supervisor::registry::SharedRegistry;
 use crate::supervisor::stack::{Ended, Runner, Stack, SupervisionError};
 use crate::supervisor::unit::Unit;
-use crate::supervisor::{Actor, Command, Context, Halt, Handle, Observer, Observers};
+use crate::supervisor::{Actor, Command, Context, Halt, Handle, Observer, Observers, Outlet};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -559,46 +559,57 @@ fn build_stack(
     };
     let mut members = Vec::new();
     let mut startups = Vec::new();
+    // A unit handed over in an upgrade had its first start reported by
+    // the daemon that made it; a fresh one is waited for.
+    let mut outlet = |name: &str, frozen: &Option<FrozenUnit>| {
+        let mut out = Outlet::new(observe(name));
+        if frozen.is_none() {
+            startups.push((name.to_string(), out.watch_startup()));
+        }
+        out
+    };
     let temporal = match cfg.attach {
         Some(addr) => {
+            let frozen = take(TEMPORAL)?;
+            let out = outlet(TEMPORAL, &frozen);
             let (w, h) = Watcher::new(
                 addr,
                 cfg.health_interval,
                 cfg.health_timeout,
                 ctx.registry.clone(),
+                out,
             );
-            let mut w = w.with_observer(observe(TEMPORAL));
-            match take(TEMPORAL)? {
-                None => startups.push((TEMPORAL.to_string(), w.notify_startup())),
-                Some(FrozenUnit::Attached { state, snapshot }) => w = w.adopt(state, *snapshot),
+            let w = match frozen {
+                None => w,
+                Some(FrozenUnit::Attached { state, snapshot }) => w.adopt(state, *snapshot),
                 Some(_) => return Err(mismatch(TEMPORAL)),
-            }
+            };
             (Runner::Attached(w), h)
         }
         None => {
+            let frozen = take(TEMPORAL)?;
+            let out = outlet(TEMPORAL, &frozen);
             let unit = Unit::temporal(cfg, &info.binary, info.policy.clone());
-            let (a, h) = Actor::new(unit, ctx);
-            let mut a = a.with_observer(observe(TEMPORAL));
-            match take(TEMPORAL)? {
-                None => startups.push((TEMPORAL.to_string(), a.notify_startup())),
-                Some(FrozenUnit::Managed(f)) => {
-                    a = a.adopt(*f).map_err(|e| adopt_err(TEMPORAL, e))?
-                }
+            let (a, h) = Actor::new(unit, ctx, out);
+            let a = match frozen {
+                None => a,
+                Some(FrozenUnit::Managed(f)) => a.adopt(*f).map_err(|e| adopt_err(TEMPORAL, e))?,
                 Some(_) => return Err(mismatch(TEMPORAL)),
-            }
+            };
             (Runner::Managed(Box::new(a)), h)
         }
     };
     members.push(temporal);
     for s in &cfg.services {
+        let frozen = take(&s.name)?;
+        let out = outlet(&s.name, &frozen);
         let unit = Unit::service(s, cfg, info.policy.clone(), &ctx.spawner);
-        let (a, h) = Actor::new(unit, ctx);
-        let mut a = a.with_observer(observe(&s.name));
-        match take(&s.name)? {
-            None => startups.push((s.name.clone(), a.notify_startup())),
-            Some(FrozenUnit::Managed(f)) => a = a.adopt(*f).map_err(|e| adopt_err(&s.name, e))?,
+        let (a, h) = Actor::new(unit, ctx, out);
+        let a = match frozen {
+            None => a,
+            Some(FrozenUnit::Managed(f)) => a.adopt(*f).map_err(|e| adopt_err(&s.name, e))?,
             Some(_) => return Err(mismatch(&s.name)),
-        }
+        };
         members.push((Runner::Managed(Box::new(a)), h));
     }
     Ok(Stack::new(members, startups))

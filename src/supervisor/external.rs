@@ -9,14 +9,14 @@ use super::registry::SharedRegistry;
 use crate::model::{Layer, StateName};
 
 use super::Startup;
-use super::{Command, Halt, NoObserver, Observer, Snapshot, UnitHandle};
+use super::{Command, Halt, Outlet, Snapshot, UnitHandle};
 use crate::health::{self, FileChecks, Plan, Round, Target};
 use crate::model::TEMPORAL;
 use crate::model::clock::unix_now_ms;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 /// Period of rounds until the external Temporal first answers.
 const STARTUP_INTERVAL: Duration = Duration::from_millis(100);
@@ -67,10 +67,9 @@ pub struct Watcher {
     interval: Duration,
     timeout: Duration,
     registry: SharedRegistry,
-    observer: Arc<dyn Observer>,
+    out: Outlet,
     status: watch::Sender<Snapshot>,
     commands: mpsc::Receiver<Command>,
-    startup: Option<oneshot::Sender<Startup>>,
     state: Watched,
 }
 
@@ -81,6 +80,7 @@ impl Watcher {
         interval: Duration,
         timeout: Duration,
         registry: SharedRegistry,
+        out: Outlet,
     ) -> (Self, UnitHandle) {
         let snap = Snapshot {
             state: StateName::Starting,
@@ -95,34 +95,18 @@ impl Watcher {
             interval,
             timeout,
             registry,
-            observer: Arc::new(NoObserver),
+            out,
             status,
             commands,
-            startup: None,
             state: Watched::Starting,
         };
         (w, handle)
-    }
-
-    /// Startup metrics and traces to `observer`.
-    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
-        self.observer = observer;
-        self
-    }
-
-    /// The first time it answers (`Ready` with pid 0: not ours).
-    pub fn notify_startup(&mut self) -> oneshot::Receiver<Startup> {
-        let (tx, rx) = oneshot::channel();
-        self.startup = Some(tx);
-        rx
     }
 
     /// Continue from what the previous daemon's watcher handed over.
     pub fn adopt(mut self, state: Watched, snapshot: Snapshot) -> Self {
         self.state = state;
         self.status.send_replace(snapshot);
-        // Its first start was reported by the previous daemon.
-        self.startup = None;
         self
     }
 
@@ -132,7 +116,7 @@ impl Watcher {
         tokio::pin!(halt);
         let mut state = self.state;
         if state != Watched::Starting {
-            self.observer.adopted(state.name(), None);
+            self.out.observer.adopted(state.name(), None);
         }
         let mut next = Instant::now();
         let how = loop {
@@ -165,7 +149,7 @@ impl Watcher {
             }
             if to.name() != state.name() {
                 tracing::info!(from = state.name().as_str(), to = to.name().as_str(), address = %self.addr, "external Temporal");
-                self.observer.state_changed(state.name(), to.name());
+                self.out.observer.state_changed(state.name(), to.name());
             }
             state = to;
             self.publish(state, &round);
@@ -176,7 +160,8 @@ impl Watcher {
                 snapshot: Box::new(self.status.borrow().clone()),
             });
         }
-        self.observer
+        self.out
+            .observer
             .state_changed(state.name(), StateName::Stopped);
         self.status.send_modify(|s| {
             s.state = StateName::Stopped;
@@ -204,13 +189,12 @@ impl Watcher {
         });
         for c in &round.checks {
             if state != Watched::Starting || c.ok {
-                self.observer.probe(c);
+                self.out.observer.probe(c);
             }
         }
-        if state == Watched::Running
-            && let Some(tx) = self.startup.take()
-        {
-            let _ = tx.send(Startup::Ready { pid: 0 });
+        // The first time it answers (`Ready` with pid 0: not ours).
+        if state == Watched::Running {
+            self.out.report_startup(Startup::Ready { pid: 0 });
         }
     }
 }

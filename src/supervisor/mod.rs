@@ -30,8 +30,9 @@ use crate::model::Layer;
 use crate::model::{RestartReason, StateName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use actor::Actor;
 
@@ -86,7 +87,7 @@ pub struct UnitHandle {
     /// Command channel.
     pub commands: mpsc::Sender<Command>,
     /// What its log has written and dropped (read when asked).
-    pub log: std::sync::Arc<crate::disk::LogStats>,
+    pub log: Arc<crate::disk::LogStats>,
     /// Its log file (none for an external Temporal).
     pub log_path: Option<std::path::PathBuf>,
 }
@@ -178,7 +179,7 @@ pub struct UnitView {
     /// Its log file, when it has one.
     pub log: Option<std::path::PathBuf>,
     /// What its log wrote and dropped.
-    pub stats: std::sync::Arc<crate::disk::LogStats>,
+    pub stats: Arc<crate::disk::LogStats>,
 }
 
 /// What every unit's supervisor (an actor, or the watcher of an external
@@ -188,7 +189,7 @@ pub(crate) fn unit_channels(
     name: &str,
     depends_on: Vec<String>,
     first: Snapshot,
-    log: std::sync::Arc<crate::disk::LogStats>,
+    log: Arc<crate::disk::LogStats>,
     log_path: Option<std::path::PathBuf>,
 ) -> (watch::Sender<Snapshot>, mpsc::Receiver<Command>, UnitHandle) {
     let (status, status_rx) = watch::channel(first);
@@ -250,6 +251,44 @@ pub trait Observer: Send + Sync {
     fn stopped(&self) {}
 }
 
+/// Where a unit's runner reports: its observer (metrics, traces) and, on
+/// a fresh start (not one adopted in an upgrade), whoever waits to hear
+/// how the first start went. Both kinds of runner take one.
+pub struct Outlet {
+    /// Told of every state change, check, spawn, exit and restart.
+    pub observer: Arc<dyn Observer>,
+    startup: Option<oneshot::Sender<Startup>>,
+}
+
+impl Outlet {
+    /// Reports to `observer`, nobody waits for the startup.
+    pub fn new(observer: Arc<dyn Observer>) -> Self {
+        Outlet {
+            observer,
+            startup: None,
+        }
+    }
+
+    /// Be told how the first start goes: the first `Ready` or `Failed`.
+    pub fn watch_startup(&mut self) -> oneshot::Receiver<Startup> {
+        let (tx, rx) = oneshot::channel();
+        self.startup = Some(tx);
+        rx
+    }
+
+    /// Someone still waits to hear how the first start went.
+    pub fn awaits_startup(&self) -> bool {
+        self.startup.is_some()
+    }
+
+    /// Tell the waiter, once.
+    pub fn report_startup(&mut self, outcome: Startup) {
+        if let Some(tx) = self.startup.take() {
+            let _ = tx.send(outcome);
+        }
+    }
+}
+
 /// What is known when a restart is decided.
 #[derive(Debug, Clone)]
 pub struct RestartInfo {
@@ -264,12 +303,8 @@ pub struct RestartInfo {
     pub detection: Option<Duration>,
 }
 
-/// An observer that does nothing.
-pub struct NoObserver;
-impl Observer for NoObserver {}
-
 /// Several observers as one (metrics and spans).
-pub struct Observers(pub Vec<std::sync::Arc<dyn Observer>>);
+pub struct Observers(pub Vec<Arc<dyn Observer>>);
 
 impl Observer for Observers {
     fn state_changed(&self, from: StateName, to: StateName) {

@@ -22,7 +22,7 @@ impl Actor {
             Action::Kill => self.signal(Signal::SIGKILL, "restart"),
             Action::Terminate => {
                 if self.state.name() == StateName::Stopping {
-                    self.observer.stopping();
+                    self.out.observer.stopping();
                 }
                 self.signal(self.unit.stop_signal, "terminate");
                 self.signal(Signal::SIGCONT, "terminate");
@@ -44,7 +44,7 @@ impl Actor {
                 });
             }
             Action::Finish => {
-                self.observer.stopped();
+                self.out.observer.stopped();
                 self.finished = true;
             }
         }
@@ -96,7 +96,7 @@ impl Actor {
             recovery_ms: None,
         });
         tracing::warn!(unit = %self.unit.name, reason = reason.label(), detail = ?reason, count = r.count, "restarting");
-        self.observer.restart(&RestartInfo {
+        self.out.observer.restart(&RestartInfo {
             reason: reason.clone(),
             attempt: self.state.attempt(),
             backoff: delay,
@@ -120,7 +120,7 @@ impl Actor {
         } else {
             tracing::warn!(unit = %self.unit.name, pid, status = %status.describe(), "exited");
         }
-        self.observer.exited(pid, status);
+        self.out.observer.exited(pid, status);
     }
 
     /// A first start that ended before the process was ever ready.
@@ -169,7 +169,7 @@ impl Actor {
         }
         self.write_pid_file();
         tracing::info!(unit = %self.unit.name, pid, start_ms = ms(start), recovery_ms = ?recovery.map(ms), "ready");
-        self.observer.serving(pid, start, recovery);
+        self.out.observer.serving(pid, start, recovery);
         self.report_startup(Startup::Ready { pid });
     }
 
@@ -226,7 +226,7 @@ impl Actor {
         self.write_pid_file();
         self.next_probe = Instant::now();
         tracing::info!(unit = %self.unit.name, pid, attempt, "spawned");
-        self.observer.spawned(pid, attempt);
+        self.out.observer.spawned(pid, attempt);
         Event::Spawned { pid }
     }
 
@@ -316,7 +316,7 @@ impl Actor {
     /// `publish`, after the snapshot says the same: a `start` that returns
     /// "ready" must find `/status` and `status` saying so too.
     fn report_startup(&mut self, outcome: Startup) {
-        if self.startup.is_some() && self.startup_outcome.is_none() {
+        if self.out.awaits_startup() && self.startup_outcome.is_none() {
             self.startup_outcome = Some(outcome);
         }
     }

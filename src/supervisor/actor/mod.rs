@@ -14,7 +14,7 @@ mod probing;
 use super::frozen::{FrozenActor, FrozenChild, FrozenUnit, Timers};
 use super::state::{Event, State, step};
 use super::unit::Unit;
-use super::{Command, Context, Halt, NoObserver, Observer, Snapshot, UnitHandle};
+use super::{Command, Context, Halt, Outlet, Snapshot, UnitHandle};
 use crate::disk::LogStream;
 use crate::health::{FileChecks, Round};
 use crate::model::StateName;
@@ -24,7 +24,7 @@ use nix::sys::signal::Signal;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::sleep_until;
 
 /// The running child and what we know of it.
@@ -51,7 +51,7 @@ pub struct Actor {
     ctx: Context,
     /// The lock and PID file checks of its rounds (Temporal's only).
     files: Option<Arc<dyn FileChecks>>,
-    observer: Arc<dyn Observer>,
+    out: Outlet,
     log: LogStream,
     /// The copies of the child's output into the log.
     pumps: Vec<crate::logfile::Pump>,
@@ -59,7 +59,6 @@ pub struct Actor {
     commands: mpsc::Receiver<Command>,
     /// Pids whose readiness line the log pump saw.
     ready_lines: (mpsc::UnboundedSender<i32>, mpsc::UnboundedReceiver<i32>),
-    startup: Option<oneshot::Sender<Startup>>,
     /// The startup outcome, sent by `publish` once the snapshot agrees.
     startup_outcome: Option<Startup>,
     // Runtime state.
@@ -79,7 +78,7 @@ impl Actor {
     /// logging through `ctx`, and the handle to talk to it. A unit with
     /// dependencies starts `waiting` for [`Command::Start`]; the others
     /// start at once.
-    pub fn new(unit: Unit, ctx: &Context) -> (Self, UnitHandle) {
+    pub fn new(unit: Unit, ctx: &Context, out: Outlet) -> (Self, UnitHandle) {
         let state = if unit.depends_on.is_empty() {
             State::Stopped
         } else {
@@ -104,13 +103,12 @@ impl Actor {
             unit,
             ctx: ctx.clone(),
             files,
-            observer: Arc::new(NoObserver),
+            out,
             log,
             pumps: Vec::new(),
             status,
             commands,
             ready_lines: mpsc::unbounded_channel(),
-            startup: None,
             startup_outcome: None,
             state,
             live: None,
@@ -123,19 +121,6 @@ impl Actor {
             finished: false,
         };
         (actor, handle)
-    }
-
-    /// Startup metrics and traces to `observer`.
-    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
-        self.observer = observer;
-        self
-    }
-
-    /// How the first start went: the first `Ready` or `Failed` report.
-    pub fn notify_startup(&mut self) -> oneshot::Receiver<Startup> {
-        let (tx, rx) = oneshot::channel();
-        self.startup = Some(tx);
-        rx
     }
 
     /// Continue supervising from what the previous daemon's actor handed
@@ -161,8 +146,6 @@ impl Actor {
                 identity: c.identity,
             });
         }
-        // Its first start was reported by the daemon that made it.
-        self.startup = None;
         self.status.send_replace(self.snap.clone());
         Ok(self)
     }
@@ -213,7 +196,9 @@ impl Actor {
             self.live = Some(live);
         }
         if !matches!(self.state, State::Stopped | State::Waiting) {
-            self.observer.adopted(self.state.name(), self.state.pid());
+            self.out
+                .observer
+                .adopted(self.state.name(), self.state.pid());
         }
         tokio::pin!(halt);
         let mut shutdown_seen = false;
@@ -338,7 +323,7 @@ impl Actor {
         self.state = next;
         if self.state.name() != from {
             tracing::info!(unit = %self.unit.name, from = from.as_str(), to = self.state.name().as_str(), pid = ?self.state.pid(), "state");
-            self.observer.state_changed(from, self.state.name());
+            self.out.observer.state_changed(from, self.state.name());
         }
         if exited && from == StateName::Starting {
             self.startup_exit_failed();
@@ -374,10 +359,8 @@ impl Actor {
                 true
             }
         });
-        if let Some(outcome) = self.startup_outcome.take()
-            && let Some(tx) = self.startup.take()
-        {
-            let _ = tx.send(outcome);
+        if let Some(outcome) = self.startup_outcome.take() {
+            self.out.report_startup(outcome);
         }
     }
 

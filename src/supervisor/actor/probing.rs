@@ -66,7 +66,7 @@ impl Actor {
             // expected; that is not a health-check failure.
             let expected = quiet_startup && !c.ok && c.layer.answers();
             if !expected {
-                self.observer.probe(c);
+                self.out.observer.probe(c);
             }
             if !c.ok && !quiet_startup {
                 tracing::warn!(unit = %self.unit.name, layer = c.layer.as_str(), reason = %c.reason, "health check failed");
