@@ -25,5 +25,12 @@ if ! rustc --print target-libdir --target "$target" 2>/dev/null | xargs -r test 
     exit 1
   fi
 fi
+# ring (rustls's crypto, for TLS to Temporal and OTLP) compiles a little C:
+# with musl's headers, through musl-gcc (Debian: musl-tools).
+if ! command -v musl-gcc >/dev/null 2>&1; then
+  echo "build-static: musl-gcc not found; install it (Debian: \`apt-get install musl-tools\`), or use \`cargo build --release\` (glibc build)" >&2
+  exit 1
+fi
+export "CC_${target//-/_}=musl-gcc"
 cargo build --release --locked --bin stigmer --target "$target" >&2
 echo "target/$target/release/stigmer"
