@@ -17,6 +17,9 @@ pub enum Failure {
     /// See [`FileError`].
     #[error(transparent)]
     File(#[from] FileError),
+    /// See [`crate::config::temporal::SettingsError`].
+    #[error(transparent)]
+    TemporalSettings(#[from] crate::config::temporal::SettingsError),
     /// See [`BinaryError`].
     #[error(transparent)]
     Binary(#[from] BinaryError),
@@ -77,6 +80,7 @@ impl Failure {
             Failure::File(e) if e.untrusted => Code::Untrusted,
             Failure::File(_) => Code::ConfigFile,
             Failure::Binary(_) => Code::Binary,
+            Failure::TemporalSettings(_) => Code::TemporalSettings,
             Failure::StateDir(_) => Code::StateDir,
             Failure::Lock(_) | Failure::PidWrite(_) => Code::StateDir,
             Failure::PortInUse { .. } => Code::PortInUse,
@@ -107,6 +111,7 @@ impl From<LoadError> for Failure {
         match e {
             LoadError::Values(e) => Failure::Config(e),
             LoadError::File(e) => Failure::File(e),
+            LoadError::Temporal(e) => Failure::TemporalSettings(e),
         }
     }
 }

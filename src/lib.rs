@@ -14,11 +14,13 @@
 //! health                            probes that only look, one per layer
 //! reclaim                           what a dead daemon left: verified, then stopped
 //! pidfile · logfile · config        the PID record | log pumps, tail, follow | options,
-//!                                   stigmer.toml, services
-//! disk · process · lock · paths · redact · http_client
+//!                                   stigmer.toml, services, the Temporal the stack uses
+//! temporal                          how to reach Temporal (connection, temporal.toml
+//!                                   profiles) and the calls supervision makes
+//! disk · process · lock · paths · redact · http_client · grpc
 //!                                   the disk thread | /proc, spawn, identity, groups |
 //!                                   the instance lock | state dir and trust | masking |
-//!                                   the one HTTP client
+//!                                   the one HTTP client | the gRPC client (TLS, headers)
 //! model                             shared values: unit names, exit codes, layer and
 //!                                   state names, restart reasons, the clock
 //! ```
@@ -85,6 +87,7 @@ pub mod pidfile;
 pub mod process;
 
 mod disk;
+mod grpc;
 mod http;
 mod lock;
 mod logfile;
@@ -94,3 +97,4 @@ mod reclaim;
 mod redact;
 mod status;
 mod supervisor;
+mod temporal;

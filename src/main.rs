@@ -111,7 +111,7 @@ fn start(
     }
     let otlp = a
         .foreground
-        .then(|| Otlp::from_env(cfg.otlp_endpoint.as_deref()))
+        .then(|| telemetry::otlp_from_env(cfg.otlp_endpoint.as_deref()))
         .flatten();
     let daemon_log = cfg.home.daemon_log();
     let _telemetry = logs(otlp, a.foreground.then_some(daemon_log.as_path()));
@@ -138,7 +138,7 @@ fn daemon(cli: &Cli, d: &DaemonArgs) -> Result<Code, Failure> {
             // SAFETY: the launching CLI passed us this fd; nothing else owns it.
             let cfg = unsafe { stigmer::ipc::handoff::read(a.config_fd) }
                 .map_err(|e| Failure::Internal(e.to_string()))?;
-            let otlp = Otlp::from_env(cfg.otlp_endpoint.as_deref());
+            let otlp = telemetry::otlp_from_env(cfg.otlp_endpoint.as_deref());
             let daemon_log = cfg.home.daemon_log();
             let _telemetry =
                 telemetry::init(cli.verbose, cli.log_format, true, Some(&daemon_log), otlp);

@@ -29,8 +29,8 @@ pub const FORMAT_VERSION: u32 = 1;
 /// only `--home`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Addresses {
-    /// Temporal's frontend gRPC address.
-    pub frontend: SocketAddr,
+    /// Temporal's frontend gRPC address, `HOST:PORT`.
+    pub frontend: String,
     /// Temporal's web UI, unless headless.
     pub ui_url: Option<String>,
     /// The daemon's HTTP server (health, status, metrics).

@@ -18,6 +18,26 @@ pub fn run(args: &StartArgs) -> Result<Code, Failure> {
         println!("# from {}, flags and environment", file.display());
     }
     print!("{}", effective.to_toml());
+    // What the stack's Temporal resolved to (credentials never shown).
+    let c = cfg.connection();
+    let how = match &cfg.attach {
+        None => "the managed dev server".to_string(),
+        Some(a) => match &a.profile {
+            Some(p) => format!(
+                "attached through profile {} of {}",
+                p.name,
+                p.file.display()
+            ),
+            None => "attached".to_string(),
+        },
+    };
+    println!(
+        "\n# Temporal: {how}, at {}, namespace {}, TLS {}, credentials {}",
+        c.endpoint.address,
+        c.namespace,
+        if c.tls() { "on" } else { "off" },
+        if c.has_credentials() { "set" } else { "none" },
+    );
     if let Err(e) = cfg.resolve_temporal_bin() {
         eprintln!("warning: {e}");
     }

@@ -366,10 +366,15 @@ fn read_report(rx: OwnedFd, deadline: Instant, spinner: &mut Spinner) -> Heard {
 }
 
 /// The failure a launch reports: the daemon's own class for a port, state
-/// directory or binary problem; any other failure is a failed start.
+/// directory, binary or credentials problem; any other failure is a
+/// failed start.
 fn relay(code: Code, message: String) -> Failure {
     match code {
-        Code::PortInUse | Code::StateDir | Code::Binary => Failure::Relayed(code, message),
+        Code::PortInUse
+        | Code::StateDir
+        | Code::Binary
+        | Code::TemporalAuth
+        | Code::StartTimeout => Failure::Relayed(code, message),
         _ => Failure::StartFailed(message),
     }
 }

@@ -81,8 +81,10 @@ fn stop_daemon(home: &StateDir, deadline: Instant) -> Result<(), Failure> {
                 )));
             }
         }
-        if r.units.contains_key(crate::model::TEMPORAL) {
-            wait_port_released(home, r.at.frontend)?;
+        if r.units.contains_key(crate::model::TEMPORAL)
+            && let Ok(frontend) = r.at.frontend.parse()
+        {
+            wait_port_released(home, frontend)?;
         }
     }
     Ok(())

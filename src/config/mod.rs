@@ -8,7 +8,9 @@
 
 pub mod file;
 pub mod options;
+pub mod otlp;
 pub mod services;
+pub mod temporal;
 
 use crate::paths::StateDir;
 use file::{ConfigFile, FileError, Sources};
@@ -65,8 +67,22 @@ pub struct Config {
     pub otlp_endpoint: Option<String>,
     /// Temporal's own options, passed through on every spawn.
     pub temporal: TemporalFlags,
-    /// An external Temporal to attach to instead of running one.
-    pub attach: Option<SocketAddr>,
+    /// An external Temporal to attach to instead of running one (0.1.0
+    /// handed over a bare address).
+    #[serde(deserialize_with = "temporal::attach_or_address")]
+    pub attach: Option<temporal::Attach>,
+    /// The stack's namespace (services' `TEMPORAL_NAMESPACE`).
+    #[serde(default = "temporal::default_namespace")]
+    pub namespace: String,
+    /// The write check of Temporal, when on.
+    #[serde(default)]
+    pub persistence: Option<temporal::PersistenceCheck>,
+    /// Port of Temporal's HTTP API, when fixed.
+    #[serde(default)]
+    pub http_port: Option<u16>,
+    /// IP the web UI binds, when not Temporal's.
+    #[serde(default)]
+    pub ui_ip: Option<IpAddr>,
     /// The declared services, each after what it depends on.
     pub services: Vec<ServiceSpec>,
     /// The configuration file read, if any.
@@ -106,7 +122,8 @@ impl From<&str> for Invalid {
 pub struct ConfigError(pub Vec<String>, pub bool);
 
 /// Why a configuration could not be loaded: a bad value (flag,
-/// environment or file), or a file that cannot be used.
+/// environment or file), a file that cannot be used, or an attached
+/// Temporal that cannot be reached as configured.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// See [`ConfigError`].
@@ -115,6 +132,9 @@ pub enum LoadError {
     /// See [`FileError`].
     #[error(transparent)]
     File(#[from] FileError),
+    /// See [`temporal::SettingsError`].
+    #[error(transparent)]
+    Temporal(#[from] temporal::SettingsError),
 }
 
 /// The Temporal binary cannot be used.
@@ -345,24 +365,49 @@ impl Problems<'_> {
                 "otlp_endpoint",
                 format!("{ep:?} must be an http:// or https:// URL"),
             );
+            return;
+        }
+        if let Err(e) = otlp::OtlpTarget::from_env(a.otlp_endpoint.as_deref()).check() {
+            self.push("otlp_endpoint", e);
         }
     }
 
-    /// Attach to an external Temporal: an address implies it; `managed =
-    /// false` needs one.
-    fn attach(&mut self, a: &Options) -> Option<SocketAddr> {
-        match &a.address {
-            Some(text) => services::socket_addr(text)
-                .map_err(|e| self.push("address", e.0))
-                .ok(),
-            None if !a.managed => {
-                self.push(
-                    "managed",
-                    "false needs the external Temporal's address (--temporal-address, TEMPORAL_SERVICE_ADDRESS or [temporal] address)".into(),
-                );
-                None
-            }
-            None => None,
+    /// The IP the web UI binds, when given.
+    fn ui_ip(&mut self, a: &Options) -> Option<IpAddr> {
+        let text = a.ui_ip.as_ref()?;
+        text.parse()
+            .map_err(|_| self.push("ui_ip", format!("{text:?} is not an IP address")))
+            .ok()
+    }
+
+    /// The write check: on by default for the managed dev server only.
+    fn persistence(
+        &mut self,
+        a: &Options,
+        attach: Option<&temporal::Attach>,
+    ) -> Option<temporal::PersistenceCheck> {
+        let interval = self.secs("persistence_interval", a.persistence_interval);
+        a.persistence_check
+            .unwrap_or(attach.is_none())
+            .then(|| temporal::PersistenceCheck {
+                interval,
+                restart: a.persistence_restart,
+                namespace: match attach {
+                    Some(at) => at.connection.namespace.clone(),
+                    None => crate::temporal::CHECK_NAMESPACE.to_string(),
+                },
+            })
+    }
+
+    /// Fixed ports of Temporal's other servers must not clash.
+    fn other_ports(&mut self, a: &Options, ui_port: Option<u16>) {
+        if let Some(p) = a.http_port
+            && (p == 0 || p == a.port || Some(p) == ui_port)
+        {
+            self.push(
+                "http_port",
+                format!("{p} must be non-zero and differ from --port and --ui-port"),
+            );
         }
     }
 }
@@ -383,14 +428,27 @@ impl Config {
 
     /// Check every value of `a`; collect all problems, naming each value
     /// as `sources` says it was given.
-    pub fn new(home: StateDir, a: &Options, sources: &Sources) -> Result<Config, ConfigError> {
+    pub fn new(home: StateDir, a: &Options, sources: &Sources) -> Result<Config, LoadError> {
         let mut p = Problems {
             found: Vec::new(),
             in_file: false,
             sources,
         };
-        let ui_port = p.ports(a);
+        let attached = temporal::attaches(a);
+        let ui_port = if attached { None } else { p.ports(a) };
+        p.other_ports(a, ui_port);
         let health_timeout = p.secs("health_timeout", a.health_timeout);
+        // Values first: a typo is reported before a profile is read.
+        let attach = if p.found.is_empty() {
+            temporal::resolve(a, &temporal::process_env())?
+        } else {
+            None
+        };
+        let namespace = match (&attach, &a.namespace) {
+            (Some(at), _) => at.connection.namespace.clone(),
+            (None, Some(n)) => n.to_string(),
+            (None, None) => "default".to_string(),
+        };
         let cfg = Config {
             temporal_ip: p.temporal_ip(a),
             port: a.port,
@@ -412,7 +470,11 @@ impl Config {
             start_timeout: p.secs("start_timeout", a.start_timeout),
             otlp_endpoint: a.otlp_endpoint.clone(),
             temporal: a.temporal.clone(),
-            attach: p.attach(a),
+            persistence: p.persistence(a, attach.as_ref()),
+            ui_ip: p.ui_ip(a),
+            http_port: a.http_port,
+            attach,
+            namespace,
             services: Vec::new(),
             file: None,
             home,
@@ -421,7 +483,7 @@ impl Config {
         if p.found.is_empty() {
             Ok(cfg)
         } else {
-            Err(ConfigError(p.found, p.in_file))
+            Err(ConfigError(p.found, p.in_file).into())
         }
     }
 
@@ -458,34 +520,67 @@ impl Config {
         Ok(specs)
     }
 
-    /// Where a local client reaches Temporal: its IP, or loopback when it
-    /// listens on every address.
-    fn connect_ip(&self) -> IpAddr {
-        match self.temporal_ip {
+    /// Where a local client reaches `ip`: itself, or loopback when it is
+    /// every address.
+    fn connect_ip(ip: IpAddr) -> IpAddr {
+        match ip {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,
         }
     }
 
-    /// Temporal's frontend address, as a local client dials it.
-    pub fn frontend(&self) -> SocketAddr {
-        self.attach
-            .unwrap_or_else(|| SocketAddr::new(self.connect_ip(), self.port))
+    /// Temporal's frontend, `HOST:PORT`, as a client dials it.
+    pub fn frontend(&self) -> String {
+        match &self.attach {
+            Some(at) => at.connection.endpoint.address.clone(),
+            None => SocketAddr::new(Self::connect_ip(self.temporal_ip), self.port).to_string(),
+        }
+    }
+
+    /// How every call reaches Temporal, in the stack's namespace.
+    pub fn connection(&self) -> crate::temporal::Connection {
+        match &self.attach {
+            Some(at) => at.connection.clone(),
+            None => crate::temporal::Connection::local(
+                SocketAddr::new(Self::connect_ip(self.temporal_ip), self.port),
+                &self.namespace,
+            ),
+        }
+    }
+
+    /// The IP the web UI binds.
+    fn ui_bind_ip(&self) -> IpAddr {
+        self.ui_ip.unwrap_or(self.temporal_ip)
     }
 
     /// The UI URL, unless headless (or the Temporal is not ours).
     pub fn ui_url(&self) -> Option<String> {
-        self.ui_port
-            .filter(|_| self.attach.is_none())
-            .map(|p| format!("http://{}", SocketAddr::new(self.connect_ip(), p)))
+        let path = self
+            .temporal
+            .ui_public_path
+            .as_ref()
+            .map(|p| p.to_string())
+            .filter(|p| p != "/")
+            .unwrap_or_default();
+        self.ui_port.filter(|_| self.attach.is_none()).map(|p| {
+            format!(
+                "http://{}{path}",
+                SocketAddr::new(Self::connect_ip(self.ui_bind_ip()), p)
+            )
+        })
     }
 
     /// Temporal's own /metrics URL when `--temporal-metrics-port` is set.
     pub fn temporal_metrics_url(&self) -> Option<String> {
         self.temporal_metrics_port
             .filter(|_| self.attach.is_none())
-            .map(|p| format!("http://{}/metrics", SocketAddr::new(self.connect_ip(), p)))
+            .map(|p| {
+                format!(
+                    "http://{}/metrics",
+                    SocketAddr::new(Self::connect_ip(self.temporal_ip), p)
+                )
+            })
     }
 
     /// Every address Temporal will bind, with what it is and the flag that
@@ -501,9 +596,16 @@ impl Config {
         )];
         if let Some(p) = self.ui_port {
             v.push((
-                SocketAddr::new(self.temporal_ip, p),
+                SocketAddr::new(self.ui_bind_ip(), p),
                 "Temporal web UI",
                 "ui-port",
+            ));
+        }
+        if let Some(p) = self.http_port {
+            v.push((
+                SocketAddr::new(self.temporal_ip, p),
+                "Temporal HTTP API",
+                "http-port",
             ));
         }
         v
@@ -524,6 +626,10 @@ impl Config {
             Some(p) => {
                 v.push("--ui-port".into());
                 v.push(p.to_string().into());
+                if let Some(ip) = self.ui_ip {
+                    v.push("--ui-ip".into());
+                    v.push(ip.to_string().into());
+                }
             }
             None => v.push("--headless".into()),
         }
@@ -531,7 +637,29 @@ impl Config {
             v.push("--metrics-port".into());
             v.push(p.to_string().into());
         }
+        if let Some(p) = self.http_port {
+            v.push("--http-port".into());
+            v.push(p.to_string().into());
+        }
         v.extend(self.temporal.args());
+        // The stack's namespace and the write check's, made at launch
+        // ("default" always is).
+        let mut made: Vec<String> = self
+            .temporal
+            .namespaces
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        made.push("default".into());
+        let wanted =
+            std::iter::once(&self.namespace).chain(self.persistence.as_ref().map(|p| &p.namespace));
+        for ns in wanted {
+            if !made.contains(ns) {
+                v.push("--namespace".into());
+                v.push(ns.into());
+                made.push(ns.clone());
+            }
+        }
         v
     }
 
@@ -644,7 +772,7 @@ mod tests {
     use crate::cli::Cli;
     use clap::Parser;
 
-    fn parse(extra: &[&str]) -> Result<Config, ConfigError> {
+    fn parse(extra: &[&str]) -> Result<Config, LoadError> {
         let mut v = vec!["stigmer", "local", "start", "--home", "/tmp/x"];
         v.extend_from_slice(extra);
         let crate::cli::Top::Local(l) = Cli::try_parse_from(v).unwrap().command else {
@@ -700,6 +828,9 @@ mod tests {
             "localhost",
         ])
         .unwrap_err();
+        let LoadError::Values(e) = e else {
+            panic!("{e}")
+        };
         assert_eq!(e.0.len(), 5, "{e}");
     }
 

@@ -142,13 +142,89 @@ pub struct Options {
         value_name = "BOOL"
     )]
     pub managed: bool,
-    /// Address of an external Temporal to attach to (implies managed false).
+    /// Address of an external Temporal to attach to (implies managed
+    /// false). A TEMPORAL_ADDRESS in the shell does not attach.
     #[arg(
         long = "temporal-address",
         env = "TEMPORAL_SERVICE_ADDRESS",
         value_name = "HOST:PORT"
     )]
     pub address: Option<String>,
+    /// Attach through this profile of Temporal's own temporal.toml
+    /// (TEMPORAL_CONFIG_FILE, else ~/.config/temporalio/temporal.toml),
+    /// with the TEMPORAL_* variables over it as Temporal's tools apply
+    /// them (implies managed false).
+    #[arg(
+        long = "temporal-profile",
+        env = "STIGMER_TEMPORAL_PROFILE",
+        value_name = "NAME"
+    )]
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// The stack's Temporal namespace, given to every service as
+    /// TEMPORAL_NAMESPACE [default: the profile's when attached through
+    /// one, else "default"].
+    #[arg(
+        long = "temporal-namespace",
+        env = "STIGMER_TEMPORAL_NAMESPACE",
+        value_name = "NAME"
+    )]
+    #[serde(default)]
+    pub namespace: Option<Namespace>,
+    /// TLS to the attached Temporal: true or false (in the file also a
+    /// table with temporal.toml's tls keys); overrides the profile's.
+    #[arg(
+        long = "temporal-tls",
+        env = "STIGMER_TEMPORAL_TLS",
+        value_name = "BOOL"
+    )]
+    #[serde(default)]
+    pub tls: Option<TlsDecl>,
+    /// The environment variable that holds the attached Temporal's API
+    /// key (the key itself never goes in a file or flag); overrides the
+    /// profile's.
+    #[arg(
+        long = "temporal-api-key-env",
+        env = "STIGMER_TEMPORAL_API_KEY_ENV",
+        value_name = "VAR"
+    )]
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Check every --persistence-interval that Temporal writes (start and
+    /// terminate a workflow that never runs) [default: true for the
+    /// managed dev server, false when attached: it would write to someone
+    /// else's cluster].
+    #[arg(
+        long,
+        env = "STIGMER_PERSISTENCE_CHECK",
+        value_name = "BOOL",
+        action = clap::ArgAction::Set
+    )]
+    #[serde(default)]
+    pub persistence_check: Option<bool>,
+    /// Seconds between persistence checks.
+    #[arg(
+        long,
+        default_value_t = 30.0,
+        env = "STIGMER_PERSISTENCE_INTERVAL",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    #[serde(default = "default_persistence_interval")]
+    pub persistence_interval: f64,
+    /// Restart Temporal after --failure-threshold failed persistence checks
+    /// in a row (off: a restart does not fix a full disk).
+    #[arg(long, env = "STIGMER_PERSISTENCE_RESTART")]
+    #[serde(default)]
+    pub persistence_restart: bool,
+    /// Port of Temporal's HTTP API [default: Temporal picks one].
+    #[arg(long, env = "STIGMER_HTTP_PORT")]
+    #[serde(default)]
+    pub http_port: Option<u16>,
+    /// IP the web UI binds [default: --temporal-ip].
+    #[arg(long, env = "STIGMER_UI_IP", value_name = "IP")]
+    #[serde(default)]
+    pub ui_ip: Option<String>,
     /// Temporal's own `start-dev` options.
     #[command(flatten)]
     #[serde(flatten)]
@@ -198,6 +274,34 @@ pub struct TemporalFlags {
     #[arg(long, env = "STIGMER_TEMPORAL_LOG_LEVEL", value_name = "LEVEL")]
     #[serde(default)]
     pub temporal_log_level: Option<TemporalLogLevel>,
+    /// Temporal's own log format [default: Temporal's, text].
+    #[arg(long, env = "STIGMER_TEMPORAL_LOG_FORMAT", value_name = "FORMAT")]
+    #[serde(default)]
+    pub temporal_log_format: Option<TemporalLogFormat>,
+    /// Print Temporal's server configuration to its log at start.
+    #[arg(long, env = "STIGMER_LOG_CONFIG")]
+    #[serde(default)]
+    pub log_config: bool,
+    /// The web UI's public base path (e.g. /temporal behind a proxy).
+    #[arg(long, env = "STIGMER_UI_PUBLIC_PATH", value_name = "PATH")]
+    #[serde(default)]
+    pub ui_public_path: Option<UiPublicPath>,
+    /// A directory of custom web UI assets.
+    #[arg(long, env = "STIGMER_UI_ASSET_PATH", value_name = "DIR")]
+    #[serde(default)]
+    pub ui_asset_path: Option<PathBuf>,
+    /// The web UI's remote codec endpoint (an http:// or https:// URL).
+    #[arg(long, env = "STIGMER_UI_CODEC_ENDPOINT", value_name = "URL")]
+    #[serde(default)]
+    pub ui_codec_endpoint: Option<HttpUrl>,
+    /// The web UI does not fetch its news feed.
+    #[arg(long, env = "STIGMER_UI_DISABLE_NEWS_FETCH")]
+    #[serde(default)]
+    pub ui_disable_news_fetch: bool,
+}
+
+fn default_persistence_interval() -> f64 {
+    30.0
 }
 
 impl Options {
@@ -244,6 +348,24 @@ impl TemporalFlags {
             .for_each(|p| pass("--sqlite-pragma", p.to_string()));
         if let Some(level) = self.temporal_log_level {
             pass("--log-level", level.as_str().into());
+        }
+        if let Some(format) = self.temporal_log_format {
+            pass("--log-format", format.as_str().into());
+        }
+        if let Some(p) = &self.ui_public_path {
+            pass("--ui-public-path", p.to_string());
+        }
+        if let Some(p) = &self.ui_asset_path {
+            pass("--ui-asset-path", p.display().to_string());
+        }
+        if let Some(u) = &self.ui_codec_endpoint {
+            pass("--ui-codec-endpoint", u.to_string());
+        }
+        if self.log_config {
+            v.push("--log-config".into());
+        }
+        if self.ui_disable_news_fetch {
+            v.push("--ui-disable-news-fetch".into());
         }
         v
     }
@@ -490,6 +612,102 @@ impl TemporalLogLevel {
     }
 }
 
+/// Temporal's own log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemporalLogFormat {
+    Text,
+    Json,
+}
+
+impl TemporalLogFormat {
+    /// As Temporal spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemporalLogFormat::Text => "text",
+            TemporalLogFormat::Json => "json",
+        }
+    }
+}
+
+/// The web UI's public base path: `/`, or `/a/b` (no trailing slash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiPublicPath(String);
+text_value!(UiPublicPath);
+
+impl FromStr for UiPublicPath {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        let ok = s.starts_with('/')
+            && (s == "/" || !s.ends_with('/'))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'));
+        if ok {
+            Ok(UiPublicPath(s.to_string()))
+        } else {
+            Err(Invalid(format!(
+                "UI public path {s:?} must start with '/', not end with one, and use letters, digits, '-', '_', '.'"
+            )))
+        }
+    }
+}
+
+impl fmt::Display for UiPublicPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An `http://` or `https://` URL with a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl(String);
+text_value!(HttpUrl);
+
+impl FromStr for HttpUrl {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        let uri: ureq::http::Uri = s
+            .parse()
+            .map_err(|e| Invalid(format!("{s:?} is not a URL ({e})")))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(Invalid(format!(
+                "{s:?} must be an http:// or https:// URL with a host"
+            )));
+        }
+        Ok(HttpUrl(s.to_string()))
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `[temporal] tls`: on or off, or the settings (temporal.toml's `tls`
+/// keys) that override the profile's. A flag or variable gives a bool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TlsDecl {
+    /// On (with the profile's settings, or the system's roots) or off.
+    Enabled(bool),
+    /// These settings (on unless `disabled`).
+    Settings(crate::temporal::envconfig::TlsSection),
+}
+
+impl FromStr for TlsDecl {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        match s.to_ascii_lowercase().as_str() {
+            "true" | "1" => Ok(TlsDecl::Enabled(true)),
+            "false" | "0" => Ok(TlsDecl::Enabled(false)),
+            _ => Err(Invalid(format!(
+                "TLS {s:?} must be true or false (settings go in the file's [temporal] tls table)"
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,6 +743,7 @@ mod tests {
             dynamic_config_values: vec!["x.y=\"s\"".parse().unwrap()],
             sqlite_pragmas: vec!["synchronous=normal".parse().unwrap()],
             temporal_log_level: Some(TemporalLogLevel::Error),
+            ..TemporalFlags::default()
         };
         let args: Vec<String> = f
             .args()

@@ -7,6 +7,7 @@
 
 use super::Invalid;
 use crate::model::{RestartPolicy, TEMPORAL};
+pub use crate::temporal::QueueType;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -44,6 +45,15 @@ pub struct ServiceDecl {
     /// Seconds between the stop signal and SIGKILL (default 10).
     #[serde(default = "default_stop_grace")]
     pub stop_grace: f64,
+    /// Give it the stack's Temporal in its environment (`TEMPORAL_ADDRESS`,
+    /// `TEMPORAL_NAMESPACE`, and TLS, key or profile when attached);
+    /// default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporal_env: Option<bool>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_stop_signal() -> String {
@@ -77,6 +87,20 @@ pub struct ProbeDecl {
     /// A command that must exit 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<Vec<String>>,
+    /// A Temporal task queue one of the service's workers must poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_queue: Option<String>,
+    /// `task_queue`: the kinds of task that must be polled (`workflow`,
+    /// `activity`); default: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub types: Option<Vec<QueueType>>,
+    /// `task_queue`: its namespace (default: the stack's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// `task_queue`: the worker identity to look for, for workers that set
+    /// their own (default: any `PID@HOST` of the service's processes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     /// Seconds: for `ready`, how long the service may take to become ready
     /// (default 60); for `health`, how long one check may take (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,6 +139,17 @@ pub enum ProbeKind {
         /// The command (no shell).
         argv: Vec<String>,
     },
+    /// A worker of the service polls a Temporal task queue.
+    TaskQueue {
+        /// The queue.
+        queue: String,
+        /// Its namespace; the stack's when `None`.
+        namespace: Option<String>,
+        /// Kinds that must be polled; empty = any.
+        types: Vec<QueueType>,
+        /// The identity to match instead of `PID@HOST`.
+        identity: Option<String>,
+    },
 }
 
 impl ProbeKind {
@@ -125,6 +160,7 @@ impl ProbeKind {
             ProbeKind::Tcp { .. } => "tcp",
             ProbeKind::Grpc { .. } => "grpc",
             ProbeKind::Exec { .. } => "exec",
+            ProbeKind::TaskQueue { .. } => "task_queue",
         }
     }
 
@@ -133,7 +169,7 @@ impl ProbeKind {
         match self {
             ProbeKind::Http { url } => url_port(url),
             ProbeKind::Tcp { addr } | ProbeKind::Grpc { addr, .. } => Some(addr.port()),
-            ProbeKind::Exec { .. } => None,
+            ProbeKind::Exec { .. } | ProbeKind::TaskQueue { .. } => None,
         }
     }
 }
@@ -196,6 +232,9 @@ pub struct ServiceSpec {
     pub stop_signal: i32,
     /// Stop signal → SIGKILL.
     pub stop_grace: Duration,
+    /// Whether it is told of the stack's Temporal in its environment.
+    #[serde(default = "yes")]
+    pub temporal_env: bool,
 }
 
 impl ServiceSpec {
@@ -252,8 +291,8 @@ pub fn socket_addr(text: &str) -> Result<SocketAddr, Invalid> {
 }
 
 impl ProbeDecl {
-    /// The probe kind; exactly one of log, http, tcp, grpc, exec is set.
-    /// `None` for a log probe (which is readiness only).
+    /// The probe kind; exactly one of log, http, tcp, grpc, exec,
+    /// task_queue is set. `None` for a log probe (which is readiness only).
     fn kind(&self) -> Result<Option<ProbeKind>, Invalid> {
         let set = [
             self.log.is_some(),
@@ -261,12 +300,21 @@ impl ProbeDecl {
             self.tcp.is_some(),
             self.grpc.is_some(),
             self.exec.is_some(),
+            self.task_queue.is_some(),
         ];
         if set.iter().filter(|s| **s).count() != 1 {
-            return Err("needs exactly one of log, http, tcp, grpc, exec".into());
+            return Err("needs exactly one of log, http, tcp, grpc, exec, task_queue".into());
         }
         if self.service.is_some() && self.grpc.is_none() {
             return Err("service goes with grpc only".into());
+        }
+        let queue_keys =
+            self.types.is_some() || self.namespace.is_some() || self.identity.is_some();
+        if queue_keys && self.task_queue.is_none() {
+            return Err("types, namespace and identity go with task_queue only".into());
+        }
+        if let Some(queue) = &self.task_queue {
+            return self.task_queue_kind(queue).map(Some);
         }
         if let Some(url) = &self.http {
             check_url(url)?;
@@ -290,6 +338,32 @@ impl ProbeDecl {
             return Ok(Some(ProbeKind::Exec { argv: argv.clone() }));
         }
         Ok(None)
+    }
+}
+
+impl ProbeDecl {
+    fn task_queue_kind(&self, queue: &str) -> Result<ProbeKind, Invalid> {
+        // Quotes would break the worker query (`TaskQueue = '...'`).
+        if queue.is_empty() || queue.len() > 1000 || queue.contains(['\'', '\\']) {
+            return Err(Invalid(format!(
+                "task_queue {queue:?} must be 1-1000 characters without quotes or backslashes"
+            )));
+        }
+        if let Some(ns) = &self.namespace {
+            ns.parse::<super::options::Namespace>()
+                .map_err(|e| e.at("namespace"))?;
+        }
+        if self.identity.as_ref().is_some_and(|i| i.is_empty()) {
+            return Err("identity must not be empty".into());
+        }
+        let mut types = self.types.clone().unwrap_or_default();
+        types.dedup();
+        Ok(ProbeKind::TaskQueue {
+            queue: queue.to_string(),
+            namespace: self.namespace.clone(),
+            types,
+            identity: self.identity.clone(),
+        })
     }
 }
 
@@ -360,6 +434,7 @@ impl ServiceDecl {
             stop_signal: signal_number(&self.stop_signal)
                 .ok_or_else(|| format!("stop_signal: {:?} is not a signal", self.stop_signal))?,
             stop_grace: secs(self.stop_grace, "stop_grace")?,
+            temporal_env: self.temporal_env.unwrap_or(true),
         })
     }
 

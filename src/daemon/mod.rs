@@ -23,6 +23,7 @@ pub mod upgrade;
 use crate::config::Config;
 use crate::disk::Disk;
 use crate::exit::Failure;
+use crate::health::temporal::PersistenceProbe;
 use crate::http::{self, AppState};
 use crate::ipc::report::{Notifier, Report};
 use crate::lock::InstanceLock;
@@ -38,6 +39,7 @@ use crate::supervisor::external::Watcher;
 use crate::supervisor::frozen::FrozenUnit;
 use crate::supervisor::policy::Policy;
 use crate::supervisor::registry::SharedRegistry;
+use crate::supervisor::side::SideCheck;
 use crate::supervisor::stack::{Ended, Runner, Stack, SupervisionError};
 use crate::supervisor::unit::Unit;
 use crate::supervisor::{Actor, Command, Context, Halt, Handle, Observer, Observers, Outlet};
@@ -47,6 +49,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
+
+/// How long one write check (start and terminate a workflow) may take: a
+/// write on a slow disk takes longer than a health check, and this check
+/// runs on its own schedule, so it delays nothing.
+const PERSISTENCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The startup pipe, shared by the steps that may report on it; the first
 /// `Ready` or `Failed` closes it.
@@ -568,12 +575,15 @@ fn build_stack(
         }
         out
     };
+    // One connection to Temporal for every check: health, task queues,
+    // the write check.
+    let client = crate::temporal::Client::new(&cfg.connection());
     let temporal = match cfg.attach {
-        Some(addr) => {
+        Some(_) => {
             let frozen = take(TEMPORAL)?;
             let out = outlet(TEMPORAL, &frozen);
             let (w, h) = Watcher::new(
-                addr,
+                client.clone(),
                 cfg.health_interval,
                 cfg.health_timeout,
                 ctx.registry.clone(),
@@ -589,7 +599,7 @@ fn build_stack(
         None => {
             let frozen = take(TEMPORAL)?;
             let out = outlet(TEMPORAL, &frozen);
-            let unit = Unit::temporal(cfg, &info.binary, info.policy.clone());
+            let unit = Unit::temporal(cfg, &info.binary, info.policy.clone(), &client);
             let (a, h) = Actor::new(unit, ctx, out);
             let a = match frozen {
                 None => a,
@@ -603,7 +613,7 @@ fn build_stack(
     for s in &cfg.services {
         let frozen = take(&s.name)?;
         let out = outlet(&s.name, &frozen);
-        let unit = Unit::service(s, cfg, info.policy.clone(), &ctx.spawner);
+        let unit = Unit::service(s, cfg, info.policy.clone(), &ctx.spawner, &client);
         let (a, h) = Actor::new(unit, ctx, out);
         let a = match frozen {
             None => a,
@@ -612,7 +622,21 @@ fn build_stack(
         };
         members.push((Runner::Managed(Box::new(a)), h));
     }
-    Ok(Stack::new(members, startups))
+    let mut stack = Stack::new(members, startups);
+    if let Some(check) = &cfg.persistence {
+        stack = stack.with_side(
+            TEMPORAL,
+            SideCheck {
+                probe: PersistenceProbe {
+                    client,
+                    namespace: check.namespace.clone(),
+                    timeout: PERSISTENCE_TIMEOUT,
+                },
+                every: check.interval,
+            },
+        );
+    }
+    Ok(stack)
 }
 
 /// The HTTP server task; it outlives supervision, so monitors see

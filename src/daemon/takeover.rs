@@ -256,7 +256,7 @@ fn take_over(
         });
     }
     let (verbose, format) = h.log;
-    let otlp = crate::telemetry::Otlp::from_env(h.config.otlp_endpoint.as_deref());
+    let otlp = crate::telemetry::otlp_from_env(h.config.otlp_endpoint.as_deref());
     let daemon_log = h.config.home.daemon_log();
     let telemetry = crate::telemetry::init(verbose, format, true, Some(&daemon_log), otlp);
     tracing::info!(from = %h.from.exe, rollback = ?h.rollback, "taking over");

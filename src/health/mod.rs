@@ -17,6 +17,7 @@
 //! service's is process, identity and its own check ([`Plan`]).
 
 pub mod probes;
+pub mod temporal;
 
 use crate::model::Layer;
 use crate::process::Identity;
@@ -24,12 +25,13 @@ use probes::{
     ExecProbe, GrpcProbe, HttpProbe, IdentityProbe, LockProbe, LogProbe, PidFileProbe, PortProbe,
     ProcessProbe, TcpProbe,
 };
-pub use probes::{GrpcChannel, TEMPORAL_SERVICE, grpc_health};
+pub use probes::{TEMPORAL_SERVICE, grpc_health, health_call};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI32;
 use std::time::{Duration, Instant};
+use temporal::{QueueCheck, QueueSeen, TaskQueueProbe};
 
 /// Why a layer failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,7 +52,7 @@ pub enum Problem {
     #[error("connect {addr}: {error}")]
     Connect {
         /// Where.
-        addr: SocketAddr,
+        addr: String,
         /// Why.
         error: String,
     },
@@ -88,6 +90,15 @@ pub enum Problem {
     /// The lock or PID file is not right.
     #[error("{0}")]
     File(String),
+    /// Temporal (or a proxy before it) rejected the credentials.
+    #[error("credentials rejected: {0}")]
+    Rejected(String),
+    /// No worker of the service polls its task queue (or not lately).
+    #[error("{0}")]
+    NotPolling(String),
+    /// Temporal answered, but could not write.
+    #[error("write failed: {0}")]
+    Write(String),
 }
 
 /// One layer's verdict.
@@ -105,6 +116,12 @@ pub struct Check {
     /// It failed because no answer came in time (not because of one).
     #[serde(skip)]
     pub timed_out: bool,
+    /// The credentials were rejected (a start fails at once on it).
+    #[serde(skip)]
+    pub rejected: bool,
+    /// What a task-queue check saw of the service's workers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueSeen>,
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -125,12 +142,13 @@ pub async fn timed<P: Probe>(probe: &P) -> Check {
     let r = probe.check().await;
     let latency = t.elapsed();
     // Reasons reach the status, the log and spans: no credentials in them.
-    let (ok, reason, timed_out) = match r {
-        Ok(s) => (true, crate::redact::text(&s), false),
+    let (ok, reason, timed_out, rejected) = match r {
+        Ok(s) => (true, crate::redact::text(&s), false, false),
         Err(p) => (
             false,
             crate::redact::text(&p.to_string()),
             matches!(p, Problem::Timeout(_)),
+            matches!(p, Problem::Rejected(_)),
         ),
     };
     Check {
@@ -139,6 +157,8 @@ pub async fn timed<P: Probe>(probe: &P) -> Check {
         reason,
         latency,
         timed_out,
+        rejected,
+        queue: None,
     }
 }
 
@@ -150,8 +170,9 @@ pub enum Plan {
     Alive,
     /// Temporal: the frontend port, then its gRPC health.
     Temporal {
-        /// Where Temporal answers, over a kept connection.
-        channel: GrpcChannel,
+        /// Temporal, over a kept connection (with its TLS and
+        /// credentials).
+        client: crate::temporal::Client,
     },
     /// A URL answers 2xx.
     Http {
@@ -166,7 +187,7 @@ pub enum Plan {
     /// `grpc.health.v1` answers SERVING for `service`.
     Grpc {
         /// Where, over a kept connection.
-        channel: GrpcChannel,
+        client: crate::grpc::Client,
         /// The service asked about ("" = the server).
         service: String,
     },
@@ -177,6 +198,8 @@ pub enum Plan {
         /// Who runs it (the daemon's one spawning thread).
         spawner: crate::process::Spawner,
     },
+    /// A worker of the process polls its Temporal task queue.
+    TaskQueue(QueueCheck),
     /// The process logged its readiness line (`seen` holds the pid that
     /// did).
     Log {
@@ -190,8 +213,11 @@ pub enum Plan {
 impl Plan {
     /// Drop any kept connection (a new process is starting).
     pub fn reset(&self) {
-        if let Plan::Temporal { channel } | Plan::Grpc { channel, .. } = self {
-            channel.reset();
+        match self {
+            Plan::Temporal { client } => client.grpc().reset(),
+            Plan::Grpc { client, .. } => client.reset(),
+            Plan::TaskQueue(q) => q.client.grpc().reset(),
+            _ => {}
         }
     }
 }
@@ -272,12 +298,12 @@ pub async fn round(t: Target) -> Round {
         let timeout = t.timeout;
         match t.plan {
             Plan::Alive => {}
-            Plan::Temporal { channel } => {
-                let addr = channel.addr();
+            Plan::Temporal { client } => {
+                let addr = client.grpc().endpoint().address.clone();
                 let _ = record(timed(&PortProbe { addr, timeout }).await)
                     && record(
                         timed(&GrpcProbe {
-                            channel,
+                            client: client.grpc().clone(),
                             service: TEMPORAL_SERVICE.into(),
                             timeout,
                         })
@@ -290,10 +316,10 @@ pub async fn round(t: Target) -> Round {
             Plan::Tcp { addr } => {
                 record(timed(&TcpProbe { addr, timeout }).await);
             }
-            Plan::Grpc { channel, service } => {
+            Plan::Grpc { client, service } => {
                 record(
                     timed(&GrpcProbe {
-                        channel,
+                        client,
                         service,
                         timeout,
                     })
@@ -309,6 +335,17 @@ pub async fn round(t: Target) -> Round {
                     })
                     .await,
                 );
+            }
+            Plan::TaskQueue(check) => {
+                let probe = TaskQueueProbe {
+                    check,
+                    pgid: t.identity.as_ref().map_or(0, |id| id.pgid),
+                    timeout,
+                    seen: Default::default(),
+                };
+                let mut c = timed(&probe).await;
+                c.queue = probe.seen.into_inner().unwrap_or_else(|p| p.into_inner());
+                record(c);
             }
             Plan::Log { seen, pattern } => {
                 record(timed(&LogProbe { seen, pid, pattern }).await);

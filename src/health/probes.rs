@@ -1,6 +1,7 @@
 //! One [`Probe`] per layer. Each only looks, and answers with a reason.
 
 use super::{FileChecks, Probe, Problem};
+use crate::grpc::{self, CallError};
 use crate::model::Layer;
 use crate::process::{Identity, SpawnSpec, Spawner, Verdict, proc};
 use std::net::SocketAddr;
@@ -8,10 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// The gRPC service Temporal reports health for.
-pub const TEMPORAL_SERVICE: &str = "temporal.api.workflowservice.v1.WorkflowService";
+pub const TEMPORAL_SERVICE: &str = crate::temporal::HEALTH_SERVICE;
 
 /// How long a look at the lock or PID file may take (a stalled disk).
 const FILE_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -79,11 +79,11 @@ impl Probe for IdentityProbe {
     }
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> Result<String, Problem> {
+async fn connect(addr: &str, timeout: Duration) -> Result<String, Problem> {
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(_)) => Ok(format!("{addr} accepts connections")),
         Ok(Err(e)) => Err(Problem::Connect {
-            addr,
+            addr: addr.to_string(),
             error: e.to_string(),
         }),
         Err(_) => Err(Problem::Timeout(timeout)),
@@ -92,8 +92,8 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> Result<String, Problem>
 
 /// TCP connect to Temporal's frontend port.
 pub struct PortProbe {
-    /// Frontend address.
-    pub addr: SocketAddr,
+    /// Frontend address, `HOST:PORT` (a name is resolved each time).
+    pub addr: String,
     /// Connect timeout.
     pub timeout: Duration,
 }
@@ -101,7 +101,7 @@ pub struct PortProbe {
 impl Probe for PortProbe {
     const LAYER: Layer = Layer::Port;
     async fn check(&self) -> Result<String, Problem> {
-        connect(self.addr, self.timeout).await
+        connect(&self.addr, self.timeout).await
     }
 }
 
@@ -116,14 +116,14 @@ pub struct TcpProbe {
 impl Probe for TcpProbe {
     const LAYER: Layer = Layer::Tcp;
     async fn check(&self) -> Result<String, Problem> {
-        connect(self.addr, self.timeout).await
+        connect(&self.addr.to_string(), self.timeout).await
     }
 }
 
 /// `grpc.health.v1.Health/Check` answers SERVING in time.
 pub struct GrpcProbe {
     /// Where, over a connection kept between checks.
-    pub channel: GrpcChannel,
+    pub client: grpc::Client,
     /// The service asked about ("" = the server).
     pub service: String,
     /// Deadline for connect + call.
@@ -133,80 +133,23 @@ pub struct GrpcProbe {
 impl Probe for GrpcProbe {
     const LAYER: Layer = Layer::Grpc;
     async fn check(&self) -> Result<String, Problem> {
-        self.channel.check(&self.service, self.timeout).await
+        health_call(&self.client, &self.service, self.timeout).await
     }
 }
 
-/// A gRPC connection to one address, made on first use and kept between
-/// checks (a check is then one request, not a TCP and HTTP/2 handshake
-/// and a new connection task). It reconnects by itself after an error;
-/// [`GrpcChannel::reset`] drops it, e.g. when a new process is spawned.
-#[derive(Debug, Clone)]
-pub struct GrpcChannel {
-    addr: SocketAddr,
-    channel: Arc<std::sync::Mutex<Option<tonic::transport::Channel>>>,
-}
-
-impl GrpcChannel {
-    /// A channel to `addr`, not connected yet.
-    pub fn new(addr: SocketAddr) -> Self {
-        GrpcChannel {
-            addr,
-            channel: Arc::default(),
-        }
-    }
-
-    /// Its address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The channel, made now (on the caller's runtime) if there is none.
-    fn get(&self, timeout: Duration) -> Result<tonic::transport::Channel, Problem> {
-        let mut slot = self.channel.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
-            .map_err(|e| Problem::Call(e.to_string()))?
-            .connect_timeout(timeout)
-            .connect_lazy();
-        *slot = Some(channel.clone());
-        Ok(channel)
-    }
-
-    /// One health check of `service` on this channel.
-    pub async fn check(&self, service: &str, timeout: Duration) -> Result<String, Problem> {
-        health_call(self.get(timeout)?, service, timeout).await
-    }
-
-    /// Forget the connection; the next check makes a new one.
-    pub fn reset(&self) {
-        *self.channel.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-}
-
-/// One health request on `channel`; Ok only for SERVING within `timeout`.
-async fn health_call(
-    channel: tonic::transport::Channel,
+/// One health request; Ok only for SERVING within `timeout`.
+pub async fn health_call(
+    client: &grpc::Client,
     service: &str,
     timeout: Duration,
 ) -> Result<String, Problem> {
-    let call = async {
-        let resp = HealthClient::new(channel)
-            .check(HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .map_err(|s| Problem::Call(s.message().to_string()))?;
-        match resp.into_inner().status() {
-            ServingStatus::Serving => Ok("SERVING".to_string()),
-            other => Err(Problem::NotServing(other.as_str_name().to_string())),
-        }
-    };
-    match tokio::time::timeout(timeout, call).await {
-        Ok(r) => r,
-        Err(_) => Err(Problem::Timeout(timeout)),
+    match client.health(service, timeout).await {
+        Ok(ServingStatus::Serving) => Ok("SERVING".to_string()),
+        Ok(other) => Err(Problem::NotServing(other.as_str_name().to_string())),
+        Err(CallError::Timeout(t)) => Err(Problem::Timeout(t)),
+        Err(e) if e.is_auth() => Err(Problem::Rejected(e.to_string())),
+        Err(CallError::Status { message, .. }) => Err(Problem::Call(message)),
+        Err(e) => Err(Problem::Call(e.to_string())),
     }
 }
 
@@ -217,22 +160,12 @@ pub async fn grpc_health(
     service: &str,
     timeout: Duration,
 ) -> Result<String, Problem> {
-    let connect = async {
-        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Problem::Call(e.to_string()))?
-            .connect_timeout(timeout)
-            .connect()
-            .await
-            .map_err(|e| Problem::Connect {
-                addr,
-                error: e.to_string(),
-            })
-    };
-    let channel = match tokio::time::timeout(timeout, connect).await {
-        Ok(c) => c?,
-        Err(_) => return Err(Problem::Timeout(timeout)),
-    };
-    health_call(channel, service, timeout).await
+    health_call(
+        &grpc::Client::new(grpc::Endpoint::plain(addr)),
+        service,
+        timeout,
+    )
+    .await
 }
 
 /// An HTTP URL answers 2xx in time.

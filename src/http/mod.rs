@@ -20,7 +20,7 @@ pub mod server;
 
 pub use server::serve;
 
-use crate::health::GrpcChannel;
+use crate::grpc;
 use crate::metrics::Metrics;
 use crate::status::{DaemonInfo, LiveCheck, StatusDoc};
 use crate::supervisor::Handle;
@@ -46,8 +46,9 @@ pub struct AppState {
     pub info: Arc<DaemonInfo>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
-    /// A kept connection to Temporal's frontend, for live checks.
-    pub temporal: GrpcChannel,
+    /// A kept connection to Temporal's frontend (with its TLS and
+    /// credentials), for live checks.
+    pub temporal: grpc::Client,
     /// Host names served besides IP literals and `localhost`.
     pub allowed_hosts: Arc<Vec<String>>,
 }
@@ -55,7 +56,7 @@ pub struct AppState {
 impl AppState {
     /// The state over `handle`, `info` and `metrics`.
     pub fn new(handle: Handle, info: Arc<DaemonInfo>, metrics: Arc<Metrics>) -> Self {
-        let temporal = GrpcChannel::new(info.config.frontend());
+        let temporal = grpc::Client::new(info.config.connection().endpoint);
         let allowed_hosts = Arc::new(info.config.http_allowed_hosts.clone());
         AppState {
             handle,
@@ -193,6 +194,11 @@ async fn readyz(State(s): State<AppState>) -> Response {
         .filter(|(_, snap)| !snap.ready)
         .map(|(n, _)| n.as_str())
         .collect();
+    let reasons: serde_json::Map<String, serde_json::Value> = snaps
+        .iter()
+        .filter(|(_, snap)| !snap.ready)
+        .map(|(n, snap)| (n.clone(), snap.not_ready_reason().into()))
+        .collect();
     let ok = not_ready.is_empty() && supervisor_alive(&s.handle);
     let code = if ok {
         StatusCode::OK
@@ -202,7 +208,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
     let status = if ok { "ready" } else { "not_ready" };
     json(
         code,
-        json!({"status": status, "state": s.handle.temporal_state(), "not_ready": not_ready}),
+        json!({"status": status, "state": s.handle.temporal_state(), "not_ready": not_ready, "reasons": reasons}),
     )
 }
 
@@ -214,9 +220,13 @@ async fn readyz_one(State(s): State<AppState>, Path(name): Path<String>) -> Resp
             json!({"status": "unknown", "error": format!("no service named {name:?}")}),
         );
     };
-    let (ready, state) = {
+    let (ready, state, reason) = {
         let snap = unit.status.borrow();
-        (snap.ready, snap.state)
+        (
+            snap.ready,
+            snap.state,
+            (!snap.ready).then(|| snap.not_ready_reason()),
+        )
     };
     let ok = ready && unit.alive();
     let code = if ok {
@@ -226,7 +236,7 @@ async fn readyz_one(State(s): State<AppState>, Path(name): Path<String>) -> Resp
     };
     json(
         code,
-        json!({"status": if ok { "ready" } else { "not_ready" }, "state": state, "service": name}),
+        json!({"status": if ok { "ready" } else { "not_ready" }, "state": state, "service": name, "reason": reason}),
     )
 }
 
@@ -300,11 +310,11 @@ impl AppState {
 }
 
 /// One gRPC health check of Temporal, now.
-async fn live_check(channel: &GrpcChannel) -> LiveCheck {
+async fn live_check(client: &grpc::Client) -> LiveCheck {
     let t0 = std::time::Instant::now();
-    let result = channel
-        .check(crate::health::TEMPORAL_SERVICE, LIVE_CHECK_TIMEOUT)
-        .await;
+    let result =
+        crate::health::health_call(client, crate::health::TEMPORAL_SERVICE, LIVE_CHECK_TIMEOUT)
+            .await;
     let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
     match result {
         Ok(detail) => LiveCheck {
@@ -490,7 +500,7 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        st.temporal = GrpcChannel::new(closed);
+        st.temporal = grpc::Client::new(grpc::Endpoint::plain(closed));
         let app = router(st);
         let (_, body) = call(&app, "GET", "/status").await;
         let doc: StatusDoc = serde_json::from_str(&body).unwrap();

@@ -10,7 +10,7 @@ use crate::health::Check;
 use crate::model::{ExitStatus, Layer, RestartKind, StateName};
 use crate::process::proc;
 use crate::supervisor::{Observer, RestartInfo};
-use prometheus::{CounterVec, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{CounterVec, GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -59,6 +59,9 @@ pub struct Families {
     pid: IntGaugeVec,
     cpu: CounterVec,
     rss: IntGaugeVec,
+    pollers: IntGaugeVec,
+    last_poll: GaugeVec,
+    last_heartbeat: GaugeVec,
 }
 
 impl Families {
@@ -138,6 +141,31 @@ impl Families {
                 )?,
             )?,
             rss: gauge("resident_memory_bytes", format!("Resident memory of {what}"), &[])?,
+            pollers: gauge(
+                "task_queue_pollers",
+                format!("Pollers of {what} on its Temporal task queue (task_queue checks)"),
+                &[],
+            )?,
+            last_poll: reg(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        name("task_queue_last_poll_timestamp_seconds"),
+                        format!("When a poller of {what} last polled its task queue (Temporal's clock)"),
+                    ),
+                    &labels(&[]),
+                )?,
+            )?,
+            last_heartbeat: reg(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        name("worker_last_heartbeat_timestamp_seconds"),
+                        format!("When a worker of {what} last sent Temporal a heartbeat (the worker's clock)"),
+                    ),
+                    &labels(&[]),
+                )?,
+            )?,
         })
     }
 }
@@ -270,6 +298,25 @@ impl Observer for UnitMetrics {
                 .probe_failures
                 .with_label_values(&self.labels(&[l]))
                 .inc();
+        }
+        if let Some(q) = &c.queue {
+            let none = self.labels(&[]);
+            self.f
+                .pollers
+                .with_label_values(&none)
+                .set(i64::from(q.pollers));
+            if let Some(t) = q.last_poll_unix_ms {
+                self.f
+                    .last_poll
+                    .with_label_values(&none)
+                    .set(t as f64 / 1e3);
+            }
+            if let Some(t) = q.last_heartbeat_unix_ms {
+                self.f
+                    .last_heartbeat
+                    .with_label_values(&none)
+                    .set(t as f64 / 1e3);
+            }
         }
     }
 

@@ -37,6 +37,14 @@ pub enum Code {
     /// A configuration file (or a file it names) is not trusted: owned by
     /// another user, or writable by others.
     Untrusted = 13,
+    /// The Temporal to attach to cannot be reached as configured: an
+    /// unknown profile, an unreadable `temporal.toml`, certificate or key,
+    /// an API key with TLS disabled, or an environment variable named for
+    /// the key that is not set.
+    TemporalSettings = 14,
+    /// Temporal (or a proxy in front of it) rejected the credentials:
+    /// gRPC UNAUTHENTICATED or PERMISSION_DENIED, HTTP 401 or 403.
+    TemporalAuth = 15,
     /// Unexpected internal error.
     Internal = 70,
     /// `logs -f`: stopped by Ctrl-C (SIGINT).
@@ -47,7 +55,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in order.
-    pub const ALL: [Code; 17] = [
+    pub const ALL: [Code; 19] = [
         Code::Ok,
         Code::NotReady,
         Code::Usage,
@@ -62,6 +70,8 @@ impl Code {
         Code::ConfigFile,
         Code::UpgradeFailed,
         Code::Untrusted,
+        Code::TemporalSettings,
+        Code::TemporalAuth,
         Code::Internal,
         Code::Interrupted,
         Code::Terminated,
@@ -99,7 +109,7 @@ mod tests {
         for c in Code::ALL {
             assert_eq!(Code::try_from(c as u8), Ok(c));
         }
-        assert_eq!(Code::try_from(14), Err(14));
+        assert_eq!(Code::try_from(16), Err(16));
         assert_eq!(Code::try_from(255), Err(255));
     }
 }

@@ -28,21 +28,27 @@ pub enum Layer {
     Http,
     /// A command exits 0.
     Exec,
+    /// A worker of the service polls its Temporal task queue.
+    TaskQueue,
+    /// Temporal writes: a workflow started and terminated through its
+    /// frontend (on its own schedule, not in every round).
+    Persistence,
 }
 
 impl Layer {
     /// Temporal's layers, in order.
-    pub const TEMPORAL: [Layer; 6] = [
+    pub const TEMPORAL: [Layer; 7] = [
         Layer::Lock,
         Layer::PidFile,
         Layer::Process,
         Layer::Identity,
         Layer::Port,
         Layer::Grpc,
+        Layer::Persistence,
     ];
 
     /// Every layer a service may have, in order.
-    pub const SERVICE: [Layer; 7] = [
+    pub const SERVICE: [Layer; 8] = [
         Layer::Process,
         Layer::Identity,
         Layer::Log,
@@ -50,6 +56,7 @@ impl Layer {
         Layer::Grpc,
         Layer::Http,
         Layer::Exec,
+        Layer::TaskQueue,
     ];
 
     /// snake_case name (metrics label).
@@ -65,19 +72,35 @@ impl Layer {
             Layer::Grpc => "grpc",
             Layer::Http => "http",
             Layer::Exec => "exec",
+            Layer::TaskQueue => "task_queue",
+            Layer::Persistence => "persistence",
         }
     }
 
-    /// Does a failure of this layer count towards a restart?
+    /// Does a failure of this layer in a round count towards a restart?
+    /// Not the files (repaired instead), nor persistence (checked on its
+    /// own schedule; a restart does not fix a full disk, so its failures
+    /// restart only when configured to: see `Event::Condemned`).
     pub fn counts(&self) -> bool {
-        !matches!(self, Layer::Lock | Layer::PidFile)
+        !matches!(self, Layer::Lock | Layer::PidFile | Layer::Persistence)
+    }
+
+    /// Does its failure make the unit not ready, though it keeps running?
+    pub fn gates_ready(&self) -> bool {
+        matches!(self, Layer::Persistence)
     }
 
     /// Is this layer the application's own answer (the one a hang fails)?
     pub fn answers(&self) -> bool {
         matches!(
             self,
-            Layer::Port | Layer::Tcp | Layer::Grpc | Layer::Http | Layer::Exec | Layer::Log
+            Layer::Port
+                | Layer::Tcp
+                | Layer::Grpc
+                | Layer::Http
+                | Layer::Exec
+                | Layer::Log
+                | Layer::TaskQueue
         )
     }
 }

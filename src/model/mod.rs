@@ -8,12 +8,14 @@ mod code;
 mod exit_status;
 mod layer;
 mod restart;
+mod secret;
 mod state;
 
 pub use code::Code;
 pub use exit_status::ExitStatus;
 pub use layer::Layer;
 pub use restart::{RestartKind, RestartPolicy, RestartReason};
+pub use secret::Secret;
 pub use state::StateName;
 
 /// The built-in unit: Temporal. No declared service may take its name.

@@ -34,6 +34,8 @@ pub struct SpawnSpec {
     pub args: Vec<OsString>,
     /// Extra environment.
     pub env: Vec<(String, String)>,
+    /// Inherited variables to leave out.
+    pub env_remove: Vec<String>,
     /// Working directory.
     pub cwd: Option<PathBuf>,
     /// Pipe stdout/stderr to us (for the log); else /dev/null.
@@ -221,6 +223,9 @@ fn spawn_now(spec: &SpawnSpec) -> io::Result<std::process::Child> {
             Stdio::null()
         }
     };
+    for var in &spec.env_remove {
+        cmd.env_remove(var);
+    }
     cmd.args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())

@@ -155,6 +155,9 @@ pub struct UnitStatus {
     /// being dropped).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Why it is not ready (absent when it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_ready_reason: Option<String>,
 }
 
 impl UnitStatus {
@@ -194,6 +197,7 @@ impl UnitStatus {
             log: log.map(|l| l.display().to_string()),
             log_dropped_bytes: dropped,
             warnings: warning.into_iter().collect(),
+            not_ready_reason: (!snap.ready).then(|| snap.not_ready_reason()),
         }
     }
 }
@@ -274,6 +278,22 @@ pub struct TemporalSection {
     /// Run by us (false: an external Temporal we only watch).
     #[serde(default = "yes")]
     pub managed: bool,
+    /// The stack's namespace (services' `TEMPORAL_NAMESPACE`).
+    #[serde(default)]
+    pub namespace: String,
+    /// Calls go over TLS.
+    #[serde(default)]
+    pub tls: bool,
+    /// `"set"` when calls carry credentials (an API key); the value is
+    /// never shown.
+    #[serde(default)]
+    pub credentials: Option<String>,
+    /// The `temporal.toml` profile attached through, as `NAME (FILE)`.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Seconds between write checks (the `persistence` layer), when on.
+    #[serde(default)]
+    pub persistence_interval_seconds: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -402,6 +422,15 @@ impl TemporalSection {
             binary: info.binary.display().to_string(),
             db_file: c.db_file.display().to_string(),
             managed: c.attach.is_none(),
+            namespace: c.namespace.clone(),
+            tls: c.connection().tls(),
+            credentials: c.connection().has_credentials().then(|| "set".to_string()),
+            profile: c
+                .attach
+                .as_ref()
+                .and_then(|a| a.profile.as_ref())
+                .map(|p| format!("{} ({})", p.name, p.file.display())),
+            persistence_interval_seconds: c.persistence.as_ref().map(|p| p.interval.as_secs_f64()),
         }
     }
 }

@@ -24,9 +24,10 @@ impl StatusDoc {
     fn temporal_lines(&self) -> Vec<String> {
         let t = &self.temporal;
         let mut v = vec![format!(
-            "Temporal: {}{}",
+            "Temporal: {}{}{}",
             t.unit.state.as_str(),
-            running(&t.unit)
+            running(&t.unit),
+            not_ready(&t.unit)
         )];
         let remote = t.listen_ip.as_deref().filter(|ip| {
             !ip.parse::<std::net::IpAddr>()
@@ -36,6 +37,19 @@ impl StatusDoc {
             Some(ip) => format!("  frontend:  {} (listening on {ip})", t.frontend),
             None => format!("  frontend:  {}", t.frontend),
         });
+        if !t.namespace.is_empty() {
+            v.push(format!("  namespace: {}", t.namespace));
+        }
+        if !t.managed {
+            let mut how = vec![if t.tls { "TLS" } else { "plaintext" }.to_string()];
+            if let Some(p) = &t.profile {
+                how.push(format!("profile {p}"));
+            }
+            if t.credentials.is_some() {
+                how.push("API key set".into());
+            }
+            v.push(format!("  attached:  {}", how.join(", ")));
+        }
         if let Some(ui) = &t.ui_url {
             v.push(format!("  web UI:    {ui}"));
         }
@@ -87,7 +101,7 @@ impl StatusDoc {
             .filter_map(|layer| {
                 let s = self.health.get(layer.as_str())?;
                 Some(format!(
-                    "  {:<9}  {} {} ({:.1} ms)",
+                    "  {:<11}  {} {} ({:.1} ms)",
                     layer.as_str(),
                     if s.ok { "ok  " } else { "FAIL" },
                     s.reason,
@@ -106,6 +120,14 @@ impl StatusDoc {
                 .map(|w| format!("  warning:   {w}")),
         );
         v
+    }
+}
+
+/// ", NOT READY (why)" when it runs but is not ready.
+fn not_ready(u: &UnitStatus) -> String {
+    match (&u.not_ready_reason, u.state) {
+        (Some(why), crate::model::StateName::Running) => format!(", NOT READY ({why})"),
+        _ => String::new(),
     }
 }
 
@@ -140,6 +162,8 @@ fn service_line(name: &str, s: &super::ServiceSection) -> String {
     );
     if let Some(failing) = s.health.iter().find(|(_, l)| !l.ok) {
         out.push_str(&format!(" [{} check: {}]", failing.0, failing.1.reason));
+    } else if let Some(q) = s.health.get(Layer::TaskQueue.as_str()) {
+        out.push_str(&format!(" [{}]", q.reason));
     }
     if let Some(e) = &s.last_error {
         out.push_str(&format!(" [{e}]"));

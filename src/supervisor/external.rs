@@ -13,7 +13,6 @@ use super::{Command, Halt, Outlet, Snapshot, UnitHandle};
 use crate::health::{self, FileChecks, Plan, Round, Target};
 use crate::model::TEMPORAL;
 use crate::model::clock::unix_now_ms;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -62,8 +61,7 @@ pub fn step(state: Watched, failed: Option<Layer>, tampered: &[Layer]) -> (Watch
 
 /// The watcher task.
 pub struct Watcher {
-    addr: SocketAddr,
-    channel: crate::health::GrpcChannel,
+    client: crate::temporal::Client,
     interval: Duration,
     timeout: Duration,
     registry: SharedRegistry,
@@ -74,9 +72,9 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// A watcher of the Temporal at `addr`, and its handle.
+    /// A watcher of the Temporal `client` reaches, and its handle.
     pub fn new(
-        addr: SocketAddr,
+        client: crate::temporal::Client,
         interval: Duration,
         timeout: Duration,
         registry: SharedRegistry,
@@ -90,8 +88,7 @@ impl Watcher {
         let (status, commands, handle) =
             super::unit_channels(TEMPORAL, Vec::new(), snap, Arc::default(), None);
         let w = Watcher {
-            addr,
-            channel: crate::health::GrpcChannel::new(addr),
+            client,
             interval,
             timeout,
             registry,
@@ -123,8 +120,14 @@ impl Watcher {
             let round = tokio::select! {
                 biased;
                 how = &mut halt => break how,
-                // Restarting an external Temporal is not ours to do.
-                Some(_) = self.commands.recv() => continue,
+                Some(cmd) = self.commands.recv() => {
+                    // Restarting an external Temporal is not ours to do;
+                    // a check of its own schedule is shown.
+                    if let Command::Observed(c) = cmd {
+                        self.observed(state, &c);
+                    }
+                    continue;
+                }
                 () = tokio::time::sleep_until(next.into()) => {
                     let started = Instant::now();
                     let round = tokio::select! {
@@ -148,7 +151,7 @@ impl Watcher {
                 });
             }
             if to.name() != state.name() {
-                tracing::info!(from = state.name().as_str(), to = to.name().as_str(), address = %self.addr, "external Temporal");
+                tracing::info!(from = state.name().as_str(), to = to.name().as_str(), address = %self.client.grpc().endpoint().address, "external Temporal");
                 self.out.observer.state_changed(state.name(), to.name());
             }
             state = to;
@@ -175,7 +178,7 @@ impl Watcher {
             files: Some(Arc::new(self.registry.clone()) as Arc<dyn FileChecks>),
             identity: None,
             plan: Plan::Temporal {
-                channel: self.channel.clone(),
+                client: self.client.clone(),
             },
             timeout: self.timeout,
         }
@@ -184,8 +187,8 @@ impl Watcher {
     fn publish(&mut self, state: Watched, round: &Round) {
         self.status.send_modify(|s| {
             s.state = state.name();
-            s.ready = state == Watched::Running;
             super::fold_checks(&mut s.health, &round.checks, unix_now_ms());
+            s.ready = state == Watched::Running && s.gated().is_none();
         });
         for c in &round.checks {
             if state != Watched::Starting || c.ok {
@@ -196,6 +199,28 @@ impl Watcher {
         if state == Watched::Running {
             self.out.report_startup(Startup::Ready { pid: 0 });
         }
+        // Credentials it rejects will not start working by waiting: a
+        // start fails at once, with the reason.
+        if let Some(c) = round.checks.iter().find(|c| c.rejected) {
+            self.out.report_startup(Startup::Failed {
+                code: crate::model::Code::TemporalAuth,
+                message: format!(
+                    "Temporal at {} refused us: {}; check the API key (or client certificate) it is given",
+                    self.client.grpc().endpoint().address,
+                    c.reason
+                ),
+            });
+        }
+    }
+
+    /// A check of its own schedule (the opt-in write check): shown, and
+    /// the Temporal is not ready while it fails.
+    fn observed(&mut self, state: Watched, check: &crate::health::Check) {
+        self.status.send_modify(|s| {
+            super::fold_checks(&mut s.health, std::slice::from_ref(check), unix_now_ms());
+            s.ready = state == Watched::Running && s.gated().is_none();
+        });
+        self.out.observer.probe(check);
     }
 }
 

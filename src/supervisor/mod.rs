@@ -20,6 +20,7 @@ pub mod frozen;
 pub mod heartbeat;
 pub mod policy;
 pub mod registry;
+pub mod side;
 pub mod stack;
 pub mod state;
 pub mod unit;
@@ -66,12 +67,14 @@ pub enum Halt {
 }
 
 /// Requests to one unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Its dependencies are ready: start (a waiting unit only).
     Start,
     /// Stop it gracefully and start a new one.
     Restart,
+    /// A check that runs on its own schedule ([`side`]) has a verdict.
+    Observed(Box<Check>),
 }
 
 /// A cloneable handle to one unit: read its latest snapshot, send it
@@ -222,6 +225,7 @@ pub(crate) fn fold_checks(
                 latency_ms: c.latency.as_secs_f64() * 1000.0,
                 consecutive_failures: if c.ok { 0 } else { failures + 1 },
                 last_checked_unix_ms: now_ms,
+                queue: c.queue.clone(),
             },
         );
     }
@@ -366,6 +370,9 @@ pub struct LayerStatus {
     pub consecutive_failures: u32,
     /// When it last ran (Unix ms).
     pub last_checked_unix_ms: u64,
+    /// A task-queue check's view of the service's workers.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<crate::health::temporal::QueueSeen>,
 }
 
 /// Restart bookkeeping.
@@ -457,6 +464,32 @@ pub struct Snapshot {
     pub backoff: Option<Backoff>,
     /// Last error worth showing (spawn failure, port conflict, ...).
     pub last_error: Option<String>,
+}
+
+impl Snapshot {
+    /// Why it is not ready, in a few words: a layer that keeps it from
+    /// being ready, else its first failing layer, else its state.
+    pub fn not_ready_reason(&self) -> String {
+        if let Some(g) = self.gated() {
+            return g;
+        }
+        match self.health.iter().find(|(l, s)| l.counts() && !s.ok) {
+            Some((l, s)) => format!("{}: {}", l.as_str(), s.reason),
+            None => match &self.last_error {
+                Some(e) => format!("{}: {e}", self.state.as_str()),
+                None => self.state.as_str().to_string(),
+            },
+        }
+    }
+
+    /// A layer that keeps the unit from being ready (while it runs on)
+    /// failed its last check: the reason.
+    pub fn gated(&self) -> Option<String> {
+        self.health
+            .iter()
+            .find(|(l, s)| l.gates_ready() && !s.ok)
+            .map(|(l, s)| format!("{}: {}", l.as_str(), s.reason))
+    }
 }
 
 impl Default for Snapshot {

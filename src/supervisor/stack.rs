@@ -79,6 +79,7 @@ pub enum Ended {
 pub struct Stack {
     members: Vec<(Runner, UnitHandle)>,
     startups: Vec<(String, oneshot::Receiver<Startup>)>,
+    sides: Vec<(String, super::side::SideCheck)>,
     heartbeat: Heartbeat,
 }
 
@@ -92,8 +93,15 @@ impl Stack {
         Stack {
             members,
             startups,
+            sides: Vec::new(),
             heartbeat: Heartbeat::default(),
         }
+    }
+
+    /// Also run `side` beside unit `name`'s rounds.
+    pub fn with_side(mut self, name: &str, side: super::side::SideCheck) -> Self {
+        self.sides.push((name.to_string(), side));
+        self
     }
 
     /// Handles to every unit.
@@ -121,6 +129,15 @@ impl Stack {
     pub async fn run(self, halt: impl Future<Output = Halt>) -> Result<Ended, SupervisionError> {
         self.heartbeat.spawn();
         let handle = self.handle();
+        let sides: Vec<tokio::task::JoinHandle<()>> = self
+            .sides
+            .into_iter()
+            .filter_map(|(name, side)| {
+                let unit = handle.unit(&name)?.clone();
+                Some(tokio::spawn(side.run(unit)))
+            })
+            .collect();
+        let _abort_sides = AbortOnDrop(sides);
         let mut stops = Vec::new();
         let mut tasks = JoinSet::new();
         for (runner, h) in self.members {
@@ -169,6 +186,15 @@ impl Stack {
         }
         stop_in_order(&handle, &mut stops, &mut tasks).await?;
         Ok(Ended::Stopped)
+    }
+}
+
+/// Side checks end with supervision, however it ends.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.iter().for_each(tokio::task::JoinHandle::abort);
     }
 }
 

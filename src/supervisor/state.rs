@@ -134,6 +134,11 @@ impl State {
         matches!(self, State::Running { .. })
     }
 
+    /// Has it served, and not been condemned yet (running or unhealthy)?
+    pub fn is_serving_or_unhealthy(&self) -> bool {
+        matches!(self, State::Running { .. } | State::Unhealthy { .. })
+    }
+
     /// Consecutive failures counted in this state (0 after a stable run).
     pub fn attempt(&self) -> u32 {
         match *self {
@@ -177,6 +182,12 @@ pub enum Event {
         /// First failing layer.
         layer: Layer,
     },
+    /// A check run on its own schedule (Temporal's write check) failed
+    /// `failure_threshold` times in a row, and its policy is to restart.
+    Condemned {
+        /// Its layer.
+        layer: Layer,
+    },
     /// The lock or PID file was found deleted, replaced or wrong.
     Tampered {
         /// Which of the two.
@@ -199,6 +210,7 @@ fn event_name(e: &Event) -> &'static str {
         Event::Exited { .. } => "exited",
         Event::ProbeOk => "probe_ok",
         Event::ProbeFailed { .. } => "probe_failed",
+        Event::Condemned { .. } => "condemned",
         Event::Tampered { .. } => "tampered",
         Event::Wake => "wake",
         Event::RestartRequested => "restart_requested",
@@ -264,7 +276,7 @@ pub fn allowed(state: StateName, event: &'static str) -> bool {
     match event {
         "start" => matches!(state, Stopped | Waiting),
         "spawned" | "spawn_failed" => state == Spawning,
-        "exited" | "probe_ok" | "probe_failed" => live || state == Stopping,
+        "exited" | "probe_ok" | "probe_failed" | "condemned" => live || state == Stopping,
         "wake" => matches!(state, Backoff | CrashLoop),
         "tampered" | "restart_requested" | "shutdown" => state != Spawning,
         _ => false,
@@ -405,6 +417,10 @@ fn from_ready(state: &State, event: Event, now: Instant, rules: &Rules) -> (Stat
             )
         }
         Event::ProbeFailed { layer } if failures + 1 >= rules.failure_threshold => {
+            kill(pid, RestartReason::Unhealthy { layer }, now, attempt, true)
+        }
+        // Its own threshold is already passed.
+        Event::Condemned { layer } => {
             kill(pid, RestartReason::Unhealthy { layer }, now, attempt, true)
         }
         Event::ProbeFailed { layer } => (

@@ -8,6 +8,7 @@ use super::state::Rules;
 use crate::config::Config;
 use crate::config::services::{ProbeKind, Readiness, ServiceSpec};
 use crate::health::Plan;
+use crate::health::temporal::QueueCheck;
 use crate::model::{RestartPolicy, TEMPORAL};
 use crate::process::{SpawnSpec, Spawner};
 use nix::sys::signal::Signal;
@@ -22,6 +23,8 @@ use std::time::Duration;
 pub const TEMPORAL_STARTUP_INTERVAL: Duration = Duration::from_millis(10);
 /// The same for services (whose probes may cost more: HTTP, commands).
 pub const SERVICE_STARTUP_INTERVAL: Duration = Duration::from_millis(50);
+/// The same for a task-queue readiness check: three calls to Temporal.
+pub const QUEUE_STARTUP_INTERVAL: Duration = Duration::from_millis(250);
 
 /// When a unit counts as ready.
 #[derive(Debug, Clone)]
@@ -63,6 +66,9 @@ pub struct Unit {
     pub confirm_timeout: Duration,
     /// Whether its rounds check the lock and PID file (Temporal's do).
     pub files: bool,
+    /// Whether a check on its own schedule (Temporal's write check)
+    /// restarts it after `failure_threshold` failures in a row.
+    pub side_restart: bool,
     /// Whether its identity includes its executable, recorded once it is
     /// ready (Temporal's: a pyenv shim execs the real binary first). A
     /// service may exec other programs at any time, so it is known by pid
@@ -83,10 +89,15 @@ pub struct Unit {
 }
 
 impl Unit {
-    /// Temporal as `cfg` runs it, from `bin`.
-    pub fn temporal(cfg: &Config, bin: &Path, policy: Policy) -> Unit {
+    /// Temporal as `cfg` runs it, from `bin`, checked through `temporal`.
+    pub fn temporal(
+        cfg: &Config,
+        bin: &Path,
+        policy: Policy,
+        temporal: &crate::temporal::Client,
+    ) -> Unit {
         let check = Plan::Temporal {
-            channel: crate::health::GrpcChannel::new(cfg.frontend()),
+            client: temporal.clone(),
         };
         Unit {
             name: TEMPORAL.into(),
@@ -104,6 +115,7 @@ impl Unit {
             health_timeout: cfg.health_timeout,
             confirm_timeout: cfg.confirm_timeout,
             files: true,
+            side_restart: cfg.persistence.as_ref().is_some_and(|p| p.restart),
             exe_in_identity: true,
             stop_signal: Signal::SIGTERM,
             stop_grace: cfg.stop_grace,
@@ -119,12 +131,21 @@ impl Unit {
         }
     }
 
-    /// Service `s` of `cfg`; its commands run through `spawner`.
-    pub fn service(s: &ServiceSpec, cfg: &Config, policy: Policy, spawner: &Spawner) -> Unit {
+    /// Service `s` of `cfg`; its commands run through `spawner`, its
+    /// task-queue checks through `temporal`.
+    pub fn service(
+        s: &ServiceSpec,
+        cfg: &Config,
+        policy: Policy,
+        spawner: &Spawner,
+        temporal: &crate::temporal::Client,
+    ) -> Unit {
+        let (env, env_remove) = service_env(s, cfg);
         let spawn = SpawnSpec {
             program: PathBuf::from(&s.command[0]),
             args: s.command[1..].iter().map(Into::into).collect(),
-            env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            env,
+            env_remove,
             cwd: s.cwd.clone(),
             capture: true,
         };
@@ -132,9 +153,21 @@ impl Unit {
             ProbeKind::Http { url } => Plan::Http { url: url.clone() },
             ProbeKind::Tcp { addr } => Plan::Tcp { addr: *addr },
             ProbeKind::Grpc { addr, service } => Plan::Grpc {
-                channel: crate::health::GrpcChannel::new(*addr),
+                client: crate::grpc::Client::new(crate::grpc::Endpoint::plain(*addr)),
                 service: service.clone(),
             },
+            ProbeKind::TaskQueue {
+                queue,
+                namespace,
+                types,
+                identity,
+            } => Plan::TaskQueue(QueueCheck::new(
+                temporal.clone(),
+                namespace.clone().unwrap_or_else(|| cfg.namespace.clone()),
+                queue.clone(),
+                types.clone(),
+                identity.clone(),
+            )),
             ProbeKind::Exec { argv } => Plan::Exec {
                 spec: SpawnSpec {
                     program: PathBuf::from(&argv[0]),
@@ -163,11 +196,18 @@ impl Unit {
             ready,
             health: health.map_or(Plan::Alive, |h| plan(&h.kind)),
             health_interval: health.map_or(cfg.health_interval, |h| h.interval),
-            startup_interval: SERVICE_STARTUP_INTERVAL,
+            startup_interval: match &s.ready {
+                Readiness::Probe {
+                    kind: ProbeKind::TaskQueue { .. },
+                    ..
+                } => QUEUE_STARTUP_INTERVAL,
+                _ => SERVICE_STARTUP_INTERVAL,
+            },
             health_timeout: health.map_or(cfg.health_timeout, |h| h.timeout),
             confirm_timeout: health
                 .map_or(cfg.confirm_timeout, |h| h.timeout.min(cfg.confirm_timeout)),
             files: false,
+            side_restart: false,
             exe_in_identity: false,
             stop_signal: Signal::try_from(s.stop_signal).unwrap_or(Signal::SIGTERM),
             stop_grace: s.stop_grace,
@@ -203,4 +243,35 @@ impl Unit {
             Ready::Probe(p) => p.clone(),
         }
     }
+}
+
+/// A service's environment: the stack's Temporal (unless it says
+/// `temporal_env = false`), then its own `env`, which wins; and the
+/// inherited variables to drop (an API key or TLS setting meant for
+/// another Temporal would turn TLS on against the plaintext dev server).
+fn service_env(s: &ServiceSpec, cfg: &Config) -> (Vec<(String, String)>, Vec<String>) {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut remove: Vec<String> = Vec::new();
+    if s.temporal_env {
+        env.push(("TEMPORAL_ADDRESS".into(), cfg.frontend()));
+        env.push(("TEMPORAL_NAMESPACE".into(), cfg.namespace.clone()));
+        let strip = cfg.attach.as_ref().is_none_or(|a| a.strip_inherited);
+        if strip {
+            let names: Vec<String> = std::env::vars_os()
+                .filter_map(|(k, _)| k.into_string().ok())
+                .collect();
+            remove = crate::config::temporal::stripped(names.iter().map(String::as_str));
+        }
+        if let Some(at) = &cfg.attach {
+            env.extend(
+                at.env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.expose().to_string())),
+            );
+        }
+        env.retain(|(k, _)| !s.env.contains_key(k));
+        remove.retain(|k| !s.env.contains_key(k) && !env.iter().any(|(e, _)| e == k));
+    }
+    env.extend(s.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    (env, remove)
 }

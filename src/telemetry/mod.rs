@@ -31,32 +31,13 @@ pub enum LogFormat {
 }
 
 /// Where and how to export traces.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Otlp {
-    /// Explicit endpoint (`--otlp-endpoint`); `None` = from the environment.
-    pub endpoint: Option<String>,
-    /// HTTP/protobuf instead of gRPC.
-    pub http: bool,
-}
+pub type Otlp = crate::config::otlp::OtlpTarget;
 
-impl Otlp {
-    /// Traces are on when `--otlp-endpoint` or `OTEL_EXPORTER_OTLP_ENDPOINT`
-    /// (or the traces-specific variable) is set.
-    pub fn from_env(flag: Option<&str>) -> Option<Otlp> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let configured = flag.is_some()
-            || env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
-            || env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some();
-        if !configured {
-            return None;
-        }
-        let protocol = env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"));
-        Some(Otlp {
-            endpoint: flag.map(str::to_owned),
-            http: protocol.is_some_and(|p| p.starts_with("http")),
-        })
-    }
+/// Traces are on when `--otlp-endpoint` or `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// (or the traces-specific variable) is set.
+pub fn otlp_from_env(flag: Option<&str>) -> Option<Otlp> {
+    let t = Otlp::from_env(flag);
+    t.endpoint.is_some().then_some(t)
 }
 
 /// Keeps the exporter and the daemon's log writer alive; flushes both
@@ -252,7 +233,25 @@ fn writer(
 
 use tracing_subscriber::Layer as _;
 
-fn build_provider(o: Otlp) -> Result<(SdkTracerProvider, tokio::runtime::Runtime), String> {
+/// Why traces cannot be exported as configured.
+#[derive(Debug, thiserror::Error)]
+enum ExportError {
+    /// No runtime for the exporter.
+    #[error("cannot start the exporter's runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The exporter refused its settings.
+    #[error(transparent)]
+    Build(#[from] opentelemetry_otlp::ExporterBuildError),
+    /// TLS cannot be set up.
+    #[error(transparent)]
+    Tls(#[from] crate::grpc::SetupError),
+    /// The target cannot be used (see [`Otlp::check`]).
+    #[error("{0}")]
+    Target(String),
+}
+
+fn build_provider(o: Otlp) -> Result<(SdkTracerProvider, tokio::runtime::Runtime), ExportError> {
+    o.check().map_err(ExportError::Target)?;
     // The tonic channel spawns its connection worker on the current
     // runtime; give it a small one of its own so exports never depend on
     // (or block) the supervisor's.
@@ -261,7 +260,7 @@ fn build_provider(o: Otlp) -> Result<(SdkTracerProvider, tokio::runtime::Runtime
         .thread_name("stigmer-otlp")
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(ExportError::Runtime)?;
     let _enter = rt.enter();
     let exporter = if o.http {
         let mut b = opentelemetry_otlp::SpanExporter::builder()
@@ -278,13 +277,16 @@ fn build_provider(o: Otlp) -> Result<(SdkTracerProvider, tokio::runtime::Runtime
         }
         b.build()
     } else {
+        use opentelemetry_otlp::WithTonicConfig;
         let mut b = opentelemetry_otlp::SpanExporter::builder().with_tonic();
         if let Some(ep) = &o.endpoint {
             b = b.with_endpoint(ep.clone());
         }
+        if let (Some(tls), Some(ep)) = (&o.tls, &o.endpoint) {
+            b = b.with_tls_config(tls.client_config(ep)?);
+        }
         b.build()
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(

@@ -105,6 +105,20 @@ impl Actor {
         if let RestartReason::SpawnFailed { error } = &reason {
             self.snap.last_error = Some(error.clone());
         }
+        // A service that never got ready in its own time fails the first
+        // start at once, naming itself and what it waited for (Temporal's
+        // first start is bounded by `start`'s own --timeout).
+        if reason == RestartReason::StartTimeout && self.unit.name != crate::model::TEMPORAL {
+            self.report_startup(Startup::Failed {
+                code: Code::StartTimeout,
+                message: format!(
+                    "{} was not ready within {} s: {}",
+                    crate::model::unit_title(&self.unit.name),
+                    self.unit.rules.start_timeout.as_secs_f64(),
+                    self.snap.not_ready_reason()
+                ),
+            });
+        }
     }
 
     pub(super) fn on_exit(&mut self, status: crate::model::ExitStatus) {

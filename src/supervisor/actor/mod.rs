@@ -18,6 +18,7 @@ use super::{Command, Context, Halt, Outlet, Snapshot, UnitHandle};
 use crate::disk::LogStream;
 use crate::health::{FileChecks, Round};
 use crate::model::StateName;
+use crate::model::clock::unix_now_ms;
 use crate::process::{self, Identity, Spawned};
 use crate::supervisor::Startup;
 use nix::sys::signal::Signal;
@@ -295,7 +296,7 @@ impl Actor {
 
     /// A command as an event, when the current state takes it (a start
     /// for a unit that already started is nothing to do).
-    fn command(&self, cmd: Command) -> Option<Event> {
+    fn command(&mut self, cmd: Command) -> Option<Event> {
         match cmd {
             Command::Start => {
                 matches!(self.state, State::Waiting | State::Stopped).then_some(Event::Start)
@@ -303,7 +304,32 @@ impl Actor {
             Command::Restart => {
                 (self.state.name() != StateName::Spawning).then_some(Event::RestartRequested)
             }
+            Command::Observed(check) => self.observed(&check),
         }
+    }
+
+    /// A check of its own schedule: shown like a round's, and, when its
+    /// policy says so, a restart once it failed `failure_threshold` times
+    /// in a row.
+    fn observed(&mut self, check: &crate::health::Check) -> Option<Event> {
+        crate::supervisor::fold_checks(
+            &mut self.snap.health,
+            std::slice::from_ref(check),
+            unix_now_ms(),
+        );
+        self.out.observer.probe(check);
+        if !check.ok {
+            tracing::warn!(unit = %self.unit.name, layer = check.layer.as_str(), reason = %check.reason, "check failed");
+        }
+        let failures = self
+            .snap
+            .health
+            .get(&check.layer)
+            .map_or(0, |l| l.consecutive_failures);
+        (self.unit.side_restart
+            && failures >= self.unit.rules.failure_threshold
+            && self.state.is_serving_or_unhealthy())
+        .then_some(Event::Condemned { layer: check.layer })
     }
 
     async fn handle(
@@ -344,7 +370,7 @@ impl Actor {
         }
         // Ready: serving, or done for good after a clean exit (a one-shot
         // that its restart policy does not start again).
-        self.snap.ready = self.state.is_serving()
+        self.snap.ready = (self.state.is_serving() && self.snap.gated().is_none())
             || (self.state == State::Exited
                 && self.snap.restarts.last_exit == Some(crate::model::ExitStatus::Code(0)));
         if !matches!(self.state.name(), StateName::Backoff | StateName::CrashLoop) {

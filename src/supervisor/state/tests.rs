@@ -338,6 +338,34 @@ fn start_timeout_kills_a_server_that_never_serves() {
 }
 
 #[test]
+fn a_condemned_unit_is_killed_at_once_as_unhealthy() {
+    let t = Instant::now();
+    let r = rules();
+    let running = State::Running {
+        pid: 5,
+        since: t,
+        attempt: 0,
+    };
+    let layer = Layer::Persistence;
+    let (s, a) = step(&running, Event::Condemned { layer }, t, &r).unwrap();
+    assert!(
+        matches!(s, State::Killing { reason: RestartReason::Unhealthy { layer: l }, .. } if l == layer),
+        "{s:?}"
+    );
+    assert_eq!(a[0], Action::Kill);
+    let starting = State::Starting {
+        pid: 5,
+        since: t,
+        attempt: 0,
+    };
+    assert_eq!(
+        step(&starting, Event::Condemned { layer }, t, &r).unwrap(),
+        (starting.clone(), vec![]),
+        "not before it served"
+    );
+}
+
+#[test]
 fn spawn_failure_is_paced_as_crash_loop() {
     let t = Instant::now();
     let r = rules();
@@ -360,20 +388,20 @@ fn spawn_failure_is_paced_as_crash_loop() {
 
 /// Which events each state takes, written out here on their own (not
 /// read from the table `step` uses), one column per event: Start,
-/// sPawned, spawn Failed, eXited, probe Ok, proBe failed, Tampered,
-/// Wake, Restart requested, shutDown.
+/// sPawned, spawn Failed, eXited, probe Ok, proBe failed, Condemned,
+/// Tampered, Wake, Restart requested, shutDown.
 const TAKES: [&str; 11] = [
-    "Waiting   S.....T.RD",
-    "Exited    ......T.RD",
-    "Stopped   S.....T.RD",
-    "Spawning  .PF.......",
-    "Starting  ...XOBT.RD",
-    "Running   ...XOBT.RD",
-    "Unhealthy ...XOBT.RD",
-    "Killing   ...XOBT.RD",
-    "Backoff   ......TWRD",
-    "CrashLoop ......TWRD",
-    "Stopping  ...XOBT.RD",
+    "Waiting   S......T.RD",
+    "Exited    .......T.RD",
+    "Stopped   S......T.RD",
+    "Spawning  .PF........",
+    "Starting  ...XOBCT.RD",
+    "Running   ...XOBCT.RD",
+    "Unhealthy ...XOBCT.RD",
+    "Killing   ...XOBCT.RD",
+    "Backoff   .......TWRD",
+    "CrashLoop .......TWRD",
+    "Stopping  ...XOBCT.RD",
 ];
 
 #[test]
@@ -428,6 +456,9 @@ fn step_takes_exactly_the_events_each_state_should_and_errs_on_the_rest() {
         },
         Event::ProbeOk,
         Event::ProbeFailed { layer: Layer::Grpc },
+        Event::Condemned {
+            layer: Layer::Persistence,
+        },
         Event::Tampered { layer: Layer::Lock },
         Event::Wake,
         Event::RestartRequested,
