@@ -319,8 +319,19 @@ fn metric_names(expr: &str) -> Vec<String> {
 #[test]
 fn dashboard_and_alert_queries_return_data_from_a_real_prometheus() {
     let mut h = TestHome::new();
-    h.extra
-        .extend(["--health-interval", "0.5", "--health-timeout", "0.5"].map(String::from));
+    // The queries' windows are seconds here, not minutes: the write check
+    // (every 30 s by default) runs every second, so its layer has a rate.
+    h.extra.extend(
+        [
+            "--health-interval",
+            "0.5",
+            "--health-timeout",
+            "0.5",
+            "--persistence-interval",
+            "1",
+        ]
+        .map(String::from),
+    );
     // One service, so the service panels and rules have series too.
     let api_port = free_port();
     h.write_config(&format!(

@@ -101,6 +101,21 @@ pub struct Receiver {
 impl Receiver {
     /// OTLP/gRPC on a free loopback port.
     pub fn grpc() -> Receiver {
+        Receiver::grpc_with(None)
+    }
+
+    /// OTLP/gRPC over TLS, with this certificate and key.
+    pub fn grpc_tls(cert: &std::path::Path, key: &std::path::Path) -> Receiver {
+        let identity = tonic::transport::Identity::from_pem(
+            std::fs::read(cert).unwrap(),
+            std::fs::read(key).unwrap(),
+        );
+        Receiver::grpc_with(Some(
+            tonic::transport::ServerTlsConfig::new().identity(identity),
+        ))
+    }
+
+    fn grpc_with(tls: Option<tonic::transport::ServerTlsConfig>) -> Receiver {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -110,7 +125,11 @@ impl Receiver {
         let svc = TraceServiceServer::new(Grpc(store.clone()));
         rt.spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
-            tonic::transport::Server::builder()
+            let mut server = tonic::transport::Server::builder();
+            if let Some(tls) = tls {
+                server = server.tls_config(tls).unwrap();
+            }
+            server
                 .add_service(svc)
                 .serve_with_incoming(incoming)
                 .await
