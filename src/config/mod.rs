@@ -873,6 +873,61 @@ mod tests {
     }
 
     #[test]
+    fn every_start_dev_option_passes_through_and_bad_ones_are_refused() {
+        let c = parse(&[
+            "--http-port",
+            "7300",
+            "--ui-ip",
+            "0.0.0.0",
+            "--ui-public-path",
+            "/temporal",
+            "--ui-asset-path",
+            "/srv/ui",
+            "--ui-codec-endpoint",
+            "https://codec.example/",
+            "--ui-disable-news-fetch",
+            "--log-config",
+            "--temporal-log-format",
+            "json",
+            "--temporal-namespace",
+            "orders",
+        ])
+        .unwrap();
+        let joined: String = c
+            .temporal_args()
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect::<Vec<_>>()
+            .join(" ");
+        for want in [
+            "--http-port 7300",
+            "--ui-ip 0.0.0.0",
+            "--ui-public-path /temporal",
+            "--ui-asset-path /srv/ui",
+            "--ui-codec-endpoint https://codec.example/",
+            "--ui-disable-news-fetch",
+            "--log-config",
+            "--log-format json",
+            "--namespace orders",
+            "--namespace stigmer-health",
+        ] {
+            assert!(joined.contains(want), "{want}: {joined}");
+        }
+        assert_eq!(c.ui_url().as_deref(), Some("http://127.0.0.1:8233/temporal"));
+        assert!(c.temporal_binds().iter().any(|(a, ..)| a.port() == 7300));
+        assert!(parse(&["--http-port", "7233"]).is_err(), "clashes with --port");
+        assert!(parse(&["--ui-ip", "nowhere"]).is_err());
+        for bad in [
+            vec!["--ui-public-path", "temporal"],
+            vec!["--ui-codec-endpoint", "ftp://x"],
+        ] {
+            let mut v = vec!["stigmer", "local", "start"];
+            v.extend(bad.iter().copied());
+            assert!(Cli::try_parse_from(v).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn binary_errors_are_specific() {
         let mut c = parse(&[]).unwrap();
         c.temporal_bin = Some("/nonexistent/temporal".into());
