@@ -1,4 +1,4 @@
-"""A real Temporal worker (Python SDK) for the Temporal-aware tests.
+"""A real Temporal worker (Python SDK) for the stack and Temporal-aware tests.
 
 It finds Temporal the way a worker of a stigmer stack should: through
 Temporal's environment configuration (`TEMPORAL_ADDRESS`,

@@ -503,6 +503,19 @@ impl TestHome {
     }
 }
 
+/// Execute workflow `Greet` (tests/assets/tq_worker.py) on `queue` with
+/// the `temporal` CLI, `args` and `envs` saying how to reach Temporal:
+/// its output (stdout and stderr).
+pub fn greet_on(args: &[&str], envs: &[(&str, &str)], queue: &str, name: &str) -> String {
+    let mut c = Command::new(temporal_bin());
+    c.args(["workflow", "execute", "--type", "Greet", "--task-queue", queue])
+        .args(["--input", &format!("{name:?}")])
+        .args(["--command-timeout", "60s"])
+        .args(args)
+        .envs(envs.iter().copied());
+    text(&run(c))
+}
+
 /// A file of `tests/assets`.
 pub fn asset(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

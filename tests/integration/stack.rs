@@ -31,7 +31,7 @@ fn worker_service(h: &TestHome) -> String {
          env = {{ TEMPORAL_ADDRESS = '127.0.0.1:{port}', TASK_QUEUE = 'stack' }}\n\
          depends_on = ['temporal']\n\
          ready = {{ log = 'Worker ready, polling for tasks' }}\n",
-        worker = asset("worker.py").display().to_string(),
+        worker = asset("tq_worker.py").display().to_string(),
         marker = h.dir.path().display().to_string(),
         port = h.port,
     )
@@ -50,24 +50,12 @@ fn http_service(h: &TestHome, name: &str, port: u16, deps: &[&str], extra: &str)
     )
 }
 
-/// `temporal workflow execute` of `Greet` with `name`: its output.
+/// `temporal workflow execute` of `Greet` with `name` on this instance's
+/// queue `stack`: its output.
 fn greet(h: &TestHome, name: &str) -> String {
-    let mut c = Command::new(temporal_bin());
-    c.args([
-        "workflow",
-        "execute",
-        "--type",
-        "Greet",
-        "--task-queue",
-        "stack",
-    ])
-    .args(["--input", &format!("{name:?}")])
-    .arg("--address")
-    .arg(format!("127.0.0.1:{}", h.port))
-    .args(["--command-timeout", "60s"]);
-    let out = run(c);
-    assert!(out.status.success(), "workflow failed: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let out = greet_on(&["--address", &format!("127.0.0.1:{}", h.port)], &[], "stack", name);
+    assert!(out.contains("COMPLETED"), "workflow failed: {out}");
+    out
 }
 
 #[test]

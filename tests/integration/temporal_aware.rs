@@ -51,25 +51,6 @@ fn unix_ms(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a time: {v}"))
 }
 
-/// Execute workflow `Greet` on `queue` with the `temporal` CLI, `args`
-/// saying how to reach Temporal; its output.
-fn greet(args: &[&str], envs: &[(&str, &str)], queue: &str, name: &str) -> String {
-    let mut c = Command::new(temporal_bin());
-    c.args([
-        "workflow",
-        "execute",
-        "--type",
-        "Greet",
-        "--task-queue",
-        queue,
-    ])
-    .args(["--input", &format!("{name:?}")])
-    .args(["--command-timeout", "30s"])
-    .args(args)
-    .envs(envs.iter().copied());
-    text(&run(c))
-}
-
 #[test]
 fn a_worker_is_ready_when_it_polls_not_when_it_says_so() {
     let h = TestHome::new();
@@ -144,7 +125,7 @@ fn a_worker_is_ready_when_it_polls_not_when_it_says_so() {
     assert_eq!(no_env["TEMPORAL_API_KEY"], "not-for-the-dev-server");
     // The workers are real: a workflow runs through the stack's namespace.
     let port = h.port.to_string();
-    let out = greet(
+    let out = greet_on(
         &[
             "--address",
             &format!("127.0.0.1:{port}"),
@@ -221,7 +202,7 @@ fn a_stopped_worker_is_restarted_and_workflows_complete_through_the_new_one() {
     let s = h.service("worker");
     assert_eq!(s["restarts"]["last_reason"]["kind"], "unhealthy", "{s}");
     assert_eq!(s["restarts"]["last_reason"]["layer"], "task_queue", "{s}");
-    let out = greet(
+    let out = greet_on(
         &["--address", &format!("127.0.0.1:{}", h.port)],
         &[],
         "q-stop",
@@ -497,7 +478,7 @@ fn attached_through_a_tls_front_by_a_temporal_profile() {
     );
     // The worker reached Temporal through the environment stigmer gave
     // it (the profile, by name); so does the CLI.
-    let out = greet(
+    let out = greet_on(
         &["--profile", "front"],
         &[("TEMPORAL_CONFIG_FILE", toml.to_str().unwrap())],
         "q-tls",
