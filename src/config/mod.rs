@@ -913,9 +913,15 @@ mod tests {
         ] {
             assert!(joined.contains(want), "{want}: {joined}");
         }
-        assert_eq!(c.ui_url().as_deref(), Some("http://127.0.0.1:8233/temporal"));
+        assert_eq!(
+            c.ui_url().as_deref(),
+            Some("http://127.0.0.1:8233/temporal")
+        );
         assert!(c.temporal_binds().iter().any(|(a, ..)| a.port() == 7300));
-        assert!(parse(&["--http-port", "7233"]).is_err(), "clashes with --port");
+        assert!(
+            parse(&["--http-port", "7233"]).is_err(),
+            "clashes with --port"
+        );
         assert!(parse(&["--ui-ip", "nowhere"]).is_err());
         for bad in [
             vec!["--ui-public-path", "temporal"],

@@ -26,9 +26,32 @@ pub struct ServiceDecl {
     /// Extra environment.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
-    /// Services (or `temporal`) that must be ready before this one starts.
+    /// Services (or `temporal`) that must be ready before this one starts:
+    /// names, or `{ name = "api", restart = true }` to restart this one
+    /// whenever that one restarts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub depends_on: Vec<String>,
+    pub depends_on: Vec<Dependency>,
+    /// Files of `KEY=value` lines (dotenv syntax) read at every spawn,
+    /// before `env` (which wins): paths, or `{ path = "...", optional =
+    /// true }`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_file: Vec<EnvFileDecl>,
+    /// Globs (relative to `cwd`) whose changes restart it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watch: Vec<String>,
+    /// Globs never watched (besides `.git`, `target`, `node_modules`,
+    /// `__pycache__`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<String>,
+    /// A command run before each (re)start; a failure keeps the running
+    /// process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Vec<String>>,
+    /// How a change or `restart` replaces it: `overlap` (start the new one,
+    /// wait for it to be ready, then stop the old one; the default when
+    /// `ready` is a task queue) or `restart` (stop, then start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<ReloadMode>,
     /// When the service counts as ready (default: once spawned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<ProbeDecl>,
@@ -55,6 +78,110 @@ pub struct ServiceDecl {
 fn yes() -> bool {
     true
 }
+
+/// A `depends_on` entry: a name, or a table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Dependency {
+    /// Just the name.
+    Name(String),
+    /// The name, and whether its restart restarts the dependent.
+    Table {
+        /// The dependency.
+        name: String,
+        /// Restart the dependent when this one restarts.
+        #[serde(default)]
+        restart: bool,
+    },
+}
+
+impl Dependency {
+    /// The dependency's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Dependency::Name(n) | Dependency::Table { name: n, .. } => n,
+        }
+    }
+
+    fn restarts(&self) -> bool {
+        matches!(self, Dependency::Table { restart: true, .. })
+    }
+}
+
+/// An `env_file` entry: a path, or a table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EnvFileDecl {
+    /// A file that must exist.
+    Path(PathBuf),
+    /// A file, perhaps optional.
+    Table {
+        /// Where.
+        path: PathBuf,
+        /// A missing file is no error.
+        #[serde(default)]
+        optional: bool,
+    },
+}
+
+/// An env file, checked: absolute path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvFile {
+    /// Where.
+    pub path: PathBuf,
+    /// A missing file is no error.
+    pub optional: bool,
+}
+
+impl EnvFile {
+    /// Its variables, in order; none for a missing optional file.
+    pub fn read(&self) -> Result<Vec<(String, String)>, Invalid> {
+        if self.optional && !self.path.exists() {
+            return Ok(Vec::new());
+        }
+        let shown = self.path.display();
+        let iter = dotenvy::from_path_iter(&self.path)
+            .map_err(|e| Invalid(format!("env_file {shown}: {}", dotenv_error(&e))))?;
+        iter.map(|r| r.map_err(|e| Invalid(format!("env_file {shown}: {}", dotenv_error(&e)))))
+            .collect()
+    }
+}
+
+fn dotenv_error(e: &dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            "not found (mark it { path = ..., optional = true } if it may be missing)".into()
+        }
+        dotenvy::Error::LineParse(line, at) => {
+            format!("cannot parse {line:?} at character {at}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// How a service is replaced by a new process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadMode {
+    /// New one ready first, then the old one stopped.
+    Overlap,
+    /// Old one stopped, then the new one started.
+    Restart,
+}
+
+/// What a service's changes are watched in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchSpec {
+    /// The directory globs are relative to (its `cwd`).
+    pub root: PathBuf,
+    /// Globs that trigger a restart.
+    pub include: Vec<String>,
+    /// Globs never watched, the defaults included.
+    pub ignore: Vec<String>,
+}
+
+/// Directories never watched.
+pub const DEFAULT_IGNORES: [&str; 4] = [".git", "target", "node_modules", "__pycache__"];
 
 fn default_stop_signal() -> String {
     "SIGTERM".into()
@@ -235,6 +362,25 @@ pub struct ServiceSpec {
     /// Whether it is told of the stack's Temporal in its environment.
     #[serde(default = "yes")]
     pub temporal_env: bool,
+    /// Its env files, read at every spawn.
+    #[serde(default)]
+    pub env_files: Vec<EnvFile>,
+    /// Dependencies whose restart restarts it.
+    #[serde(default)]
+    pub restart_with: Vec<String>,
+    /// What to watch, if anything.
+    #[serde(default)]
+    pub watch: Option<WatchSpec>,
+    /// The build command, if any.
+    #[serde(default)]
+    pub build: Option<Vec<String>>,
+    /// How a change replaces it.
+    #[serde(default = "restart_mode")]
+    pub reload: ReloadMode,
+}
+
+fn restart_mode() -> ReloadMode {
+    ReloadMode::Restart
 }
 
 impl ServiceSpec {
@@ -399,6 +545,7 @@ impl ServiceDecl {
                 .collect(),
             ready: probe(&self.ready),
             health: probe(&self.health),
+            build: self.build.as_ref().map(|b| crate::redact::argv(b)),
             ..self.clone()
         }
     }
@@ -422,12 +569,57 @@ impl ServiceDecl {
         let health = self
             .health_check(&ready)
             .map_err(|e| format!("health: {e}"))?;
+        let cwd = self.cwd.as_ref().map(|c| base.join(c));
+        let root = cwd.clone().unwrap_or_else(|| base.to_path_buf());
+        // Like `cwd`, relative to the configuration file.
+        let env_files: Vec<EnvFile> = self
+            .env_file
+            .iter()
+            .map(|e| {
+                let (path, optional) = match e {
+                    EnvFileDecl::Path(p) => (p, false),
+                    EnvFileDecl::Table { path, optional } => (path, *optional),
+                };
+                EnvFile {
+                    path: base.join(path),
+                    optional,
+                }
+            })
+            .collect();
+        for f in &env_files {
+            f.read()?;
+        }
+        let reload = match (self.reload, &ready) {
+            (Some(mode), _) => mode,
+            (
+                None,
+                Readiness::Probe {
+                    kind: ProbeKind::TaskQueue { .. },
+                    ..
+                },
+            ) => ReloadMode::Overlap,
+            (None, _) => ReloadMode::Restart,
+        };
+        if let Some(b) = &self.build
+            && b.first().is_none_or(|p| p.is_empty())
+        {
+            return Err("build: must name a program (a non-empty list, no shell)".into());
+        }
         Ok(ServiceSpec {
             name: name.to_string(),
             command: self.command.clone(),
-            cwd: self.cwd.as_ref().map(|c| base.join(c)),
             env: self.env.clone(),
-            depends_on: self.depends_on.clone(),
+            depends_on: self
+                .depends_on
+                .iter()
+                .map(|d| d.name().to_string())
+                .collect(),
+            restart_with: self
+                .depends_on
+                .iter()
+                .filter(|d| d.restarts())
+                .map(|d| d.name().to_string())
+                .collect(),
             ready,
             health,
             restart: self.restart,
@@ -435,7 +627,34 @@ impl ServiceDecl {
                 .ok_or_else(|| format!("stop_signal: {:?} is not a signal", self.stop_signal))?,
             stop_grace: secs(self.stop_grace, "stop_grace")?,
             temporal_env: self.temporal_env.unwrap_or(true),
+            watch: self.watch_spec(root)?,
+            build: self.build.clone(),
+            reload,
+            env_files,
+            cwd,
         })
+    }
+
+    fn watch_spec(&self, root: PathBuf) -> Result<Option<WatchSpec>, Invalid> {
+        if self.watch.is_empty() {
+            if !self.ignore.is_empty() {
+                return Err("ignore goes with watch".into());
+            }
+            return Ok(None);
+        }
+        let mut ignore: Vec<String> = DEFAULT_IGNORES
+            .iter()
+            .map(|d| format!("**/{d}/**"))
+            .collect();
+        ignore.extend(self.ignore.iter().cloned());
+        for g in self.watch.iter().chain(&self.ignore) {
+            globset::Glob::new(g).map_err(|e| format!("watch: {g:?} is not a glob: {e}"))?;
+        }
+        Ok(Some(WatchSpec {
+            root,
+            include: self.watch.clone(),
+            ignore,
+        }))
     }
 
     fn readiness(&self) -> Result<Readiness, Invalid> {

@@ -373,6 +373,7 @@ mod tests {
         let (tx, rx) = watch::channel(Snapshot::default());
         let (commands, _) = mpsc::channel(1);
         let h = UnitHandle {
+            restart_with: Vec::new(),
             name: name.into(),
             depends_on: vec![],
             status: rx,

@@ -32,6 +32,12 @@ pub enum RestartReason {
         /// What went wrong.
         error: String,
     },
+    /// A new process replaced it: a watched file changed, the
+    /// configuration was reloaded, or a dependency restarted.
+    Reload {
+        /// What triggered it (e.g. the file that changed).
+        trigger: String,
+    },
 }
 
 impl RestartReason {
@@ -44,6 +50,7 @@ impl RestartReason {
             RestartReason::StartTimeout => RestartKind::StartTimeout,
             RestartReason::Manual => RestartKind::Manual,
             RestartReason::SpawnFailed { .. } => RestartKind::SpawnFailed,
+            RestartReason::Reload { .. } => RestartKind::Reload,
         }
     }
 
@@ -82,17 +89,20 @@ pub enum RestartKind {
     Manual,
     /// It could not be spawned.
     SpawnFailed,
+    /// A change replaced it.
+    Reload,
 }
 
 impl RestartKind {
     /// Every kind.
-    pub const ALL: [RestartKind; 6] = [
+    pub const ALL: [RestartKind; 7] = [
         RestartKind::Exited,
         RestartKind::Signaled,
         RestartKind::Unhealthy,
         RestartKind::StartTimeout,
         RestartKind::Manual,
         RestartKind::SpawnFailed,
+        RestartKind::Reload,
     ];
 
     /// snake_case name (metrics label).
@@ -104,6 +114,7 @@ impl RestartKind {
             RestartKind::StartTimeout => "start_timeout",
             RestartKind::Manual => "manual",
             RestartKind::SpawnFailed => "spawn_failed",
+            RestartKind::Reload => "reload",
         }
     }
 }

@@ -158,6 +158,13 @@ pub struct UnitStatus {
     /// Why it is not ready (absent when it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_ready_reason: Option<String>,
+    /// Its build, when it has one: the last one's outcome or the one
+    /// running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<crate::supervisor::BuildStatus>,
+    /// The second process of an overlap reload, while there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<crate::supervisor::Overlap>,
 }
 
 impl UnitStatus {
@@ -196,8 +203,20 @@ impl UnitStatus {
             last_error: snap.last_error.clone(),
             log: log.map(|l| l.display().to_string()),
             log_dropped_bytes: dropped,
-            warnings: warning.into_iter().collect(),
+            warnings: warning
+                .into_iter()
+                .chain(snap.notes.iter().cloned())
+                .chain(snap.build.as_ref().and_then(|b| {
+                    let e = b.error.as_ref()?;
+                    Some(format!(
+                        "build failed ({}): {e}; the running process stays",
+                        b.trigger
+                    ))
+                }))
+                .collect(),
             not_ready_reason: (!snap.ready).then(|| snap.not_ready_reason()),
+            build: snap.build.clone(),
+            overlap: snap.overlap.clone(),
         }
     }
 }

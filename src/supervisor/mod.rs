@@ -16,6 +16,7 @@
 
 pub mod actor;
 pub mod external;
+pub mod files;
 pub mod frozen;
 pub mod heartbeat;
 pub mod policy;
@@ -85,6 +86,8 @@ pub struct UnitHandle {
     pub name: String,
     /// What it waits for.
     pub depends_on: Vec<String>,
+    /// Dependencies whose restart restarts it.
+    pub restart_with: Vec<String>,
     /// Latest snapshot.
     pub status: watch::Receiver<Snapshot>,
     /// Command channel.
@@ -200,6 +203,7 @@ pub(crate) fn unit_channels(
     let handle = UnitHandle {
         name: name.to_string(),
         depends_on,
+        restart_with: Vec::new(),
         status: status_rx,
         commands: commands_tx,
         log,
@@ -464,6 +468,43 @@ pub struct Snapshot {
     pub backoff: Option<Backoff>,
     /// Last error worth showing (spawn failure, port conflict, ...).
     pub last_error: Option<String>,
+    /// Its build: the last one's outcome, or the one running.
+    #[serde(default)]
+    pub build: Option<BuildStatus>,
+    /// The other process of an overlap reload: the new one getting
+    /// ready, or the old one stopping.
+    #[serde(default)]
+    pub overlap: Option<Overlap>,
+    /// What needs attention but does not make it not ready (e.g. files
+    /// that cannot be watched, a reload whose new process failed).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// A build of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BuildStatus {
+    /// `running`, `ok` or `failed`.
+    pub state: String,
+    /// What started it: `start`, or the file that changed.
+    pub trigger: String,
+    /// When it started (Unix ms).
+    pub started_at_unix_ms: u64,
+    /// How long it took, once done.
+    pub duration_ms: Option<f64>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The second process of an overlap reload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Overlap {
+    /// Its pid.
+    pub pid: i32,
+    /// `starting` (the new one, not ready yet) or `stopping` (the old one).
+    pub role: String,
+    /// Since (Unix ms).
+    pub since_unix_ms: u64,
 }
 
 impl Snapshot {
@@ -502,6 +543,9 @@ impl Default for Snapshot {
             restarts: Restarts::default(),
             backoff: None,
             last_error: None,
+            build: None,
+            overlap: None,
+            notes: Vec::new(),
         }
     }
 }

@@ -167,8 +167,11 @@ impl Stack {
             .filter(|u| u.status.borrow().state != StateName::Waiting)
             .map(|u| u.name.clone())
             .collect();
+        let mut serving: std::collections::BTreeMap<String, i32> =
+            std::collections::BTreeMap::new();
         let early = loop {
             start_ready_dependents(&handle, &mut started).await;
+            restart_followers(&handle, &mut serving).await;
             tokio::select! {
                 biased;
                 how = &mut halt => break Ok(how),
@@ -242,6 +245,33 @@ async fn start_ready_dependents(handle: &Handle, started: &mut BTreeSet<String>)
             tracing::info!(unit = %u.name, "dependencies ready: starting");
             let _ = u.commands.send(Command::Start).await;
             started.insert(u.name.clone());
+        }
+    }
+}
+
+/// Restart the units that asked to follow a dependency's restarts
+/// (`depends_on = [{ name, restart = true }]`) once it serves again with a
+/// new process. `serving` remembers each unit's last ready pid.
+async fn restart_followers(handle: &Handle, serving: &mut std::collections::BTreeMap<String, i32>) {
+    for u in &handle.units {
+        let (ready, pid) = {
+            let s = u.status.borrow();
+            (s.ready, s.process.as_ref().map(|p| p.pid))
+        };
+        let Some(pid) = pid.filter(|_| ready) else {
+            continue;
+        };
+        let before = serving.insert(u.name.clone(), pid);
+        if before.is_none_or(|b| b == pid) {
+            continue;
+        }
+        for f in handle
+            .units
+            .iter()
+            .filter(|f| f.restart_with.contains(&u.name))
+        {
+            tracing::info!(unit = %f.name, dependency = %u.name, "its dependency restarted: restarting");
+            let _ = f.commands.send(Command::Restart).await;
         }
     }
 }

@@ -197,6 +197,20 @@ pub enum Event {
     Wake,
     /// Manual restart request.
     RestartRequested,
+    /// Replace it (stop, then start), because of `trigger` (a changed
+    /// file, a configuration reload, a dependency's restart).
+    Reload {
+        /// What triggered it.
+        trigger: String,
+    },
+    /// A new process, started beside the old one and ready, replaced it
+    /// (an overlap reload); the old one is being stopped apart.
+    Replaced {
+        /// The new process.
+        pid: i32,
+        /// What triggered it.
+        trigger: String,
+    },
     /// Stop everything.
     Shutdown,
 }
@@ -214,6 +228,8 @@ fn event_name(e: &Event) -> &'static str {
         Event::Tampered { .. } => "tampered",
         Event::Wake => "wake",
         Event::RestartRequested => "restart_requested",
+        Event::Reload { .. } => "reload",
+        Event::Replaced { .. } => "replaced",
         Event::Shutdown => "shutdown",
     }
 }
@@ -276,9 +292,11 @@ pub fn allowed(state: StateName, event: &'static str) -> bool {
     match event {
         "start" => matches!(state, Stopped | Waiting),
         "spawned" | "spawn_failed" => state == Spawning,
-        "exited" | "probe_ok" | "probe_failed" | "condemned" => live || state == Stopping,
+        "exited" | "probe_ok" | "probe_failed" | "condemned" | "replaced" => {
+            live || state == Stopping
+        }
         "wake" => matches!(state, Backoff | CrashLoop),
-        "tampered" | "restart_requested" | "shutdown" => state != Spawning,
+        "tampered" | "restart_requested" | "reload" | "shutdown" => state != Spawning,
         _ => false,
     }
 }
@@ -322,7 +340,7 @@ pub fn step(
             // Wake or a manual restart: spawn now.
             (State::Spawning { attempt: *attempt }, vec![Action::Spawn])
         }
-        (State::Exited, Event::RestartRequested) => {
+        (State::Exited, Event::RestartRequested | Event::Reload { .. }) => {
             (State::Spawning { attempt: 0 }, vec![Action::Spawn])
         }
         (State::Exited, _) => same,
@@ -382,6 +400,7 @@ fn from_starting(state: &State, event: Event, now: Instant, rules: &Rules) -> (S
         }
         Event::Exited { status } => exited(attempt, false, status, now, rules),
         Event::RestartRequested => manual_restart(pid, now, attempt, false),
+        Event::Reload { trigger } => reload(pid, trigger, now, attempt, false),
         _ => (state.clone(), vec![]),
     }
 }
@@ -435,6 +454,22 @@ fn from_ready(state: &State, event: Event, now: Instant, rules: &Rules) -> (Stat
         ),
         Event::Exited { status } => exited(attempt, true, status, now, rules),
         Event::RestartRequested => manual_restart(pid, now, attempt, true),
+        Event::Reload { trigger } => reload(pid, trigger, now, attempt, true),
+        // The new process serves already: a fresh run, not a failure.
+        Event::Replaced { pid, trigger } => (
+            State::Running {
+                pid,
+                since: now,
+                attempt: 0,
+            },
+            vec![
+                Action::RecordRestart {
+                    reason: RestartReason::Reload { trigger },
+                    detected_at: now,
+                },
+                Action::Ready,
+            ],
+        ),
         _ => (state.clone(), vec![]),
     }
 }
@@ -495,6 +530,26 @@ fn manual_restart(pid: i32, now: Instant, attempt: u32, served: bool) -> (State,
         State::Killing {
             pid,
             reason: RestartReason::Manual,
+            detected_at: now,
+            attempt,
+            served,
+        },
+        vec![Action::Terminate],
+    )
+}
+
+/// A graceful stop, then a spawn, because of `trigger`.
+fn reload(
+    pid: i32,
+    trigger: String,
+    now: Instant,
+    attempt: u32,
+    served: bool,
+) -> (State, Vec<Action>) {
+    (
+        State::Killing {
+            pid,
+            reason: RestartReason::Reload { trigger },
             detected_at: now,
             attempt,
             served,

@@ -86,6 +86,20 @@ pub struct Unit {
     pub rules: Rules,
     /// What must be ready before it starts.
     pub depends_on: Vec<String>,
+    /// Dependencies whose restart restarts it.
+    pub restart_with: Vec<String>,
+    /// Files whose changes replace it.
+    pub watch: Option<crate::config::services::WatchSpec>,
+    /// What runs before each (re)start, in its cwd and environment.
+    pub build: Option<Vec<String>>,
+    /// How a change or a restart replaces it.
+    pub reload: crate::config::services::ReloadMode,
+    /// Env files read at every spawn (their variables go between the
+    /// stack's and `own_env`).
+    pub env_files: Vec<crate::config::services::EnvFile>,
+    /// The service's own `env` (wins over everything), when env files are
+    /// read at spawn; empty otherwise (then `spawn.env` has it already).
+    pub own_env: Vec<(String, String)>,
 }
 
 impl Unit {
@@ -128,6 +142,12 @@ impl Unit {
                 restart: RestartPolicy::Always,
             },
             depends_on: Vec::new(),
+            restart_with: Vec::new(),
+            watch: None,
+            build: None,
+            reload: crate::config::services::ReloadMode::Restart,
+            env_files: Vec::new(),
+            own_env: Vec::new(),
         }
     }
 
@@ -140,7 +160,17 @@ impl Unit {
         spawner: &Spawner,
         temporal: &crate::temporal::Client,
     ) -> Unit {
-        let (env, env_remove) = service_env(s, cfg);
+        let (mut env, env_remove) = service_env(s, cfg);
+        let own_env: Vec<(String, String)> =
+            s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let with_own = {
+            let mut e = env.clone();
+            e.extend(own_env.iter().cloned());
+            e
+        };
+        if s.env_files.is_empty() {
+            env = with_own.clone();
+        }
         let spawn = SpawnSpec {
             program: PathBuf::from(&s.command[0]),
             args: s.command[1..].iter().map(Into::into).collect(),
@@ -173,6 +203,7 @@ impl Unit {
                     program: PathBuf::from(&argv[0]),
                     args: argv[1..].iter().map(Into::into).collect(),
                     capture: false,
+                    env: with_own.clone(),
                     ..spawn.clone()
                 },
                 spawner: spawner.clone(),
@@ -220,8 +251,42 @@ impl Unit {
                 restart: s.restart,
             },
             depends_on: s.depends_on.clone(),
+            restart_with: s.restart_with.clone(),
+            watch: s.watch.clone(),
+            build: s.build.clone(),
+            reload: s.reload,
+            own_env: if s.env_files.is_empty() {
+                Vec::new()
+            } else {
+                own_env
+            },
+            env_files: s.env_files.clone(),
             spawn,
         }
+    }
+
+    /// What to spawn now: with its env files read afresh (so an edit
+    /// applies at the next start).
+    pub fn spawn_spec(&self) -> Result<SpawnSpec, String> {
+        if self.env_files.is_empty() {
+            return Ok(self.spawn.clone());
+        }
+        let mut spec = self.spawn.clone();
+        for f in &self.env_files {
+            spec.env.extend(f.read().map_err(|e| e.0)?);
+        }
+        spec.env.extend(self.own_env.iter().cloned());
+        Ok(spec)
+    }
+
+    /// Its build, as it runs now: the service's own cwd and environment.
+    pub fn build_spec(&self) -> Option<Result<SpawnSpec, String>> {
+        let argv = self.build.as_ref()?;
+        Some(self.spawn_spec().map(|spec| SpawnSpec {
+            program: PathBuf::from(&argv[0]),
+            args: argv[1..].iter().map(Into::into).collect(),
+            ..spec
+        }))
     }
 
     /// Drop the kept connections of its checks (a new process starts).
@@ -272,6 +337,5 @@ fn service_env(s: &ServiceSpec, cfg: &Config) -> (Vec<(String, String)>, Vec<Str
         env.retain(|(k, _)| !s.env.contains_key(k));
         remove.retain(|k| !s.env.contains_key(k) && !env.iter().any(|(e, _)| e == k));
     }
-    env.extend(s.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     (env, remove)
 }

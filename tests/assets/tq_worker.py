@@ -15,6 +15,7 @@ Knobs (environment):
 
 import asyncio
 import os
+import signal
 import sys
 from datetime import timedelta
 
@@ -61,6 +62,12 @@ async def main() -> None:
         task_queue=os.environ.get("TASK_QUEUE", "orders"),
         workflows=[Greet],
         activities=[greet],
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+    # SIGTERM (stigmer's stop signal): stop polling, finish the tasks in
+    # hand, then exit, as a worker reloaded with an overlap should.
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGTERM, lambda: asyncio.ensure_future(worker.shutdown())
     )
     if not early:
         print("Worker ready, polling for tasks", flush=True)

@@ -508,11 +508,18 @@ impl TestHome {
 /// its output (stdout and stderr).
 pub fn greet_on(args: &[&str], envs: &[(&str, &str)], queue: &str, name: &str) -> String {
     let mut c = Command::new(temporal_bin());
-    c.args(["workflow", "execute", "--type", "Greet", "--task-queue", queue])
-        .args(["--input", &format!("{name:?}")])
-        .args(["--command-timeout", "60s"])
-        .args(args)
-        .envs(envs.iter().copied());
+    c.args([
+        "workflow",
+        "execute",
+        "--type",
+        "Greet",
+        "--task-queue",
+        queue,
+    ])
+    .args(["--input", &format!("{name:?}")])
+    .args(["--command-timeout", "60s"])
+    .args(args)
+    .envs(envs.iter().copied());
     text(&run(c))
 }
 

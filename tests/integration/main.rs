@@ -7,6 +7,7 @@ mod common;
 mod compat;
 mod config;
 mod containment;
+mod develop;
 mod lifecycle;
 mod monitoring;
 mod observability;

@@ -53,7 +53,12 @@ fn http_service(h: &TestHome, name: &str, port: u16, deps: &[&str], extra: &str)
 /// `temporal workflow execute` of `Greet` with `name` on this instance's
 /// queue `stack`: its output.
 fn greet(h: &TestHome, name: &str) -> String {
-    let out = greet_on(&["--address", &format!("127.0.0.1:{}", h.port)], &[], "stack", name);
+    let out = greet_on(
+        &["--address", &format!("127.0.0.1:{}", h.port)],
+        &[],
+        "stack",
+        name,
+    );
     assert!(out.contains("COMPLETED"), "workflow failed: {out}");
     out
 }

@@ -203,7 +203,17 @@ impl Actor {
         let attempt = self.state.attempt();
         // A connection kept to the previous process is of no use now.
         self.unit.reset_checks();
-        let mut child = match self.ctx.spawner.spawn(self.unit.spawn.clone()).await {
+        let spec = match self.unit.spawn_spec() {
+            Ok(spec) => spec,
+            Err(error) => {
+                self.report_startup(Startup::Failed {
+                    code: Code::StartFailed,
+                    message: format!("service {}: {error}", self.unit.name),
+                });
+                return Event::SpawnFailed { error };
+            }
+        };
+        let mut child = match self.ctx.spawner.spawn(spec).await {
             Ok(child) => child,
             Err(e) => {
                 let error = format!("cannot run {}: {e}", self.unit.spawn.program.display());
@@ -247,39 +257,14 @@ impl Actor {
     /// Copy the child's stdout and stderr into the unit's log; for a unit
     /// that is ready when it logs a line, watch for that line.
     pub(super) fn pump_output(&mut self, child: &mut process::Spawned) {
-        let pid = child.pid;
-        if let Ready::Log { seen, .. } = &self.unit.ready {
-            seen.store(0, Ordering::Release);
-        }
-        for fd in [child.stdout.take(), child.stderr.take()]
-            .into_iter()
-            .flatten()
-        {
-            let on_line: Option<logfile::OnLine> = match &self.unit.ready {
-                Ready::Log { regex, seen } => {
-                    let (regex, seen, tx) =
-                        (regex.clone(), seen.clone(), self.ready_lines.0.clone());
-                    Some(Box::new(move |line: &[u8]| {
-                        if seen.load(Ordering::Acquire) == pid {
-                            return false;
-                        }
-                        if regex.is_match(&String::from_utf8_lossy(line)) {
-                            seen.store(pid, Ordering::Release);
-                            let _ = tx.send(pid);
-                            return false;
-                        }
-                        true
-                    }))
-                }
-                _ => None,
-            };
-            match self.ctx.logs.pump(fd, self.log.clone(), on_line) {
-                Ok(p) => self.pumps.push(p),
-                Err(e) => {
-                    tracing::warn!(unit = %self.unit.name, error = %e, "cannot read the process's output")
-                }
-            }
-        }
+        let pumps = pump_child(
+            child,
+            &self.unit,
+            &self.ready_lines.0,
+            &self.ctx.logs,
+            &self.log,
+        );
+        self.pumps.extend(pumps);
     }
 
     /// After the leader's exit: SIGKILL whatever is left in its group and
@@ -319,7 +304,7 @@ impl Actor {
     }
 
     /// Tell the PID file's writer who runs now.
-    fn write_pid_file(&self) {
+    pub(super) fn write_pid_file(&self) {
         self.ctx.registry.set(
             &self.unit.name,
             self.live.as_ref().map(|l| l.identity.clone()),
@@ -329,9 +314,54 @@ impl Actor {
     /// Settle the startup outcome (the first one counts). It is sent from
     /// `publish`, after the snapshot says the same: a `start` that returns
     /// "ready" must find `/status` and `status` saying so too.
-    fn report_startup(&mut self, outcome: Startup) {
+    pub(super) fn report_startup(&mut self, outcome: Startup) {
         if self.out.awaits_startup() && self.startup_outcome.is_none() {
             self.startup_outcome = Some(outcome);
         }
     }
+}
+
+/// Copy `child`'s stdout and stderr into `log`; for a unit that is ready
+/// when it logs a line, watch for that line (its pid goes to `ready_tx`).
+pub(super) fn pump_child(
+    child: &mut process::Spawned,
+    unit: &crate::supervisor::unit::Unit,
+    ready_tx: &tokio::sync::mpsc::UnboundedSender<i32>,
+    logs: &logfile::Logs,
+    log: &crate::disk::LogStream,
+) -> Vec<logfile::Pump> {
+    let pid = child.pid;
+    if let Ready::Log { seen, .. } = &unit.ready {
+        seen.store(0, Ordering::Release);
+    }
+    let mut pumps = Vec::new();
+    for fd in [child.stdout.take(), child.stderr.take()]
+        .into_iter()
+        .flatten()
+    {
+        let on_line: Option<logfile::OnLine> = match &unit.ready {
+            Ready::Log { regex, seen } => {
+                let (regex, seen, tx) = (regex.clone(), seen.clone(), ready_tx.clone());
+                Some(Box::new(move |line: &[u8]| {
+                    if seen.load(Ordering::Acquire) == pid {
+                        return false;
+                    }
+                    if regex.is_match(&String::from_utf8_lossy(line)) {
+                        seen.store(pid, Ordering::Release);
+                        let _ = tx.send(pid);
+                        return false;
+                    }
+                    true
+                }))
+            }
+            _ => None,
+        };
+        match logs.pump(fd, log.clone(), on_line) {
+            Ok(p) => pumps.push(p),
+            Err(e) => {
+                tracing::warn!(unit = %unit.name, error = %e, "cannot read the process's output")
+            }
+        }
+    }
+    pumps
 }

@@ -8,6 +8,7 @@
 //! [`execute`] carries out actions; [`probing`] decides when rounds run
 //! and turns them into events.
 
+mod develop;
 mod execute;
 mod probing;
 
@@ -72,6 +73,8 @@ pub struct Actor {
     epoch: (Instant, SystemTime),
     snap: Snapshot,
     finished: bool,
+    /// Watched files, builds, overlap reloads.
+    dev: develop::Dev,
 }
 
 impl Actor {
@@ -90,13 +93,14 @@ impl Actor {
             ..Snapshot::default()
         };
         let log = ctx.logs.disk.open_log(&unit.log_path, unit.log_max_bytes);
-        let (status, commands, handle) = super::unit_channels(
+        let (status, commands, mut handle) = super::unit_channels(
             &unit.name,
             unit.depends_on.clone(),
             snap.clone(),
             log.stats(),
             Some(unit.log_path.clone()),
         );
+        handle.restart_with = unit.restart_with.clone();
         let files: Option<Arc<dyn FileChecks>> = unit
             .files
             .then(|| Arc::new(ctx.registry.clone()) as Arc<dyn FileChecks>);
@@ -120,6 +124,7 @@ impl Actor {
             epoch: (Instant::now(), SystemTime::now()),
             snap,
             finished: false,
+            dev: develop::Dev::default(),
         };
         (actor, handle)
     }
@@ -201,6 +206,7 @@ impl Actor {
                 .observer
                 .adopted(self.state.name(), self.state.pid());
         }
+        self.start_watching();
         tokio::pin!(halt);
         let mut shutdown_seen = false;
         // A new unit starts now (or waits for its dependencies); an
@@ -227,7 +233,10 @@ impl Actor {
                 return Ok(None);
             }
             match self.next(&mut halt, &mut shutdown_seen).await {
-                Woke::Freeze => return Ok(Some(self.freeze().await)),
+                Woke::Freeze => {
+                    self.end_develop().await;
+                    return Ok(Some(self.freeze().await));
+                }
                 Woke::Events(events) => pending = events,
             }
         }
@@ -274,6 +283,7 @@ impl Actor {
                 events.push(Event::Wake);
             }
             Some(cmd) = self.commands.recv() => events.extend(self.command(cmd)),
+            dev = self.dev.next() => events.extend(self.on_dev(dev).await),
             Some(pid) = self.ready_lines.1.recv() => {
                 if self.state.name() == StateName::Starting && self.state.pid() == Some(pid) {
                     events.push(Event::ProbeOk);
@@ -296,15 +306,14 @@ impl Actor {
 
     /// A command as an event, when the current state takes it (a start
     /// for a unit that already started is nothing to do).
-    fn command(&mut self, cmd: Command) -> Option<Event> {
+    fn command(&mut self, cmd: Command) -> Vec<Event> {
         match cmd {
-            Command::Start => {
-                matches!(self.state, State::Waiting | State::Stopped).then_some(Event::Start)
-            }
-            Command::Restart => {
-                (self.state.name() != StateName::Spawning).then_some(Event::RestartRequested)
-            }
-            Command::Observed(check) => self.observed(&check),
+            Command::Start => matches!(self.state, State::Waiting | State::Stopped)
+                .then_some(Event::Start)
+                .into_iter()
+                .collect(),
+            Command::Restart => self.restart_requested(),
+            Command::Observed(check) => self.observed(&check).into_iter().collect(),
         }
     }
 
@@ -337,6 +346,12 @@ impl Actor {
         ev: Event,
         pending: &mut Vec<Event>,
     ) -> Result<(), super::state::Illegal> {
+        let Some(ev) = self.gate_start(ev) else {
+            return Ok(());
+        };
+        if ev == Event::Shutdown {
+            self.end_develop().await;
+        }
         let now = Instant::now();
         let from = self.state.name();
         tracing::debug!(unit = %self.unit.name, state = ?from, event = ?ev, "event");
@@ -375,6 +390,12 @@ impl Actor {
                 && self.snap.restarts.last_exit == Some(crate::model::ExitStatus::Code(0)));
         if !matches!(self.state.name(), StateName::Backoff | StateName::CrashLoop) {
             self.snap.backoff = None;
+        }
+        let successor = self.successor_pid();
+        if let Some(o) = &mut self.snap.overlap
+            && o.pid == 0
+        {
+            o.pid = successor.unwrap_or(0);
         }
         let snap = self.snap.clone();
         self.status.send_if_modified(|s| {

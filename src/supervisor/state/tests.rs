@@ -366,6 +366,67 @@ fn a_condemned_unit_is_killed_at_once_as_unhealthy() {
 }
 
 #[test]
+fn a_reload_stops_gracefully_and_an_overlap_swaps_the_pid_without_a_failure() {
+    let t = Instant::now();
+    let r = rules();
+    let running = State::Running {
+        pid: 5,
+        since: t,
+        attempt: 1,
+    };
+    let trigger = "src/app.py".to_string();
+    let (s, a) = step(
+        &running,
+        Event::Reload {
+            trigger: trigger.clone(),
+        },
+        t,
+        &r,
+    )
+    .unwrap();
+    assert!(
+        matches!(&s, State::Killing { reason: RestartReason::Reload { trigger: tr }, .. } if *tr == trigger),
+        "{s:?}"
+    );
+    assert_eq!(a, vec![Action::Terminate]);
+    let later = t + Duration::from_secs(1);
+    let (s, a) = step(
+        &running,
+        Event::Replaced {
+            pid: 9,
+            trigger: trigger.clone(),
+        },
+        later,
+        &r,
+    )
+    .unwrap();
+    assert_eq!(
+        s,
+        State::Running {
+            pid: 9,
+            since: later,
+            attempt: 0
+        }
+    );
+    assert!(a.contains(&Action::Ready), "{a:?}");
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::RecordRestart {
+            reason: RestartReason::Reload { .. },
+            ..
+        }
+    )));
+    // Before it ever served, a replacement is not taken.
+    let starting = State::Starting {
+        pid: 5,
+        since: t,
+        attempt: 0,
+    };
+    let (s, _) = step(&starting, Event::Replaced { pid: 9, trigger }, t, &r).unwrap();
+    assert_eq!(s, starting);
+}
+
+#[test]
 fn spawn_failure_is_paced_as_crash_loop() {
     let t = Instant::now();
     let r = rules();
@@ -389,19 +450,20 @@ fn spawn_failure_is_paced_as_crash_loop() {
 /// Which events each state takes, written out here on their own (not
 /// read from the table `step` uses), one column per event: Start,
 /// sPawned, spawn Failed, eXited, probe Ok, proBe failed, Condemned,
-/// Tampered, Wake, Restart requested, shutDown.
+/// Tampered, Wake, Restart requested, reLoad, New process replaced it,
+/// shutDown.
 const TAKES: [&str; 11] = [
-    "Waiting   S......T.RD",
-    "Exited    .......T.RD",
-    "Stopped   S......T.RD",
-    "Spawning  .PF........",
-    "Starting  ...XOBCT.RD",
-    "Running   ...XOBCT.RD",
-    "Unhealthy ...XOBCT.RD",
-    "Killing   ...XOBCT.RD",
-    "Backoff   .......TWRD",
-    "CrashLoop .......TWRD",
-    "Stopping  ...XOBCT.RD",
+    "Waiting   S......T.RL.D",
+    "Exited    .......T.RL.D",
+    "Stopped   S......T.RL.D",
+    "Spawning  .PF..........",
+    "Starting  ...XOBCT.RLND",
+    "Running   ...XOBCT.RLND",
+    "Unhealthy ...XOBCT.RLND",
+    "Killing   ...XOBCT.RLND",
+    "Backoff   .......TWRL.D",
+    "CrashLoop .......TWRL.D",
+    "Stopping  ...XOBCT.RLND",
 ];
 
 #[test]
@@ -462,6 +524,13 @@ fn step_takes_exactly_the_events_each_state_should_and_errs_on_the_rest() {
         Event::Tampered { layer: Layer::Lock },
         Event::Wake,
         Event::RestartRequested,
+        Event::Reload {
+            trigger: "src/app.py".into(),
+        },
+        Event::Replaced {
+            pid: 9,
+            trigger: "src/app.py".into(),
+        },
         Event::Shutdown,
     ];
     for (s, row) in samples.iter().zip(TAKES) {

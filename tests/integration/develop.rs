@@ -1,0 +1,258 @@
+//! Issue #23: the developer's loop. A watched file restarts its service
+//! (a burst of saves once; an ignored file never); a build runs first and a
+//! failed one leaves the running process alone; a real Python worker is
+//! reloaded with an overlap under a steady workflow load without losing a
+//! workflow; env files and restart-following dependencies.
+
+use crate::common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// A service's restarts so far.
+fn restarts(h: &TestHome, name: &str) -> u64 {
+    h.service(name)["restarts"]["count"].as_u64().unwrap_or(0)
+}
+
+/// The trigger of a service's restart `n` back (0: the last).
+fn trigger(h: &TestHome, name: &str, n: usize) -> String {
+    h.service(name)["restarts"]["recent"][n]["reason"]["trigger"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// An app directory with `files` in it.
+fn app(h: &TestHome, files: &[(&str, &str)]) -> PathBuf {
+    let dir = h.dir.path().join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+const IDLE: &str = "import time\nwhile True:\n    time.sleep(3600)\n";
+
+#[test]
+fn a_burst_of_saves_is_one_restart_and_an_ignored_file_none() {
+    let h = TestHome::new();
+    let dir = app(&h, &[("src/app.py", IDLE), ("src/generated/gen.py", "")]);
+    h.write_config(&format!(
+        "[services.app]\ncommand = ['python3', 'src/app.py']\ncwd = {dir:?}\n\
+         watch = ['src/**/*.py']\nignore = ['src/generated/**']\n",
+        dir = dir.display().to_string(),
+    ));
+    h.start_ok();
+    let first = h.ready_service_pid("app").unwrap();
+    // Five saves within a few milliseconds: one change.
+    for i in 0..5 {
+        std::fs::write(dir.join("src/app.py"), format!("{IDLE}# save {i}\n")).unwrap();
+    }
+    let second = h.wait_service_new_pid("app", first);
+    assert_eq!(trigger(&h, "app", 0), "src/app.py changed");
+    // An ignored file, then a watched one: only the watched one counts
+    // (changes are taken in order, so a restart for the ignored file would
+    // have come first).
+    std::fs::write(dir.join("src/generated/gen.py"), "x = 1\n").unwrap();
+    std::fs::write(dir.join("src/generated/new.py"), "x = 2\n").unwrap();
+    std::fs::write(dir.join("src/other.py"), "y = 1\n").unwrap();
+    h.wait_service_new_pid("app", second);
+    assert_eq!(restarts(&h, "app"), 2, "{}", h.service("app"));
+    assert_eq!(trigger(&h, "app", 0), "src/other.py changed");
+    h.stop();
+    h.assert_nothing_left();
+}
+
+#[test]
+fn a_failed_build_keeps_the_old_process_and_a_fixed_one_restarts() {
+    let h = TestHome::new();
+    let dir = app(&h, &[("app.py", IDLE)]);
+    h.write_config(&format!(
+        "[services.app]\ncommand = ['python3', 'app.py']\ncwd = {dir:?}\n\
+         watch = ['*.py']\nbuild = ['python3', '-m', 'py_compile', 'app.py']\n",
+        dir = dir.display().to_string(),
+    ));
+    h.start_ok();
+    let s = h.service("app");
+    assert_eq!(s["build"]["state"], "ok", "built once at start: {s}");
+    assert_eq!(s["build"]["trigger"], "start");
+    let pid = h.ready_service_pid("app").unwrap();
+    std::fs::write(dir.join("app.py"), format!("{IDLE}def broken(:\n")).unwrap();
+    let mut s = Value::Null;
+    wait_until("the build failed", || {
+        s = h.service("app");
+        s["build"]["state"] == "failed"
+    });
+    assert_eq!(s["pid"], pid, "the old process stays: {s}");
+    assert_eq!(s["restarts"]["count"], 0);
+    assert!(
+        s["warnings"].to_string().contains("build failed"),
+        "shown: {s}"
+    );
+    let (code, text_status) = {
+        let out = run(h.cmd(&["local", "status"]));
+        (out.status.code(), text(&out))
+    };
+    assert_eq!(code, Some(0), "still ready: {text_status}");
+    assert!(text_status.contains("build failed"), "{text_status}");
+    std::fs::write(dir.join("app.py"), IDLE).unwrap();
+    let new = h.wait_service_new_pid("app", pid);
+    let s = h.service("app");
+    assert_eq!(s["build"]["state"], "ok", "{s}");
+    assert!(!alive(pid));
+    assert!(alive(new));
+    h.stop();
+    h.assert_nothing_left();
+}
+
+/// The daemon's log lines that mention `what`.
+fn log_lines(h: &TestHome, what: &str) -> Vec<String> {
+    h.daemon_log()
+        .lines()
+        .filter(|l| l.contains(what))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn an_overlap_reload_under_load_loses_no_workflow() {
+    let h = TestHome::new();
+    let dir = app(&h, &[]);
+    std::fs::copy(asset("tq_worker.py"), dir.join("worker.py")).unwrap();
+    h.write_config(&format!(
+        "[services.worker]\ncommand = ['python3', 'worker.py']\ncwd = {dir:?}\n\
+         env = {{ TASK_QUEUE = 'reload' }}\nwatch = ['*.py']\n\
+         depends_on = ['temporal']\nready = {{ task_queue = 'reload' }}\n",
+        dir = dir.display().to_string(),
+    ));
+    h.start_ok();
+    let old = h.ready_service_pid("worker").unwrap();
+    assert_eq!(h.service("worker")["restarts"]["count"], 0);
+    let stop = h.dir.path().join("stop-load");
+    let summary = h.dir.path().join("load.json");
+    let mut load = std::process::Command::new("python3")
+        .arg(asset("load_client.py"))
+        .arg(format!("127.0.0.1:{}", h.port))
+        .arg(&stop)
+        .arg(&summary)
+        .env("TASK_QUEUE", "reload")
+        .spawn()
+        .unwrap();
+    // Load flows through the old worker first.
+    let progress = h.dir.path().join("load.json.progress");
+    let completed = || {
+        std::fs::read_to_string(&progress)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    wait_until("workflows complete through the old worker", || {
+        completed() >= 10
+    });
+    let mut text = std::fs::read_to_string(dir.join("worker.py")).unwrap();
+    text.push_str("\n# reloaded\n");
+    std::fs::write(dir.join("worker.py"), text).unwrap();
+    let new = h.wait_service_new_pid("worker", old);
+    wait_until("the old worker has stopped", || !alive(old));
+    // And through the new one.
+    let before = completed();
+    wait_until("workflows complete through the new worker", || {
+        completed() >= before + 10
+    });
+    std::fs::write(&stop, "").unwrap();
+    let status = load.wait().unwrap();
+    assert!(status.success());
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert!(s["started"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["failed"], 0, "{s}");
+    assert_eq!(s["timed_out"], 0, "{s}");
+    assert_eq!(s["completed"], s["started"], "{s}");
+    // The old one was asked to stop only once the new one polled.
+    let ready = log_lines(&h, "the new process is ready; stopping the old one");
+    assert_eq!(ready.len(), 1, "{ready:?}");
+    assert!(
+        ready[0].contains(&format!("old={old}")) && ready[0].contains(&format!("new={new}")),
+        "{ready:?}"
+    );
+    let log = h.daemon_log();
+    let swapped = log.find("the new process is ready").unwrap();
+    let stopped = log.find("the old process has stopped").unwrap();
+    assert!(swapped < stopped);
+    let w = h.service("worker");
+    assert_eq!(w["restarts"]["last_reason"]["kind"], "reload", "{w}");
+    assert!(w.get("overlap").is_none_or(Value::is_null), "{w}");
+    h.stop();
+    h.assert_nothing_left();
+}
+
+/// `[services.NAME]` that writes its environment to `file` and stays.
+fn env_writer(name: &str, file: &Path, extra: &str) -> String {
+    format!(
+        "[services.{name}]\n\
+         command = ['python3', '-c', 'import os, json, time; json.dump(dict(os.environ), open({tmp:?}, \"w\")); os.replace({tmp:?}, {file:?}); time.sleep(3600)']\n{extra}",
+        file = file.display().to_string(),
+        tmp = format!("{}.tmp", file.display()),
+    )
+}
+
+#[test]
+fn env_files_are_read_at_each_start_and_followers_restart_with_their_dependency() {
+    let h = TestHome::new();
+    let env_file = h.dir.path().join("app.env");
+    std::fs::write(&env_file, "# comment\nGREETING=hello\nQUOTED=\"a b\"\n").unwrap();
+    let a_env = h.dir.path().join("a.json");
+    h.write_config(&format!(
+        "{}\n{}\n{}",
+        env_writer(
+            "a",
+            &a_env,
+            &format!(
+                "env_file = [{f:?}, {{ path = 'missing.env', optional = true }}]\nenv = {{ QUOTED = 'own wins' }}\n",
+                f = env_file.display().to_string()
+            )
+        ),
+        env_writer(
+            "follower",
+            &h.dir.path().join("f.json"),
+            "depends_on = [{ name = 'a', restart = true }]\n"
+        ),
+        env_writer(
+            "bystander",
+            &h.dir.path().join("b.json"),
+            "depends_on = ['a']\n"
+        ),
+    ));
+    h.start_ok();
+    let read = |p: &Path| -> Value {
+        wait_until("the service wrote its environment", || p.exists());
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let env = read(&a_env);
+    assert_eq!(env["GREETING"], "hello");
+    assert_eq!(env["QUOTED"], "own wins", "env wins over env_file");
+    let follower = h.ready_service_pid("follower").unwrap();
+    let bystander = h.ready_service_pid("bystander").unwrap();
+    // An edit applies at the next start.
+    std::fs::write(&env_file, "GREETING=bonjour\n").unwrap();
+    std::fs::remove_file(&a_env).unwrap();
+    let a = h.ready_service_pid("a").unwrap();
+    let out = run(h.cmd(&["local", "restart", "a"]));
+    assert!(out.status.success(), "{}", text(&out));
+    h.wait_service_new_pid("a", a);
+    assert_eq!(read(&a_env)["GREETING"], "bonjour");
+    h.wait_service_new_pid("follower", follower);
+    assert_eq!(
+        h.ready_service_pid("bystander"),
+        Some(bystander),
+        "not a follower"
+    );
+    // A missing env file (not optional) is refused before anything starts.
+    h.stop();
+    std::fs::remove_file(&env_file).unwrap();
+    let out = h.start();
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out));
+    assert!(text(&out).contains("app.env"), "{}", text(&out));
+    h.assert_nothing_left();
+}
