@@ -184,6 +184,23 @@ pub enum LocalCommand {
     /// Replace the running daemon with this binary (or --binary), without
     /// restarting Temporal or any service.
     Upgrade(Lazy<UpgradeArgs>),
+    /// Read stigmer.toml again and apply only the difference (added
+    /// services start, removed ones stop, changed ones are replaced);
+    /// also SIGHUP to the daemon.
+    Reload(Lazy<ReloadArgs>),
+}
+
+/// Options of `reload`.
+#[derive(Debug, Clone, Args)]
+pub struct ReloadArgs {
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// Print what would change, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Seconds to wait for the changed and added units to be ready.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    pub timeout: f64,
 }
 
 /// Options of `upgrade`.

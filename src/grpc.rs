@@ -325,7 +325,7 @@ fn source_chain(e: &dyn std::error::Error) -> String {
 /// when a new server process is spawned.
 #[derive(Debug, Clone)]
 pub struct Client {
-    endpoint: Arc<Endpoint>,
+    endpoint: Arc<std::sync::RwLock<Arc<Endpoint>>>,
     channel: Arc<std::sync::Mutex<Option<tonic::transport::Channel>>>,
 }
 
@@ -333,14 +333,24 @@ impl Client {
     /// A client of `endpoint`, not connected yet.
     pub fn new(endpoint: Endpoint) -> Self {
         Client {
-            endpoint: Arc::new(endpoint),
+            endpoint: Arc::new(std::sync::RwLock::new(Arc::new(endpoint))),
             channel: Arc::default(),
         }
     }
 
     /// Its endpoint.
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
+    pub fn endpoint(&self) -> Arc<Endpoint> {
+        self.endpoint
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Point it (and every clone) at `endpoint` from the next call on
+    /// (a configuration reload moved the server).
+    pub fn retarget(&self, endpoint: Endpoint) {
+        *self.endpoint.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(endpoint);
+        self.reset();
     }
 
     /// The channel, made now (on the caller's runtime) if there is none.
@@ -349,7 +359,7 @@ impl Client {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let channel = self.endpoint.channel(timeout)?;
+        let channel = self.endpoint().channel(timeout)?;
         *slot = Some(channel.clone());
         Ok(channel)
     }
@@ -369,7 +379,7 @@ impl Client {
         let mut req = tonic::Request::new(msg);
         req.set_timeout(timeout);
         let md = req.metadata_mut();
-        for (k, v) in self.endpoint.metadata()? {
+        for (k, v) in self.endpoint().metadata()? {
             md.insert(k, v);
         }
         for (k, v) in extra {

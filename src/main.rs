@@ -96,6 +96,10 @@ fn run(cli: &Cli, local: &stigmer::cli::Local) -> Result<Code, Failure> {
             let _t = logs(None, None);
             commands::upgrade::run(a)
         }
+        Some(LocalCommand::Reload(a)) => {
+            let _t = logs(None, None);
+            commands::reload::run(a)
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod completions;
 pub mod config;
 pub mod logs;
+pub mod reload;
 pub mod restart;
 pub mod start;
 pub mod status;

@@ -87,6 +87,30 @@ pub struct Config {
     pub services: Vec<ServiceSpec>,
     /// The configuration file read, if any.
     pub file: Option<PathBuf>,
+    /// What it was made from (flags and environment, the file given), so
+    /// a reload reads the file again with the same flags over it.
+    #[serde(default)]
+    pub origin: Option<Origin>,
+}
+
+/// The inputs of a configuration besides the file's contents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The options as flags, environment and defaults gave them.
+    pub options: Options,
+    /// Which of them a flag or variable set (the file does not override
+    /// those).
+    pub explicit: BTreeSet<String>,
+    /// `--config FILE`, when given.
+    pub file: Option<PathBuf>,
+}
+
+impl Origin {
+    /// The configuration it gives now: the file read again and checked as
+    /// `start` checks it.
+    pub fn load(&self, home: StateDir) -> Result<Config, LoadError> {
+        Config::load(home, &self.options, &self.explicit, self.file.as_deref())
+    }
 }
 
 /// One value that is not valid, said for the user (what is wrong with it
@@ -423,7 +447,14 @@ impl Config {
         explicit: &BTreeSet<String>,
         file: Option<&Path>,
     ) -> Result<Config, LoadError> {
-        Effective::load(&home, options, explicit, file)?.check(home)
+        let mut cfg = Effective::load(&home, options, explicit, file)?.check(home)?;
+        cfg.origin = Some(Origin {
+            options: options.clone(),
+            explicit: explicit.clone(),
+            // The daemon's working directory is not the CLI's.
+            file: file.map(|f| std::path::absolute(f).unwrap_or_else(|_| f.to_path_buf())),
+        });
+        Ok(cfg)
     }
 
     /// Check every value of `a`; collect all problems, naming each value
@@ -477,6 +508,7 @@ impl Config {
             namespace,
             services: Vec::new(),
             file: None,
+            origin: None,
             home,
         };
         p.otlp_endpoint(a);

@@ -28,6 +28,24 @@ pub struct UpgradeRequest {
     pub client: Client,
 }
 
+/// A reload request: the daemon applies it and answers on `reply`.
+#[derive(Debug)]
+pub struct ReloadRequest {
+    /// Plan only.
+    pub dry_run: bool,
+    /// Where the answer goes.
+    pub reply: tokio::sync::oneshot::Sender<Reply>,
+}
+
+/// Where the daemon takes the requests it carries out itself.
+#[derive(Debug, Clone)]
+pub struct Requests {
+    /// Upgrades.
+    pub upgrades: mpsc::Sender<UpgradeRequest>,
+    /// Reloads.
+    pub reloads: mpsc::Sender<ReloadRequest>,
+}
+
 /// A client's connection, and the protocol it speaks.
 #[derive(Debug)]
 pub struct Client {
@@ -108,11 +126,7 @@ impl Control {
 
     /// Serve requests against `state` until closed; upgrade requests go
     /// to `upgrades` (the daemon acts on them).
-    pub fn serve(
-        self,
-        state: AppState,
-        upgrades: mpsc::Sender<UpgradeRequest>,
-    ) -> std::io::Result<Serving> {
+    pub fn serve(self, state: AppState, requests: Requests) -> std::io::Result<Serving> {
         let socket = self.listener.as_fd().try_clone_to_owned()?;
         let path = self.path.clone();
         let task = tokio::spawn(async move {
@@ -126,11 +140,9 @@ impl Control {
                     continue;
                 }
                 let state = state.clone();
-                let upgrades = upgrades.clone();
+                let requests = requests.clone();
                 tokio::spawn(async move {
-                    let _ =
-                        tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &state, &upgrades))
-                            .await;
+                    let _ = answer(stream, &state, &requests).await;
                 });
             }
         });
@@ -138,14 +150,14 @@ impl Control {
     }
 }
 
-async fn answer(
-    stream: UnixStream,
-    state: &AppState,
-    upgrades: &mpsc::Sender<UpgradeRequest>,
-) -> std::io::Result<()> {
+async fn answer(stream: UnixStream, state: &AppState, requests: &Requests) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream).take(crate::ipc::MAX_LINE);
     let mut line = Vec::new();
-    reader.read_until(b'\n', &mut line).await?;
+    // A client that does not send its request in time is dropped; a
+    // request may take longer (a reload stops removed services).
+    tokio::time::timeout(REQUEST_TIMEOUT, reader.read_until(b'\n', &mut line))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     let mut stream = reader.into_inner().into_inner();
     let (request, legacy) = if line.first() == Some(&b'{') {
         (
@@ -168,7 +180,8 @@ async fn answer(
             };
             let client = Client { stream, legacy };
             // The daemon in charge at the end answers.
-            if upgrades
+            if requests
+                .upgrades
                 .try_send(UpgradeRequest { binary, client })
                 .is_err()
             {
@@ -180,6 +193,15 @@ async fn answer(
             document: Box::new(state.status_doc(live).await),
         },
         Ok(Request::Restart { unit }) => restart(state, unit.as_deref()).await,
+        Ok(Request::Reload { dry_run }) => {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            match requests.reloads.try_send(ReloadRequest { dry_run, reply }) {
+                Ok(()) => answer
+                    .await
+                    .unwrap_or_else(|_| Reply::error("the daemon is stopping")),
+                Err(_) => Reply::error("a reload is already in progress"),
+            }
+        }
         Err(why) => Reply::error(why),
     };
     let line = if legacy {

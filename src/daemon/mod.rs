@@ -14,6 +14,7 @@
 //! inherited pipe.
 
 pub mod control;
+mod reload;
 
 pub mod notify;
 pub mod preflight;
@@ -42,7 +43,7 @@ use crate::supervisor::registry::SharedRegistry;
 use crate::supervisor::side::SideCheck;
 use crate::supervisor::stack::{Ended, Runner, Stack, SupervisionError};
 use crate::supervisor::unit::Unit;
-use crate::supervisor::{Actor, Command, Context, Halt, Handle, Observer, Observers, Outlet};
+use crate::supervisor::{Actor, Context, Halt, Handle, Observer, Observers, Outlet};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -196,7 +197,7 @@ async fn serve(start: Start, spawner: Spawner, reporter: Reporter) -> Result<(),
 
 /// A running daemon: what an upgrade hands over, or a shutdown stops.
 pub struct Daemon {
-    info: Arc<DaemonInfo>,
+    info: crate::status::Info,
     metrics: Arc<Metrics>,
     supervisor: Supervisor,
     http: Http,
@@ -205,6 +206,7 @@ pub struct Daemon {
     http_socket: OwnedFd,
     control: Option<control::Serving>,
     upgrades: mpsc::Receiver<control::UpgradeRequest>,
+    reloads: mpsc::Receiver<control::ReloadRequest>,
     follow: Option<tokio::task::JoinHandle<()>>,
     pid_file: RemovePidFile,
     /// The disk thread and the pumps' runtime.
@@ -266,17 +268,25 @@ impl Daemon {
     ) -> Result<Daemon, Failure> {
         use std::os::fd::AsFd;
         let http_socket = listener.as_fd().try_clone_to_owned()?;
-        let state = AppState::new(supervisor.handle.clone(), info.clone(), metrics.clone());
+        let tracing_info = (info.config.http_addr, info.config.home.root().to_path_buf());
+        let info = crate::status::Info::new((*info).clone());
+        let mut state = AppState::new(supervisor.handle.clone(), info.clone(), metrics.clone());
+        state.temporal = supervisor.client.grpc().clone();
         let http = Http::start(listener, state.clone());
         let (upgrade_tx, upgrades) = mpsc::channel(1);
+        let (reload_tx, reloads) = mpsc::channel(1);
+        let requests = control::Requests {
+            upgrades: upgrade_tx,
+            reloads: reload_tx,
+        };
         let control = match control {
-            Ok(c) => Some(c.serve(state, upgrade_tx)?),
+            Ok(c) => Some(c.serve(state, requests)?),
             Err(e) => {
                 tracing::warn!(error = %e, "no control socket: `stigmer local restart SERVICE` and `upgrade` are unavailable");
                 None
             }
         };
-        tracing::info!(http = %info.config.http_addr, home = %info.config.home.root().display(), pid = std::process::id(), "daemon running");
+        tracing::info!(http = %tracing_info.0, home = %tracing_info.1.display(), pid = std::process::id(), "daemon running");
         let follow = notify::Systemd::from_env()
             .map(|sd| tokio::spawn(sd.follow(supervisor.handle.clone())));
         Ok(Daemon {
@@ -287,6 +297,7 @@ impl Daemon {
             http_socket,
             control,
             upgrades,
+            reloads,
             follow,
             pid_file,
             logs: logs.clone(),
@@ -310,7 +321,9 @@ impl Daemon {
         // What was queued for the logs is written, and the PID file goes
         // after its last rewrite, not before (bounded: a stalled disk does
         // not hold the stop forever).
-        self.logs.disk.remove(&self.info.config.home.pid_file());
+        self.logs
+            .disk
+            .remove(&self.info.get().config.home.pid_file());
         self.logs.disk.sync(crate::disk::STALL_BOUND).await;
         outcome
     }
@@ -348,10 +361,18 @@ impl Signals {
                 _ = self.term.recv() => return Wake::Stop(None),
                 _ = self.int.recv() => return Wake::Stop(None),
                 _ = self.hup.recv() => {
-                    tracing::info!("SIGHUP: restarting Temporal");
-                    if let Some(t) = d.supervisor.handle.temporal() {
-                        let _ = t.commands.send(Command::Restart).await;
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    match d.reload(false).await {
+                        Ok(r) => tracing::info!(changes = ?r.changes, notes = ?r.notes, "reloaded"),
+                        Err((_, why)) => tracing::error!(%why, "reload refused; nothing changed"),
                     }
+                }
+                Some(req) = d.reloads.recv() => {
+                    let reply = match d.reload(req.dry_run).await {
+                        Ok(report) => crate::ipc::control::Reply::Reloaded { report },
+                        Err((code, message)) => crate::ipc::control::Reply::Failed { code, message },
+                    };
+                    let _ = req.reply.send(reply);
                 }
                 r = &mut d.supervisor.done => return Wake::Stop(Some(r)),
                 Some(request) = d.upgrades.recv() => return Wake::Upgrade(request),
@@ -421,6 +442,8 @@ type SupervisorOutcome = Result<Result<Ended, SupervisionError>, oneshot::error:
 struct Supervisor {
     handle: Handle,
     ctx: Context,
+    /// The one connection to Temporal every check uses.
+    client: crate::temporal::Client,
     halt: watch::Sender<Option<Halt>>,
     done: oneshot::Receiver<Result<Ended, SupervisionError>>,
 }
@@ -435,9 +458,12 @@ impl Supervisor {
         reporter: Option<&Reporter>,
         adopted: Option<Vec<(String, FrozenUnit)>>,
     ) -> Result<Self, Failure> {
-        let mut stack = build_stack(info, &ctx, &metrics, adopted)?;
+        // One connection to Temporal for every check: health, task
+        // queues, the write check, `status`'s live check.
+        let client = crate::temporal::Client::new(&info.config.connection());
+        let mut stack = build_stack(info, &ctx, &metrics, &client, adopted)?;
         let handle = stack.handle();
-        for u in &handle.units {
+        for u in &handle.units() {
             metrics.watch_log(&u.name, u.log.clone());
         }
         let reporter = reporter.cloned();
@@ -493,6 +519,7 @@ impl Supervisor {
         Ok(Supervisor {
             handle,
             ctx,
+            client,
             halt,
             done,
         })
@@ -537,6 +564,7 @@ fn build_stack(
     info: &DaemonInfo,
     ctx: &Context,
     metrics: &Arc<Metrics>,
+    client: &crate::temporal::Client,
     adopted: Option<Vec<(String, FrozenUnit)>>,
 ) -> Result<Stack, Failure> {
     let cfg = &info.config;
@@ -552,13 +580,7 @@ fn build_stack(
             ))),
         }
     };
-    let observe = |name: &str| -> Arc<dyn Observer> {
-        let mut observers: Vec<Arc<dyn Observer>> = vec![metrics.observer(name)];
-        if crate::telemetry::traces_on() {
-            observers.push(Arc::new(crate::telemetry::spans::SpanObserver::new(name)));
-        }
-        Arc::new(Observers(observers))
-    };
+    let observe = |name: &str| observer(metrics, name);
     let mismatch =
         |name: &str| Failure::Internal(format!("the handover's {name} is of another kind"));
     let adopt_err = |name: &str, e: std::io::Error| {
@@ -575,9 +597,6 @@ fn build_stack(
         }
         out
     };
-    // One connection to Temporal for every check: health, task queues,
-    // the write check.
-    let client = crate::temporal::Client::new(&cfg.connection());
     let temporal = match cfg.attach {
         Some(_) => {
             let frozen = take(TEMPORAL)?;
@@ -599,7 +618,7 @@ fn build_stack(
         None => {
             let frozen = take(TEMPORAL)?;
             let out = outlet(TEMPORAL, &frozen);
-            let unit = Unit::temporal(cfg, &info.binary, info.policy.clone(), &client);
+            let unit = Unit::temporal(cfg, &info.binary, info.policy.clone(), client);
             let (a, h) = Actor::new(unit, ctx, out);
             let a = match frozen {
                 None => a,
@@ -613,7 +632,7 @@ fn build_stack(
     for s in &cfg.services {
         let frozen = take(&s.name)?;
         let out = outlet(&s.name, &frozen);
-        let unit = Unit::service(s, cfg, info.policy.clone(), &ctx.spawner, &client);
+        let unit = Unit::service(s, cfg, info.policy.clone(), &ctx.spawner, client);
         let (a, h) = Actor::new(unit, ctx, out);
         let a = match frozen {
             None => a,
@@ -628,7 +647,7 @@ fn build_stack(
             TEMPORAL,
             SideCheck {
                 probe: PersistenceProbe {
-                    client,
+                    client: client.clone(),
                     namespace: check.namespace.clone(),
                     timeout: PERSISTENCE_TIMEOUT,
                 },
@@ -637,6 +656,15 @@ fn build_stack(
         );
     }
     Ok(stack)
+}
+
+/// What unit `name` reports to: its metrics, and spans when traces are on.
+fn observer(metrics: &Arc<Metrics>, name: &str) -> Arc<dyn Observer> {
+    let mut observers: Vec<Arc<dyn Observer>> = vec![metrics.observer(name)];
+    if crate::telemetry::traces_on() {
+        observers.push(Arc::new(crate::telemetry::spans::SpanObserver::new(name)));
+    }
+    Arc::new(Observers(observers))
 }
 
 /// The HTTP server task; it outlives supervision, so monitors see

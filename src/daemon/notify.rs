@@ -50,7 +50,7 @@ impl Systemd {
         let ping = sd_notify::watchdog_enabled().map(|d| d / 2);
         let mut ticker = tokio::time::interval(ping.unwrap_or(Duration::from_secs(3600)));
         let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
-        for u in &handle.units {
+        for u in &handle.units() {
             let mut rx = u.status.clone();
             let tx = tx.clone();
             tokio::spawn(async move {

@@ -226,7 +226,7 @@ struct Prepared {
 
 /// Everything that can refuse an upgrade before anything is frozen.
 fn prepare(d: &Daemon, path: &Path) -> Result<Prepared, Refused> {
-    if let Some(u) = d.supervisor.handle.units.iter().find(|u| !u.alive()) {
+    if let Some(u) = d.supervisor.handle.units().into_iter().find(|u| !u.alive()) {
         return Err(Refused::NotSupervised(u.name.clone()));
     }
     let binary = open_binary(path)?;
@@ -275,6 +275,7 @@ async fn hand_over(
     }
     // The PID file stays: the next daemon rewrites it.
     pid_file.disarm();
+    let info = info.get();
     let h = Handover {
         protocol: PROTOCOL,
         from: Binary::this(),

@@ -22,7 +22,7 @@ pub use server::serve;
 
 use crate::grpc;
 use crate::metrics::Metrics;
-use crate::status::{DaemonInfo, LiveCheck, StatusDoc};
+use crate::status::{LiveCheck, StatusDoc};
 use crate::supervisor::Handle;
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
@@ -43,7 +43,7 @@ pub struct AppState {
     /// The supervisor's handle (snapshot reader).
     pub handle: Handle,
     /// What the daemon is and runs with.
-    pub info: Arc<DaemonInfo>,
+    pub info: crate::status::Info,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
     /// A kept connection to Temporal's frontend (with its TLS and
@@ -55,9 +55,10 @@ pub struct AppState {
 
 impl AppState {
     /// The state over `handle`, `info` and `metrics`.
-    pub fn new(handle: Handle, info: Arc<DaemonInfo>, metrics: Arc<Metrics>) -> Self {
-        let temporal = grpc::Client::new(info.config.connection().endpoint);
-        let allowed_hosts = Arc::new(info.config.http_allowed_hosts.clone());
+    pub fn new(handle: Handle, info: crate::status::Info, metrics: Arc<Metrics>) -> Self {
+        let now = info.get();
+        let temporal = grpc::Client::new(now.config.connection().endpoint);
+        let allowed_hosts = Arc::new(now.config.http_allowed_hosts.clone());
         AppState {
             handle,
             info,
@@ -302,7 +303,7 @@ impl AppState {
                 false => None,
             }
         };
-        let build = async { StatusDoc::build(&self.handle.views(), &self.info) };
+        let build = async { StatusDoc::build(&self.handle.views(), &self.info.get()) };
         let (check, mut doc) = tokio::join!(check, build);
         doc.live_check = check;
         doc
@@ -399,7 +400,7 @@ mod tests {
 
     fn state(units: Vec<UnitHandle>) -> AppState {
         let options = Flags::parse_from(["x", "--headless"]).options;
-        let info = DaemonInfo {
+        let info = crate::status::DaemonInfo {
             config: Config::new(StateDir::new("/tmp/h"), &options, &Default::default()).unwrap(),
             binary: "/bin/temporal".into(),
             started_at_unix_ms: 1,
@@ -412,8 +413,8 @@ mod tests {
             metrics.observer(&u.name);
         }
         AppState::new(
-            Handle { units, heartbeat },
-            Arc::new(info),
+            Handle::new(units, heartbeat, tokio::sync::mpsc::channel(1).0),
+            crate::status::Info::new(info),
             Arc::new(metrics),
         )
     }

@@ -39,6 +39,35 @@ pub enum Request {
         /// The binary that takes over.
         binary: PathBuf,
     },
+    /// Read the configuration again and apply the difference; with
+    /// `dry_run`, only say what would change.
+    Reload {
+        /// Plan only.
+        #[serde(default)]
+        dry_run: bool,
+    },
+}
+
+/// What a reload did (or would do), unit by unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// Applied (false for a dry run).
+    pub applied: bool,
+    /// One entry per unit, Temporal first.
+    pub changes: Vec<UnitChange>,
+    /// What changed but is not applied while the daemon runs.
+    pub notes: Vec<String>,
+}
+
+/// What a reload does to one unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitChange {
+    /// The unit.
+    pub unit: String,
+    /// `added`, `removed`, `changed`, `restarted` or `unchanged`.
+    pub action: String,
+    /// What changed, or what happens.
+    pub detail: String,
 }
 
 /// The daemon's answer.
@@ -57,6 +86,18 @@ pub enum Reply {
     },
     /// The new binary supervises.
     Upgraded(Upgraded),
+    /// The configuration was reloaded (or a dry run planned).
+    Reloaded {
+        /// What it did.
+        report: ReloadReport,
+    },
+    /// The request failed in a class the CLI exits with.
+    Failed {
+        /// The exit class.
+        code: crate::model::Code,
+        /// Why.
+        message: String,
+    },
     /// The request could not be carried out.
     Error {
         /// Why.
@@ -99,6 +140,7 @@ impl Request {
                 "upgrade {}",
                 serde_json::json!({ "binary": binary, "fault": null })
             )),
+            Request::Reload { .. } => None,
         }
     }
 }
@@ -119,7 +161,10 @@ impl Reply {
             }
             Reply::Restarting { .. } => "ok".into(),
             Reply::Upgraded(u) => format!("ok {}", serde_json::to_string(u).unwrap_or_default()),
-            Reply::Error { message } => format!("error {}", message.replace('\n', " ")),
+            Reply::Reloaded { .. } => "ok".into(),
+            Reply::Error { message } | Reply::Failed { message, .. } => {
+                format!("error {}", message.replace('\n', " "))
+            }
         }
     }
 
@@ -143,7 +188,7 @@ impl Reply {
                 )),
                 None => Err(AskError::Unreadable(format!("unexpected answer {line:?}"))),
             },
-            Request::Restart { .. } => {
+            Request::Restart { .. } | Request::Reload { .. } => {
                 Err(AskError::Unreadable(format!("unexpected answer {line:?}")))
             }
         }

@@ -341,7 +341,37 @@ pub struct ConfigSection {
     pub backoff_cap_seconds: f64,
 }
 
-/// What the daemon is and runs with; fixed for its whole life.
+/// What the daemon is and runs with, as it is now: a configuration
+/// reload replaces it, and every reader sees the new one.
+#[derive(Debug, Clone)]
+pub struct Info(std::sync::Arc<std::sync::RwLock<std::sync::Arc<DaemonInfo>>>);
+
+impl Info {
+    /// Over `d`.
+    pub fn new(d: DaemonInfo) -> Info {
+        Info(std::sync::Arc::new(std::sync::RwLock::new(
+            std::sync::Arc::new(d),
+        )))
+    }
+
+    /// The current one.
+    pub fn get(&self) -> std::sync::Arc<DaemonInfo> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replace its configuration and Temporal binary (a reload).
+    pub fn set(&self, config: Config, binary: PathBuf) {
+        let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut d = (**slot).clone();
+        d.config = config;
+        if !binary.as_os_str().is_empty() {
+            d.binary = binary;
+        }
+        *slot = std::sync::Arc::new(d);
+    }
+}
+
+/// What the daemon is and runs with.
 #[derive(Debug, Clone)]
 pub struct DaemonInfo {
     /// The checked configuration.
@@ -416,6 +446,14 @@ impl StatusDoc {
             && self.temporal.unit.state == StateName::Running
             && self.services.values().all(|s| s.unit.ready)
             && self.live_check.as_ref().is_none_or(|c| c.ok)
+    }
+
+    /// Unit `name`'s status (`temporal` or a service).
+    pub fn unit(&self, name: &str) -> Option<&UnitStatus> {
+        if name == TEMPORAL {
+            return Some(&self.temporal.unit);
+        }
+        self.services.get(name).map(|s| &s.unit)
     }
 
     /// The services that are not ready, by name.

@@ -68,7 +68,7 @@ pub enum Halt {
 }
 
 /// Requests to one unit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Command {
     /// Its dependencies are ready: start (a waiting unit only).
     Start,
@@ -76,6 +76,10 @@ pub enum Command {
     Restart,
     /// A check that runs on its own schedule ([`side`]) has a verdict.
     Observed(Box<Check>),
+    /// Its configuration changed (a reload): run this from now on, and
+    /// replace the process (with a build first, and an overlap, where the
+    /// unit says so).
+    Reconfigure(Box<unit::Unit>),
 }
 
 /// A cloneable handle to one unit: read its latest snapshot, send it
@@ -119,24 +123,74 @@ impl UnitHandle {
 }
 
 /// Handles to every unit of the stack, Temporal first, each after what it
-/// depends on.
+/// depends on. Shared: a configuration reload adds and removes units, and
+/// every holder sees it.
 #[derive(Clone)]
 pub struct Handle {
-    /// The units.
-    pub units: Vec<UnitHandle>,
+    units: Arc<std::sync::RwLock<Vec<UnitHandle>>>,
     /// The supervisor loop's heartbeat.
     pub heartbeat: heartbeat::Heartbeat,
+    /// Changes to the stack (units added and removed).
+    pub changes: mpsc::Sender<stack::StackChange>,
 }
 
 impl Handle {
+    /// A handle over `units`, taking stack changes on `changes`.
+    pub fn new(
+        units: Vec<UnitHandle>,
+        heartbeat: heartbeat::Heartbeat,
+        changes: mpsc::Sender<stack::StackChange>,
+    ) -> Handle {
+        Handle {
+            units: Arc::new(std::sync::RwLock::new(units)),
+            heartbeat,
+            changes,
+        }
+    }
+
+    /// Every unit now, Temporal first.
+    pub fn units(&self) -> Vec<UnitHandle> {
+        self.units.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Add a unit at the end (it comes after what it depends on).
+    pub(crate) fn push(&self, u: UnitHandle) {
+        self.units
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(u);
+    }
+
+    /// Unit `name` now waits for `depends_on` and follows `restart_with`.
+    pub(crate) fn set_dependencies(
+        &self,
+        name: &str,
+        depends_on: Vec<String>,
+        restart_with: Vec<String>,
+    ) {
+        let mut units = self.units.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(u) = units.iter_mut().find(|u| u.name == name) {
+            u.depends_on = depends_on;
+            u.restart_with = restart_with;
+        }
+    }
+
+    /// Forget unit `name` (it was removed and has stopped).
+    pub(crate) fn forget(&self, name: &str) {
+        self.units
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|u| u.name != name);
+    }
+
     /// Is supervision alive: its loop beating, and every unit's
     /// supervisor running?
     pub fn alive(&self) -> bool {
-        self.heartbeat.fresh() && self.units.iter().all(UnitHandle::alive)
+        self.heartbeat.fresh() && self.units().iter().all(UnitHandle::alive)
     }
 
     /// Temporal's handle (every stack has Temporal, managed or attached).
-    pub fn temporal(&self) -> Option<&UnitHandle> {
+    pub fn temporal(&self) -> Option<UnitHandle> {
         self.unit(crate::model::TEMPORAL)
     }
 
@@ -149,13 +203,18 @@ impl Handle {
     }
 
     /// The unit called `name`.
-    pub fn unit(&self, name: &str) -> Option<&UnitHandle> {
-        self.units.iter().find(|u| u.name == name)
+    pub fn unit(&self, name: &str) -> Option<UnitHandle> {
+        self.units
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|u| u.name == name)
+            .cloned()
     }
 
     /// Every unit as the status document is built from it.
     pub fn views(&self) -> Vec<UnitView> {
-        self.units
+        self.units()
             .iter()
             .map(|u| UnitView {
                 name: u.name.clone(),
@@ -168,7 +227,7 @@ impl Handle {
 
     /// Every unit's latest snapshot, by name, Temporal first.
     pub fn snapshots(&self) -> Vec<(String, Snapshot)> {
-        self.units
+        self.units()
             .iter()
             .map(|u| (u.name.clone(), u.status.borrow().clone()))
             .collect()

@@ -75,12 +75,23 @@ pub enum Ended {
     Frozen(Vec<(String, FrozenUnit)>),
 }
 
+/// A change to a running stack (a configuration reload).
+pub enum StackChange {
+    /// Supervise this unit too (it starts once its dependencies are
+    /// ready).
+    Add(Box<Runner>, UnitHandle),
+    /// Stop this unit and forget it; answered once it is gone.
+    Remove(String, oneshot::Sender<()>),
+}
+
 /// Every unit of the stack, ready to run.
 pub struct Stack {
     members: Vec<(Runner, UnitHandle)>,
     startups: Vec<(String, oneshot::Receiver<Startup>)>,
     sides: Vec<(String, super::side::SideCheck)>,
     heartbeat: Heartbeat,
+    handle: Handle,
+    changes: mpsc::Receiver<StackChange>,
 }
 
 impl Stack {
@@ -90,11 +101,20 @@ impl Stack {
         members: Vec<(Runner, UnitHandle)>,
         startups: Vec<(String, oneshot::Receiver<Startup>)>,
     ) -> Self {
+        let heartbeat = Heartbeat::default();
+        let (tx, changes) = mpsc::channel(16);
+        let handle = Handle::new(
+            members.iter().map(|(_, h)| h.clone()).collect(),
+            heartbeat.clone(),
+            tx,
+        );
         Stack {
             members,
             startups,
             sides: Vec::new(),
-            heartbeat: Heartbeat::default(),
+            heartbeat,
+            handle,
+            changes,
         }
     }
 
@@ -106,10 +126,7 @@ impl Stack {
 
     /// Handles to every unit.
     pub fn handle(&self) -> Handle {
-        Handle {
-            units: self.members.iter().map(|(_, h)| h.clone()).collect(),
-            heartbeat: self.heartbeat.clone(),
-        }
+        self.handle.clone()
     }
 
     /// How the first start went, for the whole stack: `Ready` (with
@@ -126,7 +143,10 @@ impl Stack {
     /// Supervise until `halt` resolves; then stop every unit, in reverse
     /// dependency order ([`Halt::Stop`]), or freeze them all for a
     /// handover ([`Halt::Freeze`]). Errors when a unit's supervisor failed.
-    pub async fn run(self, halt: impl Future<Output = Halt>) -> Result<Ended, SupervisionError> {
+    pub async fn run(
+        mut self,
+        halt: impl Future<Output = Halt>,
+    ) -> Result<Ended, SupervisionError> {
         self.heartbeat.spawn();
         let handle = self.handle();
         let sides: Vec<tokio::task::JoinHandle<()>> = self
@@ -140,42 +160,61 @@ impl Stack {
         let _abort_sides = AbortOnDrop(sides);
         let mut stops = Vec::new();
         let mut tasks = JoinSet::new();
-        for (runner, h) in self.members {
-            let (stop_tx, stop_rx) = oneshot::channel();
-            stops.push((h.name.clone(), Some(stop_tx)));
-            let name = h.name.clone();
-            tasks.spawn(async move { (name, runner.run(stop_rx).await) });
-        }
         let (changed_tx, mut changed) = mpsc::unbounded_channel();
-        for h in &handle.units {
-            let mut rx = h.status.clone();
-            let tx = changed_tx.clone();
-            tokio::spawn(async move {
-                while rx.changed().await.is_ok() {
-                    if tx.send(()).is_err() {
-                        break;
-                    }
-                }
-            });
+        for (runner, h) in std::mem::take(&mut self.members) {
+            launch(runner, &h, &mut stops, &mut tasks, &changed_tx);
         }
         tokio::pin!(halt);
         // Units adopted from a previous daemon that are past waiting have
         // been started already.
         let mut started: BTreeSet<String> = handle
-            .units
+            .units()
             .iter()
             .filter(|u| u.status.borrow().state != StateName::Waiting)
             .map(|u| u.name.clone())
             .collect();
         let mut serving: std::collections::BTreeMap<String, i32> =
             std::collections::BTreeMap::new();
+        // Units being removed, and who waits for them to be gone.
+        let mut removing: Vec<(String, oneshot::Sender<()>)> = Vec::new();
         let early = loop {
             start_ready_dependents(&handle, &mut started).await;
             restart_followers(&handle, &mut serving).await;
             tokio::select! {
                 biased;
                 how = &mut halt => break Ok(how),
-                Some(Ok((name, result))) = tasks.join_next() => break Err((name, result)),
+                Some(Ok((name, result))) = tasks.join_next() => {
+                    match removing.iter().position(|(n, _)| *n == name) {
+                        Some(i) => {
+                            let (_, done) = removing.swap_remove(i);
+                            handle.forget(&name);
+                            stops.retain(|(n, _)| *n != name);
+                            started.remove(&name);
+                            serving.remove(&name);
+                            let _ = done.send(());
+                        }
+                        None => break Err((name, result)),
+                    }
+                }
+                Some(change) = self.changes.recv() => match change {
+                    StackChange::Add(runner, h) => {
+                        tracing::info!(unit = %h.name, "added");
+                        handle.push(h.clone());
+                        launch(*runner, &h, &mut stops, &mut tasks, &changed_tx);
+                    }
+                    StackChange::Remove(name, done) => {
+                        tracing::info!(unit = %name, "removing");
+                        match stops.iter_mut().find(|(n, _)| *n == name).and_then(|(_, tx)| tx.take()) {
+                            Some(tx) => {
+                                let _ = tx.send(Halt::Stop);
+                                removing.push((name, done));
+                            }
+                            None => {
+                                let _ = done.send(());
+                            }
+                        }
+                    }
+                },
                 Some(()) = changed.recv() => {}
             }
         };
@@ -190,6 +229,30 @@ impl Stack {
         stop_in_order(&handle, &mut stops, &mut tasks).await?;
         Ok(Ended::Stopped)
     }
+}
+
+/// Run `runner` as one of the stack's units, its stop sender in `stops`,
+/// its status changes on `changed`.
+fn launch(
+    runner: Runner,
+    h: &UnitHandle,
+    stops: &mut Vec<(String, Option<oneshot::Sender<Halt>>)>,
+    tasks: &mut Tasks,
+    changed: &mpsc::UnboundedSender<()>,
+) {
+    let (stop_tx, stop_rx) = oneshot::channel();
+    stops.push((h.name.clone(), Some(stop_tx)));
+    let name = h.name.clone();
+    tasks.spawn(async move { (name, runner.run(stop_rx).await) });
+    let mut rx = h.status.clone();
+    let tx = changed.clone();
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            if tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
 }
 
 /// Side checks end with supervision, however it ends.
@@ -233,7 +296,7 @@ async fn freeze_all(stops: &mut Stops, tasks: &mut Tasks) -> Result<Ended, Super
 
 /// Send `Start` to every waiting unit whose dependencies are all ready.
 async fn start_ready_dependents(handle: &Handle, started: &mut BTreeSet<String>) {
-    for u in &handle.units {
+    for u in &handle.units() {
         if u.depends_on.is_empty() || started.contains(&u.name) {
             continue;
         }
@@ -253,7 +316,7 @@ async fn start_ready_dependents(handle: &Handle, started: &mut BTreeSet<String>)
 /// (`depends_on = [{ name, restart = true }]`) once it serves again with a
 /// new process. `serving` remembers each unit's last ready pid.
 async fn restart_followers(handle: &Handle, serving: &mut std::collections::BTreeMap<String, i32>) {
-    for u in &handle.units {
+    for u in &handle.units() {
         let (ready, pid) = {
             let s = u.status.borrow();
             (s.ready, s.process.as_ref().map(|p| p.pid))
@@ -266,7 +329,7 @@ async fn restart_followers(handle: &Handle, serving: &mut std::collections::BTre
             continue;
         }
         for f in handle
-            .units
+            .units()
             .iter()
             .filter(|f| f.restart_with.contains(&u.name))
         {
@@ -283,13 +346,14 @@ async fn stop_in_order(
     stops: &mut Stops,
     tasks: &mut Tasks,
 ) -> Result<(), SupervisionError> {
-    let mut remaining: BTreeSet<String> = handle.units.iter().map(|u| u.name.clone()).collect();
+    let units = handle.units();
+    let mut remaining: BTreeSet<String> = units.iter().map(|u| u.name.clone()).collect();
     let mut outcome = Ok(());
     while !remaining.is_empty() {
         let wave: Vec<String> = remaining
             .iter()
             .filter(|n| {
-                !handle.units.iter().any(|u| {
+                !units.iter().any(|u| {
                     remaining.contains(&u.name)
                         && &u.name != *n
                         && (u.depends_on.contains(n) || (*n == TEMPORAL))
@@ -307,7 +371,7 @@ async fn stop_in_order(
         }
         let mut left: BTreeSet<String> = wave.iter().cloned().collect();
         // Units that ended before the shutdown are done already.
-        left.retain(|n| handle.unit(n).is_some_and(UnitHandle::alive));
+        left.retain(|n| handle.unit(n).is_some_and(|u| u.alive()));
         while !left.is_empty() {
             match tasks.join_next().await {
                 Some(Ok((name, result))) => {

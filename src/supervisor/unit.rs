@@ -314,7 +314,7 @@ impl Unit {
 /// `temporal_env = false`), then its own `env`, which wins; and the
 /// inherited variables to drop (an API key or TLS setting meant for
 /// another Temporal would turn TLS on against the plaintext dev server).
-fn service_env(s: &ServiceSpec, cfg: &Config) -> (Vec<(String, String)>, Vec<String>) {
+pub fn service_env(s: &ServiceSpec, cfg: &Config) -> (Vec<(String, String)>, Vec<String>) {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut remove: Vec<String> = Vec::new();
     if s.temporal_env {

@@ -256,3 +256,82 @@ fn env_files_are_read_at_each_start_and_followers_restart_with_their_dependency(
     assert!(text(&out).contains("app.env"), "{}", text(&out));
     h.assert_nothing_left();
 }
+
+#[test]
+fn reload_applies_only_the_difference_and_an_invalid_file_changes_nothing() {
+    let h = TestHome::new();
+    let svc = |name: &str, extra: &str| {
+        format!("[services.{name}]\ncommand = ['python3', '-c', {IDLE:?}]\n{extra}\n")
+    };
+    h.write_config(&format!(
+        "{}{}{}",
+        svc("kept", ""),
+        svc("edited", "env = { LEVEL = 'one' }"),
+        svc("dropped", "")
+    ));
+    h.start_ok();
+    let temporal = h.serving_pid().unwrap();
+    let kept = h.ready_service_pid("kept").unwrap();
+    let edited = h.ready_service_pid("edited").unwrap();
+    let dropped = h.ready_service_pid("dropped").unwrap();
+    let next = format!(
+        "{}{}{}",
+        svc("kept", ""),
+        svc("edited", "env = { LEVEL = 'two' }"),
+        svc("added", "depends_on = ['kept']")
+    );
+    h.write_config(&next);
+    // A dry run says what would change, and changes nothing.
+    let out = run(h.cmd(&["local", "reload", "--dry-run"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = text(&out);
+    for want in [
+        "added",
+        "removed",
+        "changed (env changed)",
+        "kept           unchanged",
+    ] {
+        assert!(said.contains(want), "{want}: {said}");
+    }
+    assert_eq!(h.ready_service_pid("dropped"), Some(dropped));
+    let out = run(h.cmd(&["local", "reload"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (_, doc) = h.status_json();
+    assert_eq!(doc["temporal"]["pid"], temporal, "Temporal untouched");
+    assert_eq!(
+        doc["services"]["kept"]["pid"], kept,
+        "unchanged keeps its pid"
+    );
+    assert!(
+        doc["services"]["edited"]["pid"] != edited,
+        "changed: a new process"
+    );
+    assert_eq!(
+        doc["services"]["edited"]["restarts"]["last_reason"]["kind"],
+        "reload"
+    );
+    assert!(doc["services"]["added"]["ready"] == true, "{doc}");
+    assert!(doc["services"].get("dropped").is_none(), "{doc}");
+    wait_until("the removed service's process is gone", || !alive(dropped));
+    let edited = doc["services"]["edited"]["pid"].as_i64().unwrap() as i32;
+    // An invalid file: refused with the file's line, nothing changes.
+    h.write_config(&format!("{next}[services.broken\n"));
+    let out = run(h.cmd(&["local", "reload"]));
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out));
+    assert!(text(&out).contains("stigmer.toml line"), "{}", text(&out));
+    assert!(text(&out).contains("nothing changed"), "{}", text(&out));
+    assert_eq!(h.ready_service_pid("edited"), Some(edited));
+    // SIGHUP reloads too (as systemd's ExecReload sends it).
+    h.write_config(&format!(
+        "{}{}{}",
+        svc("kept", ""),
+        svc("edited", "env = { LEVEL = 'three' }"),
+        svc("added", "depends_on = ['kept']")
+    ));
+    signal(h.daemon_pid().unwrap(), nix::sys::signal::Signal::SIGHUP);
+    h.wait_service_new_pid("edited", edited);
+    assert_eq!(h.ready_service_pid("kept"), Some(kept));
+    assert_eq!(h.serving_pid(), Some(temporal));
+    h.stop();
+    h.assert_nothing_left();
+}

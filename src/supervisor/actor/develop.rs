@@ -327,6 +327,32 @@ impl Actor {
         }
     }
 
+    /// A reload changed its configuration: run `unit` from now on, and
+    /// replace the process (building first, overlapping where it says
+    /// so); watch what it watches now.
+    pub(super) fn reconfigure(&mut self, unit: crate::supervisor::unit::Unit) -> Vec<Event> {
+        let rewatch = unit.watch != self.unit.watch || unit.env_files != self.unit.env_files;
+        let temporal = self.unit.name == crate::model::TEMPORAL;
+        self.unit = unit;
+        if rewatch {
+            self.dev.changes = None;
+            self.dev._watching = None;
+            self.snap
+                .notes
+                .retain(|n| !n.starts_with("watch") && !n.contains("inotify"));
+            self.start_watching();
+        }
+        let trigger = "the configuration changed".to_string();
+        if temporal {
+            // Temporal restarts (its ports may have moved: no overlap).
+            return match self.state.name() {
+                StateName::Waiting | StateName::Stopped | StateName::Spawning => vec![],
+                _ => vec![Event::Reload { trigger }],
+            };
+        }
+        self.change(trigger)
+    }
+
     /// `stigmer local restart`: an overlap when the unit reloads so and
     /// serves; otherwise stop and start.
     pub(super) fn restart_requested(&mut self) -> Vec<Event> {

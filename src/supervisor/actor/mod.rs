@@ -314,6 +314,7 @@ impl Actor {
                 .collect(),
             Command::Restart => self.restart_requested(),
             Command::Observed(check) => self.observed(&check).into_iter().collect(),
+            Command::Reconfigure(unit) => self.reconfigure(*unit),
         }
     }
 
