@@ -319,9 +319,23 @@ pub struct RestartArgs {
 /// Options of `logs`.
 #[derive(Debug, Clone, Args)]
 pub struct LogsArgs {
-    /// `temporal` or a declared service [default: temporal].
+    /// `temporal` or a declared service: its log alone [default: every
+    /// unit's lines, interleaved in time order, each with its name].
     #[arg(value_name = "SERVICE", conflicts_with = "daemon")]
     pub service: Option<String>,
+    /// Only these units in the interleaved log (comma-separated).
+    #[arg(long = "service", value_name = "NAMES", value_delimiter = ',', conflicts_with_all = ["service", "daemon"])]
+    pub services: Vec<String>,
+    /// Only lines read since then: a duration ago (`90s`, `5m`, `2h`) or
+    /// a time (`2026-12-02T07:00:00Z`).
+    #[arg(long, value_name = "WHEN", conflicts_with = "daemon")]
+    pub since: Option<String>,
+    /// One JSON object per line: `unit`, `ts`, `stream`, `line`.
+    #[arg(long, conflicts_with = "daemon")]
+    pub json: bool,
+    /// No colors (also when NO_COLOR is set or the output is no terminal).
+    #[arg(long)]
+    pub no_color: bool,
     #[command(flatten)]
     pub home: HomeArg,
     /// Keep printing new lines (across rotation).

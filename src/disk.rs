@@ -53,6 +53,35 @@ pub fn open_append(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// The capture-time index beside the log at `path` (`NAME.log.idx`):
+/// records of [`INDEX_RECORD`] bytes, `offset` then `stamp` (both u64,
+/// little-endian), saying that the log's bytes from `offset` on were read
+/// from the process at `stamp / 2` (Unix ms), from its stdout (`stamp` even)
+/// or stderr (odd). One record per write whose stamp differs from the
+/// last: the log itself stays the process's plain output.
+pub fn index_path(log: &Path) -> PathBuf {
+    let mut s = log.as_os_str().to_owned();
+    s.push(".idx");
+    PathBuf::from(s)
+}
+
+/// Bytes of one index record.
+pub const INDEX_RECORD: usize = 16;
+
+/// Which pipe a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// The process's stdout.
+    Stdout,
+    /// Its stderr.
+    Stderr,
+}
+
+/// A chunk's capture time and pipe, as the index stores it.
+pub fn stamp(unix_ms: u64, stream: Stream) -> u64 {
+    unix_ms * 2 + u64::from(stream == Stream::Stderr)
+}
+
 /// The path of rotated generation `n` of the log at `path`.
 pub fn generation(path: &Path, n: u32) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -143,6 +172,7 @@ enum Job {
     Write {
         id: u64,
         bytes: Vec<u8>,
+        stamp: u64,
         _room: OwnedSemaphorePermit,
     },
     Close {
@@ -293,9 +323,16 @@ impl LogStream {
     /// and the disk makes progress; drops and counts them when the disk
     /// has stalled for [`STALL_BOUND`].
     pub async fn write(&self, bytes: Vec<u8>) {
+        self.write_from(Stream::Stdout, bytes).await;
+    }
+
+    /// [`LogStream::write`], noting that `bytes` came from `stream` now
+    /// (the capture-time index, [`index_path`]).
+    pub async fn write_from(&self, stream: Stream, bytes: Vec<u8>) {
         if bytes.is_empty() {
             return;
         }
+        let stamp = stamp(crate::model::clock::unix_now_ms(), stream);
         let s = &self.0;
         let need = bytes.len().clamp(1, QUEUE_BYTES) as u32;
         loop {
@@ -305,6 +342,7 @@ impl LogStream {
                     s.disk.send(Job::Write {
                         id: s.id,
                         bytes,
+                        stamp,
                         _room: room,
                     });
                     return;
@@ -362,6 +400,8 @@ struct LogFile {
     /// When to open it again (while `file` is `None`), or check that the
     /// path still names it.
     next_check: Instant,
+    /// Its capture-time index, and the last stamp recorded there.
+    index: Option<(File, u64)>,
 }
 
 impl LogFile {
@@ -372,6 +412,7 @@ impl LogFile {
             stats,
             file: None,
             next_check: Instant::now(),
+            index: None,
         };
         if let Some(why) = log.reopen() {
             log.stats.dropped(0, why.to_string());
@@ -392,11 +433,41 @@ impl LogFile {
         });
         match opened {
             Ok(f) => {
+                // A new (empty) log starts a new index; the index is
+                // best effort: without it, lines just have no time.
+                let fresh = f.1 == 0;
+                self.index = open_append(&index_path(&self.path))
+                    .and_then(|i| {
+                        if fresh {
+                            i.set_len(0)?;
+                        }
+                        Ok(i)
+                    })
+                    .ok()
+                    .map(|i| (i, 0));
                 self.file = Some(f);
                 None
             }
             Err(e) => Some(self.why(LogOp::Open, e)),
         }
+    }
+
+    /// Note in the index that the bytes from `offset` on came at `stamp`.
+    fn stamp(&mut self, offset: u64, stamp: u64) {
+        let Some((index, last)) = &mut self.index else {
+            return;
+        };
+        if *last == stamp {
+            return;
+        }
+        let mut rec = [0u8; INDEX_RECORD];
+        rec[..8].copy_from_slice(&offset.to_le_bytes());
+        rec[8..].copy_from_slice(&stamp.to_le_bytes());
+        if index.write_all(&rec).is_err() {
+            self.index = None;
+            return;
+        }
+        *last = stamp;
     }
 
     fn why(&self, op: LogOp, source: io::Error) -> LogError {
@@ -416,7 +487,7 @@ impl LogFile {
         std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == *id)
     }
 
-    fn write(&mut self, bytes: &[u8]) {
+    fn write(&mut self, bytes: &[u8], stamp: u64) {
         let now = Instant::now();
         if now >= self.next_check {
             self.next_check = now + RETRY_EVERY;
@@ -442,10 +513,12 @@ impl LogFile {
                 .stats
                 .dropped(bytes.len(), self.problem_or("cannot open"));
         };
+        let offset = *size;
         match file.write_all(bytes) {
             Ok(()) => {
                 *size += bytes.len() as u64;
                 self.stats.wrote(bytes.len());
+                self.stamp(offset, stamp);
             }
             Err(e) => {
                 let why = self.why(LogOp::Write, e);
@@ -466,7 +539,15 @@ impl LogFile {
     fn rotate(&mut self) -> Result<(), LogError> {
         for n in (1..KEEP).rev() {
             let _ = std::fs::rename(generation(&self.path, n), generation(&self.path, n + 1));
+            let _ = std::fs::rename(
+                index_path(&generation(&self.path, n)),
+                index_path(&generation(&self.path, n + 1)),
+            );
         }
+        let _ = std::fs::rename(
+            index_path(&self.path),
+            index_path(&generation(&self.path, 1)),
+        );
         if let Err(e) = std::fs::rename(&self.path, generation(&self.path, 1)) {
             self.file = None;
             return Err(self.why(LogOp::Rotate, e));
@@ -531,9 +612,11 @@ impl Writer {
             } => {
                 self.logs.insert(id, LogFile::new(path, max_bytes, stats));
             }
-            Job::Write { id, bytes, _room } => {
+            Job::Write {
+                id, bytes, stamp, ..
+            } => {
                 if let Some(log) = self.logs.get_mut(&id) {
-                    log.write(&bytes);
+                    log.write(&bytes, stamp);
                 }
             }
             Job::Close { id } => {

@@ -1,8 +1,11 @@
-//! `stigmer local logs [SERVICE] [-f] [-n LINES] [--daemon]`: Temporal's
-//! log, a service's, or the daemon's. `-f` follows across rotation until
-//! its reader goes away (exit 0), Ctrl-C (130) or SIGTERM (143), or the
-//! instance stops (3); whatever bytes the log holds, each line is printed
-//! (invalid UTF-8 lossily) and flushed as it comes.
+//! `stigmer local logs [SERVICE] [-f] [-n LINES] [--since WHEN]
+//! [--service A,B] [--json] [--daemon]`: every unit's lines interleaved in
+//! the order they were read from the processes, each prefixed with its
+//! unit's name (colored on a terminal); or one unit's log alone
+//! (`logs temporal`, `logs NAME`), or the daemon's. `-f` follows across
+//! rotation until its reader goes away (exit 0), Ctrl-C (130) or SIGTERM
+//! (143), or the instance stops (3); whatever bytes the log holds, each
+//! line is printed (invalid UTF-8 lossily) and flushed as it comes.
 
 use super::{home, running};
 use crate::cli::LogsArgs;
@@ -16,24 +19,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How often `-f` asks whether the instance still runs.
-const INSTANCE_CHECK: Duration = Duration::from_secs(1);
+pub(super) const INSTANCE_CHECK: Duration = Duration::from_secs(1);
 
 /// Run `logs`.
 pub fn run(args: &LogsArgs) -> Result<Code, Failure> {
     let home = home(&args.home.home);
+    let alone = args.daemon || (args.service.is_some() && !args.json && args.since.is_none());
+    if !alone {
+        return super::logs_merged::run(args, &home);
+    }
     let path = match args.service.as_deref() {
         _ if args.daemon => home.daemon_log(),
-        None | Some(crate::model::TEMPORAL) => home.temporal_log(),
-        Some(name) if crate::config::services::valid_name(name) => home.service_log(name),
-        Some(name) => {
-            return Err(Failure::Relayed(
-                Code::Usage,
-                format!(
-                    "{name:?} is not a service name (lowercase letters, digits, '-', '_'; at most {} characters)",
-                    crate::config::services::MAX_NAME
-                ),
-            ));
-        }
+        Some(name) => log_of(&home, name)?,
+        None => home.temporal_log(),
     };
     crate::paths::refuse_symlink(&path)?;
     // Before anything is printed: a Ctrl-C after the first line ends the
@@ -56,14 +54,29 @@ pub fn run(args: &LogsArgs) -> Result<Code, Failure> {
     }
 }
 
+/// Unit `name`'s log file (`temporal` or a service).
+pub(super) fn log_of(home: &StateDir, name: &str) -> Result<std::path::PathBuf, Failure> {
+    match name {
+        crate::model::TEMPORAL => Ok(home.temporal_log()),
+        n if crate::config::services::valid_name(n) => Ok(home.service_log(n)),
+        n => Err(Failure::Relayed(
+            Code::Usage,
+            format!(
+                "{n:?} is not a service name (lowercase letters, digits, '-', '_'; at most {} characters)",
+                crate::config::services::MAX_NAME
+            ),
+        )),
+    }
+}
+
 /// Ctrl-C and SIGTERM, noted (not acted on) while following.
-struct Signals {
-    int: Arc<AtomicBool>,
-    term: Arc<AtomicBool>,
+pub(super) struct Signals {
+    pub(super) int: Arc<AtomicBool>,
+    pub(super) term: Arc<AtomicBool>,
 }
 
 impl Signals {
-    fn register() -> std::io::Result<Signals> {
+    pub(super) fn register() -> std::io::Result<Signals> {
         let s = Signals {
             int: Arc::new(AtomicBool::new(false)),
             term: Arc::new(AtomicBool::new(false)),

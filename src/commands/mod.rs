@@ -6,6 +6,8 @@
 pub mod completions;
 pub mod config;
 pub mod logs;
+mod logs_merged;
+mod progress;
 pub mod reload;
 pub mod restart;
 pub mod start;

@@ -87,7 +87,9 @@ fn wait_ready(
         return Ok(Code::Ok);
     }
     let deadline = t0 + timeout;
+    let mut progress = super::progress::Progress::new(home);
     loop {
+        progress.tick();
         let doc = fetch_status(home, Check::Snapshot).ok();
         let pending: Vec<String> = touched
             .iter()
@@ -100,10 +102,12 @@ fn wait_ready(
             .map(|u| u.to_string())
             .collect();
         if pending.is_empty() {
+            progress.clear();
             println!("Ready in {:.2}s.", t0.elapsed().as_secs_f64());
             return Ok(Code::Ok);
         }
         if Instant::now() >= deadline {
+            progress.clear();
             let why: Vec<String> = pending
                 .iter()
                 .map(|u| {

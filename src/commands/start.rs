@@ -3,6 +3,7 @@
 //! launch a detached daemon that inherits the *held* lock, and wait for
 //! its one-line startup report.
 
+use super::progress::Progress;
 use super::{Check, Found, discover, fetch_status};
 use crate::cli::StartArgs;
 use crate::config::Config;
@@ -14,7 +15,6 @@ use crate::model::Code;
 use crate::status::{StatusDoc, human_secs};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::io::{IsTerminal, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
@@ -53,7 +53,7 @@ fn launch_or_wait(args: &StartArgs, cfg: Config) -> Result<Started, Failure> {
         crate::paths::refuse_symlink(&cfg.home.service_log(&s.name))?;
     }
     let deadline = Instant::now() + cfg.timeout;
-    let mut spinner = Spinner::new("waiting for the running instance to become ready");
+    let mut progress = Progress::new(&cfg.home);
     loop {
         match InstanceLock::try_acquire(&cfg.home.lock_file())? {
             TryLock::Acquired(lock) if args.foreground => {
@@ -69,7 +69,7 @@ fn launch_or_wait(args: &StartArgs, cfg: Config) -> Result<Started, Failure> {
                     "the lock file was replaced while a daemon runs; deferring to that daemon"
                 );
                 if let Some(doc) = ready_instance(&cfg)? {
-                    spinner.clear();
+                    progress.clear();
                     print_ready(&doc, true);
                     return Ok(Started::Done(Code::Ok));
                 }
@@ -97,18 +97,18 @@ fn launch_or_wait(args: &StartArgs, cfg: Config) -> Result<Started, Failure> {
             },
             TryLock::Busy => {
                 if let Some(doc) = ready_instance(&cfg)? {
-                    spinner.clear();
+                    progress.clear();
                     print_ready(&doc, true);
                     return Ok(Started::Done(Code::Ok));
                 }
                 if Instant::now() >= deadline {
-                    spinner.clear();
+                    progress.clear();
                     return Err(Failure::StartTimeout {
                         secs: cfg.timeout.as_secs_f64(),
                         reason: "the running instance did not become ready".into(),
                     });
                 }
-                spinner.tick();
+                progress.tick();
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -201,9 +201,9 @@ fn launch(
     // The daemon holds both now; our copies must go so EOF means "daemon gone".
     drop(report_tx);
     drop(lock);
-    let mut spinner = Spinner::new("starting Temporal");
-    let heard = read_report(report_rx, deadline, &mut spinner);
-    spinner.clear();
+    let mut progress = Progress::new(&cfg.home);
+    let heard = read_report(report_rx, deadline, &mut progress);
+    progress.finish();
     match heard {
         Heard::Report(Report::Ready { .. }) => {
             match cfg_status(cfg) {
@@ -323,7 +323,7 @@ enum Heard {
 
 /// Read report lines until `Ready`/`Failed`, EOF or `deadline`, printing
 /// notes as they come.
-fn read_report(rx: OwnedFd, deadline: Instant, spinner: &mut Spinner) -> Heard {
+fn read_report(rx: OwnedFd, deadline: Instant, progress: &mut Progress) -> Heard {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use std::io::Read;
     use std::os::fd::AsFd;
@@ -334,10 +334,7 @@ fn read_report(rx: OwnedFd, deadline: Instant, spinner: &mut Spinner) -> Heard {
         while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=nl).collect();
             match crate::ipc::decode::<Report>(&line) {
-                Ok(Report::Note { text }) => {
-                    spinner.clear();
-                    eprintln!("note: {text}");
-                }
+                Ok(Report::Note { text }) => progress.note(&format!("note: {text}")),
                 Ok(report) => return Heard::Report(report),
                 Err(_) => return Heard::Eof,
             }
@@ -351,7 +348,7 @@ fn read_report(rx: OwnedFd, deadline: Instant, spinner: &mut Spinner) -> Heard {
             PollTimeout::try_from(left.as_millis().min(100) as i32).unwrap_or(PollTimeout::MAX);
         match poll(&mut fds, ms) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => {
-                spinner.tick();
+                progress.tick();
                 continue;
             }
             Ok(_) => {}
@@ -425,38 +422,4 @@ fn stop_child(child: &mut Child, grace: Duration) {
     }
     let _ = kill(pid, Signal::SIGKILL);
     let _ = child.wait();
-}
-
-/// A one-line progress indicator, on a terminal only.
-struct Spinner {
-    label: &'static str,
-    tty: bool,
-    n: usize,
-    shown: bool,
-}
-
-impl Spinner {
-    fn new(label: &'static str) -> Self {
-        Self {
-            label,
-            tty: std::io::stderr().is_terminal(),
-            n: 0,
-            shown: false,
-        }
-    }
-    fn tick(&mut self) {
-        if self.tty {
-            const F: [char; 4] = ['|', '/', '-', '\\'];
-            eprint!("\r{} {}", F[self.n % 4], self.label);
-            let _ = std::io::stderr().flush();
-            self.n += 1;
-            self.shown = true;
-        }
-    }
-    fn clear(&mut self) {
-        if self.shown {
-            eprint!("\r\x1b[2K");
-            self.shown = false;
-        }
-    }
 }

@@ -2,9 +2,11 @@
 //! size-rotated file (`temporal.log` or `NAME.log`, `.1`, `.2`) through
 //! the disk thread ([`pump`]), and `stigmer local logs` reads its tail
 //! and follows it across rotation ([`tail`], [`follow`]), in time linear
-//! in what it prints, whatever bytes the file holds.
+//! in what it prints, whatever bytes the file holds; [`merge`] reads
+//! several units' logs as one, by the capture times beside them.
 
-pub mod pump;
+pub mod merge;
+mod pump;
 
 pub use crate::disk::open_append;
 pub use pump::{MAX_LINE, OnLine, Pump, pump};
@@ -45,10 +47,11 @@ impl Logs {
     pub fn pump(
         &self,
         fd: std::os::fd::OwnedFd,
+        stream: crate::disk::Stream,
         log: crate::disk::LogStream,
         on_line: Option<OnLine>,
     ) -> io::Result<Pump> {
-        pump(&self.pumps, fd, log, on_line)
+        pump(&self.pumps, fd, stream, log, on_line)
     }
 }
 
@@ -56,51 +59,9 @@ impl Logs {
 /// UTF-8 shown lossily. Reads backwards, block by block, only as far as
 /// the `n` lines reach.
 pub fn tail(path: &Path, n: usize) -> io::Result<Vec<String>> {
-    let mut f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    const STEP: u64 = 64 * 1024;
-    let len = f.metadata()?.len();
-    // Blocks read so far, the last one first; newlines counted per block.
-    let mut blocks: Vec<Vec<u8>> = Vec::new();
-    let mut newlines = 0;
-    let mut start = len;
-    // The file's last byte ends the last line whether or not it is a
-    // newline: a final newline does not start an empty line.
-    let mut skip_final = true;
-    while start > 0 && newlines <= n {
-        let from = start.saturating_sub(STEP);
-        let mut block = vec![0; (start - from) as usize];
-        f.seek(SeekFrom::Start(from))?;
-        f.read_exact(&mut block)?;
-        let mut counted = &block[..];
-        if skip_final {
-            skip_final = false;
-            counted = counted.strip_suffix(b"\n").unwrap_or(counted);
-        }
-        newlines += memchr::memchr_iter(b'\n', counted).count();
-        blocks.push(block);
-        start = from;
-    }
-    let mut text = Vec::with_capacity(blocks.iter().map(Vec::len).sum());
-    for b in blocks.iter().rev() {
-        text.extend_from_slice(b);
-    }
-    let body = text.strip_suffix(b"\n").unwrap_or(&text);
-    let mut lines: Vec<&[u8]> = body.rsplitn(n + 1, |&b| b == b'\n').collect();
-    // The (n+1)th piece is what lies before the n lines, when there is one.
-    if lines.len() > n {
-        lines.pop();
-    }
-    Ok(lines
+    Ok(merge::tail_at(path, n)?
         .into_iter()
-        .rev()
-        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .map(|(_, l)| String::from_utf8_lossy(&l).into_owned())
         .collect())
 }
 
@@ -252,6 +213,7 @@ mod tests {
         let p = pump(
             &tokio::runtime::Handle::current(),
             rx,
+            crate::disk::Stream::Stdout,
             log,
             Some(Box::new(move |line: &[u8]| {
                 s.lock().unwrap().push(line.to_vec());
@@ -307,6 +269,7 @@ mod tests {
         let p = pump(
             &tokio::runtime::Handle::current(),
             rx,
+            crate::disk::Stream::Stdout,
             log,
             Some(Box::new(move |line: &[u8]| {
                 let _ = seen_tx.send(line.to_vec());

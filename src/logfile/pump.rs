@@ -51,6 +51,7 @@ impl Pump {
 pub fn pump(
     rt: &tokio::runtime::Handle,
     fd: OwnedFd,
+    stream: crate::disk::Stream,
     log: LogStream,
     on_line: Option<OnLine>,
 ) -> io::Result<Pump> {
@@ -84,13 +85,13 @@ pub fn pump(
                         // A last line without its end: the log stays
                         // line-oriented.
                         if lines.open() {
-                            log.write(b"\n".to_vec()).await;
+                            log.write_from(stream, b"\n".to_vec()).await;
                         }
                         return None;
                     }
                     Ok(n) => {
                         let out = lines.feed(&buf[..n]);
-                        log.write(out.into_owned()).await;
+                        log.write_from(stream, out.into_owned()).await;
                     }
                 },
             }

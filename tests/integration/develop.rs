@@ -335,3 +335,79 @@ fn reload_applies_only_the_difference_and_an_invalid_file_changes_nothing() {
     h.stop();
     h.assert_nothing_left();
 }
+
+/// `[services.NAME]` printing `NAME i` every `every` seconds, to stdout
+/// or stderr, then staying.
+fn counter(name: &str, every: f64, stderr: bool) -> String {
+    let file = if stderr { ", file=sys.stderr" } else { "" };
+    format!(
+        "[services.{name}]\ncommand = ['python3', '-u', '-c', \"import sys, time\\nfor i in range(1000):\\n    print('{name}', i{file}, flush=True)\\n    time.sleep({every})\"]\n"
+    )
+}
+
+#[test]
+fn logs_follow_interleaves_every_service_in_time_order() {
+    let h = TestHome::new();
+    h.write_config(&format!(
+        "{}{}{}",
+        counter("alpha", 0.03, false),
+        counter("beta", 0.05, true),
+        counter("gamma", 0.07, false)
+    ));
+    h.start_ok();
+    use std::io::BufRead;
+    let follow = |extra: &[&str]| {
+        let mut args = vec![
+            "local",
+            "logs",
+            "-f",
+            "-n",
+            "0",
+            "--service",
+            "alpha,beta,gamma",
+        ];
+        args.extend(extra);
+        let mut c = h.cmd(&args);
+        c.stdout(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    // The plain view: each line prefixed with its unit.
+    let mut plain = follow(&[]);
+    let mut reader = std::io::BufReader::new(plain.stdout.take().unwrap());
+    let mut seen = std::collections::BTreeSet::new();
+    let mut line = String::new();
+    while seen.len() < 3 {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "logs -f ended");
+        let (unit, rest) = line.split_once(" | ").expect("a prefixed line");
+        assert!(rest.starts_with(unit.trim()), "{line}");
+        seen.insert(unit.trim().to_string());
+    }
+    signal(plain.id() as i32, nix::sys::signal::Signal::SIGINT);
+    assert_eq!(plain.wait().unwrap().code(), Some(130));
+    // The JSON view: in capture order, each unit's lines in its own order.
+    let mut json = follow(&["--json"]);
+    let reader = std::io::BufReader::new(json.stdout.take().unwrap());
+    let mut last_ts = String::new();
+    let mut last_i: std::collections::BTreeMap<String, i64> = Default::default();
+    for l in reader.lines().take(60) {
+        let v: Value = serde_json::from_str(&l.unwrap()).unwrap();
+        let ts = v["ts"].as_str().unwrap().to_string();
+        assert!(ts >= last_ts, "out of order: {ts} after {last_ts}");
+        last_ts = ts;
+        let unit = v["unit"].as_str().unwrap().to_string();
+        let text = v["line"].as_str().unwrap();
+        let i: i64 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(text.starts_with(&unit), "{v}");
+        if let Some(prev) = last_i.insert(unit.clone(), i) {
+            assert_eq!(i, prev + 1, "{unit} skipped or repeated a line: {v}");
+        }
+        let want = if unit == "beta" { "stderr" } else { "stdout" };
+        assert_eq!(v["stream"], want, "{v}");
+    }
+    assert_eq!(last_i.len(), 3, "all three: {last_i:?}");
+    signal(json.id() as i32, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(json.wait().unwrap().code(), Some(143));
+    h.stop();
+    h.assert_nothing_left();
+}

@@ -14,6 +14,7 @@
 
 use super::{Actor, Live};
 use crate::config::services::ReloadMode;
+use crate::disk::Stream;
 use crate::health::{self, Target};
 use crate::model::clock::unix_now_ms;
 use crate::model::{ExitStatus, StateName};
@@ -259,11 +260,14 @@ impl Actor {
                         let _ = process::signal_group(pgid, Signal::SIGKILL);
                     }
                     // Its output goes to the service's log.
-                    for fd in [child.stdout.take(), child.stderr.take()]
-                        .into_iter()
-                        .flatten()
-                    {
-                        let _ = logs.pump(fd, log.clone(), None);
+                    let pipes = [
+                        (child.stdout.take(), Stream::Stdout),
+                        (child.stderr.take(), Stream::Stderr),
+                    ];
+                    for (fd, stream) in pipes {
+                        if let Some(fd) = fd {
+                            let _ = logs.pump(fd, stream, log.clone(), None);
+                        }
                     }
                     let status = child.wait().await;
                     // Nothing of a build outlives it.

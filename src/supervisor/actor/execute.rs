@@ -335,10 +335,12 @@ pub(super) fn pump_child(
         seen.store(0, Ordering::Release);
     }
     let mut pumps = Vec::new();
-    for fd in [child.stdout.take(), child.stderr.take()]
-        .into_iter()
-        .flatten()
-    {
+    let pipes = [
+        (child.stdout.take(), crate::disk::Stream::Stdout),
+        (child.stderr.take(), crate::disk::Stream::Stderr),
+    ];
+    for (fd, stream) in pipes {
+        let Some(fd) = fd else { continue };
         let on_line: Option<logfile::OnLine> = match &unit.ready {
             Ready::Log { regex, seen } => {
                 let (regex, seen, tx) = (regex.clone(), seen.clone(), ready_tx.clone());
@@ -356,7 +358,7 @@ pub(super) fn pump_child(
             }
             _ => None,
         };
-        match logs.pump(fd, log.clone(), on_line) {
+        match logs.pump(fd, stream, log.clone(), on_line) {
             Ok(p) => pumps.push(p),
             Err(e) => {
                 tracing::warn!(unit = %unit.name, error = %e, "cannot read the process's output")
