@@ -76,8 +76,14 @@ def endpoints() -> set[str]:
 
 
 def metric_names() -> set[str]:
+    """Every metric name src/metrics/ declares: the literal ones, and each
+    unit family (a suffix such as `gauge("up", ...)`) under each unit
+    kind's prefix (`prefix: "stigmer_temporal"`)."""
     text = "".join(f.read_text() for f in sorted((ROOT / "src" / "metrics").glob("*.rs")))
-    return set(re.findall(r'"(stigmer_[a-z0-9_]+)"', text))
+    names = set(re.findall(r'"(stigmer_[a-z0-9_]+)"', text))
+    prefixes = set(re.findall(r'prefix:\s*"(stigmer_[a-z0-9_]+)"', text))
+    suffixes = set(re.findall(r'\b(?:gauge|counter|hist|name)\(\s*"([a-z0-9_]+)"', text))
+    return names | {f"{p}_{s}" for p in prefixes for s in suffixes}
 
 
 def compose_config() -> dict:

@@ -45,5 +45,9 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
   $sudo_ apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
 fi
 
+# Every crate of the lock file, for every platform (the packaging check
+# resolves the Docker build stage's package offline).
+cargo fetch --locked --quiet
+
 # The static build's C compiler, for cargo commands run after this.
 export CC_x86_64_unknown_linux_musl=musl-gcc CC_aarch64_unknown_linux_musl=musl-gcc
