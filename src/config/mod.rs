@@ -52,8 +52,16 @@ pub struct Config {
     pub timeout: Duration,
     /// Probe period while serving.
     pub health_interval: Duration,
-    /// Timeout of the network probes.
+    /// Timeout of the network probes: the fixed one, or the cap of the
+    /// adaptive one.
     pub health_timeout: Duration,
+    /// The timeout adapts to the answers (no `--health-timeout` given).
+    #[serde(default)]
+    pub adaptive_timeout: bool,
+    /// Confirming checks use the adaptive timeout too (no
+    /// `--confirm-timeout` given).
+    #[serde(default)]
+    pub adaptive_confirm: bool,
     /// Timeout of the checks that confirm a failure (at most
     /// `health_timeout`).
     pub confirm_timeout: Duration,
@@ -468,7 +476,7 @@ impl Config {
         let attached = temporal::attaches(a);
         let ui_port = if attached { None } else { p.ports(a) };
         p.other_ports(a, ui_port);
-        let health_timeout = p.secs("health_timeout", a.health_timeout);
+        let health_timeout = p.secs("health_timeout", a.health_timeout.unwrap_or(1.0));
         // Values first: a typo is reported before a profile is read.
         let attach = if p.found.is_empty() {
             temporal::resolve(a, &temporal::process_env())?
@@ -493,8 +501,10 @@ impl Config {
             timeout: p.secs("timeout", a.timeout),
             health_interval: p.secs("health_interval", a.health_interval),
             health_timeout,
+            adaptive_timeout: a.health_timeout.is_none(),
+            adaptive_confirm: a.health_timeout.is_none() && a.confirm_timeout.is_none(),
             confirm_timeout: p
-                .secs("confirm_timeout", a.confirm_timeout)
+                .secs("confirm_timeout", a.confirm_timeout.unwrap_or(0.25))
                 .min(health_timeout),
             failure_threshold: p.failure_threshold(a),
             stop_grace: p.secs("stop_grace", a.stop_grace),

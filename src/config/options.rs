@@ -83,26 +83,29 @@ pub struct Options {
         allow_negative_numbers = true
     )]
     pub health_interval: f64,
-    /// Seconds the port and gRPC checks may take.
+    /// Seconds the port and gRPC checks may take [default: adaptive, 4×
+    /// the 99th percentile of recent answers, 0.15–1 s, widened by the
+    /// daemon's own timer lag]. Setting it fixes the timeout.
     #[arg(
         long,
-        default_value_t = 1.0,
         env = "STIGMER_HEALTH_TIMEOUT",
         value_name = "SECS",
         allow_negative_numbers = true
     )]
-    pub health_timeout: f64,
+    #[serde(default)]
+    pub health_timeout: Option<f64>,
     /// Seconds a confirming check may take: after a failed check, the next
     /// ones run at once with this timeout, so a hang is confirmed in a
-    /// fraction of a second instead of whole intervals.
+    /// fraction of a second instead of whole intervals [default: the
+    /// adaptive timeout; 0.25 with a fixed --health-timeout].
     #[arg(
         long,
-        default_value_t = 0.25,
         env = "STIGMER_CONFIRM_TIMEOUT",
         value_name = "SECS",
         allow_negative_numbers = true
     )]
-    pub confirm_timeout: f64,
+    #[serde(default)]
+    pub confirm_timeout: Option<f64>,
     /// Consecutive failed health checks before a restart.
     #[arg(
         long,

@@ -330,8 +330,11 @@ pub struct HealthCheck {
     pub kind: ProbeKind,
     /// Between checks.
     pub interval: Duration,
-    /// Longest one check may take.
+    /// Longest one check may take (the cap of an adaptive timeout).
     pub timeout: Duration,
+    /// No `timeout` given: it adapts to the answers.
+    #[serde(default)]
+    pub adaptive: bool,
     /// Failed checks in a row before a restart.
     pub failure_threshold: u32,
 }
@@ -697,6 +700,7 @@ impl ServiceDecl {
             kind,
             interval: secs(decl.interval.unwrap_or(1.0), "interval")?,
             timeout: secs(decl.timeout.unwrap_or(1.0), "timeout")?,
+            adaptive: decl.timeout.is_none(),
             failure_threshold: threshold,
         }))
     }

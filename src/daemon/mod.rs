@@ -250,6 +250,7 @@ impl Daemon {
             ),
             spawner: spawner.clone(),
             logs: logs.clone(),
+            heartbeat: Default::default(),
         };
         let supervisor = Supervisor::start(&info, ctx, metrics.clone(), Some(reporter), None)?;
         let control = control::Control::bind(&info.config.home.control_socket());
@@ -641,7 +642,7 @@ fn build_stack(
         };
         members.push((Runner::Managed(Box::new(a)), h));
     }
-    let mut stack = Stack::new(members, startups);
+    let mut stack = Stack::new(members, startups, ctx.heartbeat.clone());
     if let Some(check) = &cfg.persistence {
         stack = stack.with_side(
             TEMPORAL,

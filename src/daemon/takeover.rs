@@ -478,6 +478,7 @@ pub(super) async fn adopt(
         registry: SharedRegistry::new(lock, home.pid_file(), record, logs.disk.clone(), true),
         spawner: spawner.clone(),
         logs: logs.clone(),
+        heartbeat: Default::default(),
     };
     let originals = h.fds();
     let units = h.units;

@@ -16,6 +16,7 @@
 //! Temporal's round is lock, pid_file, process, identity, port, grpc; a
 //! service's is process, identity and its own check ([`Plan`]).
 
+pub mod detector;
 pub mod probes;
 pub mod temporal;
 
@@ -250,6 +251,8 @@ pub struct Target {
 pub struct Round {
     /// The pid that was probed (stale rounds are dropped by the actor).
     pub pid: i32,
+    /// The timeout its checks had.
+    pub timeout: Duration,
     /// Every layer checked this round, in order.
     pub checks: Vec<Check>,
 }
@@ -352,5 +355,9 @@ pub async fn round(t: Target) -> Round {
             }
         }
     }
-    Round { pid, checks }
+    Round {
+        pid,
+        checks,
+        timeout: t.timeout,
+    }
 }

@@ -16,8 +16,15 @@ use tokio::io::AsyncReadExt;
 /// this size, each ending in a newline, so nothing downstream (the
 /// readiness watcher, `logs`, the interleaved log) holds more.
 pub const MAX_LINE: usize = 64 * 1024;
-/// Largest read from a pipe.
-pub const CHUNK: usize = 64 * 1024;
+/// Largest read from a pipe: reads start at [`MIN_READ`] and grow while
+/// they come back full (a flood), shrink while they come back small (a
+/// quiet process holds next to no memory).
+pub const CHUNK: usize = 256 * 1024;
+/// Smallest read.
+const MIN_READ: usize = 4 * 1024;
+/// The pipe's buffer: a flooding child blocks less often, and each read
+/// takes more at once (Linux's limit for an unprivileged process).
+const PIPE_SIZE: libc::c_int = 1 << 20;
 
 /// Shown each complete line (without its end of line, at most
 /// [`MAX_LINE`] bytes) until it returns false.
@@ -56,6 +63,14 @@ pub fn pump(
     on_line: Option<OnLine>,
 ) -> io::Result<Pump> {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    // SAFETY: fcntl on the pipe we own; a refusal leaves the default.
+    unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::F_SETPIPE_SZ,
+            PIPE_SIZE,
+        );
+    }
     // Registered with the reactor of the runtime that reads it.
     let rx = {
         let _enter = rt.enter();
@@ -63,11 +78,14 @@ pub fn pump(
     };
     let task = rt.spawn(async move {
         let mut rx = rx;
-        let mut buf = vec![0u8; CHUNK];
+        let mut want = MIN_READ;
         let mut lines = Lines::new(on_line);
         // A dropped Pump (its process is gone) just lets the copy finish.
         let mut can_stop = true;
         loop {
+            // Read into a buffer of its own, which goes to the disk thread
+            // as it is (no copy) unless a line had to be capped.
+            let mut buf = Vec::with_capacity(want);
             tokio::select! {
                 biased;
                 asked = &mut stopped, if can_stop => {
@@ -80,7 +98,7 @@ pub fn pump(
                     // written twice.
                     return rx.into_nonblocking_fd().ok();
                 }
-                read = rx.read(&mut buf) => match read {
+                read = rx.read_buf(&mut buf) => match read {
                     Ok(0) | Err(_) => {
                         // A last line without its end: the log stays
                         // line-oriented.
@@ -90,8 +108,18 @@ pub fn pump(
                         return None;
                     }
                     Ok(n) => {
-                        let out = lines.feed(&buf[..n]);
-                        log.write_from(stream, out.into_owned()).await;
+                        want = if n >= want {
+                            (want * 4).min(CHUNK)
+                        } else if n < want / 8 {
+                            (want / 2).max(MIN_READ)
+                        } else {
+                            want
+                        };
+                        let capped = match lines.feed(&buf) {
+                            Cow::Borrowed(_) => None,
+                            Cow::Owned(v) => Some(v),
+                        };
+                        log.write_from(stream, capped.unwrap_or(buf)).await;
                     }
                 },
             }

@@ -60,6 +60,7 @@ pub struct Families {
     cpu: CounterVec,
     rss: IntGaugeVec,
     pollers: IntGaugeVec,
+    check_timeout: GaugeVec,
     last_poll: GaugeVec,
     last_heartbeat: GaugeVec,
 }
@@ -141,6 +142,16 @@ impl Families {
                 )?,
             )?,
             rss: gauge("resident_memory_bytes", format!("Resident memory of {what}"), &[])?,
+            check_timeout: reg(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        name("health_check_timeout_seconds"),
+                        format!("The timeout of the next health checks of {what}: adaptive (4 x p99 of recent answers, with a floor and a cap, widened by the daemon's timer lag) or the fixed --health-timeout"),
+                    ),
+                    &labels(&[]),
+                )?,
+            )?,
             pollers: gauge(
                 "task_queue_pollers",
                 format!("Pollers of {what} on its Temporal task queue (task_queue checks)"),
@@ -318,6 +329,13 @@ impl Observer for UnitMetrics {
                     .set(t as f64 / 1e3);
             }
         }
+    }
+
+    fn check_timeout(&self, timeout: Duration) {
+        self.f
+            .check_timeout
+            .with_label_values(&self.labels(&[]))
+            .set(timeout.as_secs_f64());
     }
 
     fn spawned(&self, pid: i32, _attempt: u32) {

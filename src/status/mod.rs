@@ -151,6 +151,9 @@ pub struct UnitStatus {
     /// Bytes of its output dropped because the log could not take them.
     #[serde(default)]
     pub log_dropped_bytes: u64,
+    /// Bytes of its output written to its log since the daemon started.
+    #[serde(default)]
+    pub log_written_bytes: u64,
     /// What needs attention but does not make it not ready (e.g. output
     /// being dropped).
     #[serde(default)]
@@ -165,6 +168,9 @@ pub struct UnitStatus {
     /// The second process of an overlap reload, while there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap: Option<crate::supervisor::Overlap>,
+    /// The timeout its health checks have now (ms): adaptive, or fixed.
+    #[serde(default)]
+    pub check_timeout_ms: Option<f64>,
 }
 
 impl UnitStatus {
@@ -203,6 +209,7 @@ impl UnitStatus {
             last_error: snap.last_error.clone(),
             log: log.map(|l| l.display().to_string()),
             log_dropped_bytes: dropped,
+            log_written_bytes: stats.written_bytes(),
             warnings: warning
                 .into_iter()
                 .chain(snap.notes.iter().cloned())
@@ -217,6 +224,7 @@ impl UnitStatus {
             not_ready_reason: (!snap.ready).then(|| snap.not_ready_reason()),
             build: snap.build.clone(),
             overlap: snap.overlap.clone(),
+            check_timeout_ms: snap.check_timeout_ms,
         }
     }
 }

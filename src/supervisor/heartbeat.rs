@@ -20,6 +20,9 @@ pub struct Heartbeat {
     epoch: Instant,
     /// Milliseconds since `epoch` at the last beat.
     last_ms: Arc<AtomicU64>,
+    /// How late the loop's timers have been lately (µs): the largest
+    /// lateness of a beat, decaying by a fifth each beat.
+    lag_us: Arc<AtomicU64>,
 }
 
 impl Default for Heartbeat {
@@ -30,6 +33,7 @@ impl Default for Heartbeat {
         Heartbeat {
             epoch: now.checked_sub(Duration::from_secs(3600)).unwrap_or(now),
             last_ms: Arc::new(AtomicU64::new(0)),
+            lag_us: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -47,6 +51,19 @@ impl Heartbeat {
         Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Acquire)))
     }
 
+    /// How late the loop's timers have fired lately (the health checks'
+    /// timeouts widen by it: a starved daemon is not a hung server).
+    pub fn lag(&self) -> Duration {
+        Duration::from_micros(self.lag_us.load(Ordering::Relaxed))
+    }
+
+    /// A beat `late` after it was due.
+    fn note_lateness(&self, late: Duration) {
+        let before = self.lag_us.load(Ordering::Relaxed);
+        let now = (late.as_micros() as u64).max(before * 4 / 5);
+        self.lag_us.store(now, Ordering::Relaxed);
+    }
+
     /// Has the loop beaten within [`BOUND`]?
     pub fn fresh(&self) -> bool {
         self.age() <= BOUND
@@ -60,7 +77,8 @@ impl Heartbeat {
             let mut tick = tokio::time::interval(EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                let due = tick.tick().await;
+                me.note_lateness(due.elapsed());
                 me.beat();
             }
         });

@@ -112,6 +112,8 @@ pub struct Context {
     pub spawner: crate::process::Spawner,
     /// The disk thread and the pumps' runtime.
     pub logs: crate::logfile::Logs,
+    /// The supervisor loop's heartbeat (and how late its timers are).
+    pub heartbeat: heartbeat::Heartbeat,
 }
 
 impl UnitHandle {
@@ -303,6 +305,8 @@ pub trait Observer: Send + Sync {
     fn adopted(&self, _state: StateName, _pid: Option<i32>) {}
     /// One layer was checked.
     fn probe(&self, _check: &Check) {}
+    /// The next checks' timeout (the detector's threshold).
+    fn check_timeout(&self, _timeout: Duration) {}
     /// A new Temporal was spawned.
     fn spawned(&self, _pid: i32, _attempt: u32) {}
     /// Temporal exited (whatever the cause).
@@ -382,6 +386,9 @@ impl Observer for Observers {
     }
     fn probe(&self, check: &Check) {
         self.0.iter().for_each(|o| o.probe(check));
+    }
+    fn check_timeout(&self, timeout: Duration) {
+        self.0.iter().for_each(|o| o.check_timeout(timeout));
     }
     fn spawned(&self, pid: i32, attempt: u32) {
         self.0.iter().for_each(|o| o.spawned(pid, attempt));
@@ -538,6 +545,9 @@ pub struct Snapshot {
     /// that cannot be watched, a reload whose new process failed).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The timeout its checks have now (ms): adaptive, or the fixed one.
+    #[serde(default)]
+    pub check_timeout_ms: Option<f64>,
 }
 
 /// A build of a service.
@@ -605,6 +615,7 @@ impl Default for Snapshot {
             build: None,
             overlap: None,
             notes: Vec::new(),
+            check_timeout_ms: None,
         }
     }
 }

@@ -100,8 +100,8 @@ impl Stack {
     pub fn new(
         members: Vec<(Runner, UnitHandle)>,
         startups: Vec<(String, oneshot::Receiver<Startup>)>,
+        heartbeat: Heartbeat,
     ) -> Self {
-        let heartbeat = Heartbeat::default();
         let (tx, changes) = mpsc::channel(16);
         let handle = Handle::new(
             members.iter().map(|(_, h)| h.clone()).collect(),

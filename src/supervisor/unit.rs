@@ -64,6 +64,11 @@ pub struct Unit {
     pub health_timeout: Duration,
     /// Timeout of the checks that confirm a failure, run back to back.
     pub confirm_timeout: Duration,
+    /// What a check's timeout is: adaptive, or the fixed `health_timeout`
+    /// (and `confirm_timeout` for confirmations).
+    pub detector: crate::health::detector::Detector,
+    /// Confirmations use the detector's timeout (else `confirm_timeout`).
+    pub adaptive_confirm: bool,
     /// Whether its rounds check the lock and PID file (Temporal's do).
     pub files: bool,
     /// Whether a check on its own schedule (Temporal's write check)
@@ -128,6 +133,8 @@ impl Unit {
             startup_interval: TEMPORAL_STARTUP_INTERVAL,
             health_timeout: cfg.health_timeout,
             confirm_timeout: cfg.confirm_timeout,
+            detector: detector(cfg.adaptive_timeout, cfg.health_timeout),
+            adaptive_confirm: cfg.adaptive_confirm,
             files: true,
             side_restart: cfg.persistence.as_ref().is_some_and(|p| p.restart),
             exe_in_identity: true,
@@ -237,6 +244,11 @@ impl Unit {
             health_timeout: health.map_or(cfg.health_timeout, |h| h.timeout),
             confirm_timeout: health
                 .map_or(cfg.confirm_timeout, |h| h.timeout.min(cfg.confirm_timeout)),
+            detector: match health {
+                Some(h) => detector(h.adaptive, h.timeout),
+                None => detector(cfg.adaptive_timeout, cfg.health_timeout),
+            },
+            adaptive_confirm: health.map_or(cfg.adaptive_confirm, |h| h.adaptive),
             files: false,
             side_restart: false,
             exe_in_identity: false,
@@ -338,4 +350,14 @@ pub fn service_env(s: &ServiceSpec, cfg: &Config) -> (Vec<(String, String)>, Vec
         remove.retain(|k| !s.env.contains_key(k) && !env.iter().any(|(e, _)| e == k));
     }
     (env, remove)
+}
+
+/// An adaptive detector capped at `timeout`, or the fixed `timeout`.
+fn detector(adaptive: bool, timeout: Duration) -> crate::health::detector::Detector {
+    use crate::health::detector::Detector;
+    if adaptive {
+        Detector::adaptive(timeout)
+    } else {
+        Detector::fixed(timeout)
+    }
 }

@@ -30,13 +30,14 @@ impl Actor {
         }
     }
 
-    /// The full timeout, or the short one while confirming a failure.
-    fn probe_timeout(&self) -> Duration {
-        if self.state.name() == StateName::Unhealthy {
-            self.unit.confirm_timeout
-        } else {
-            self.unit.health_timeout
+    /// The detector's timeout (adaptive, or the fixed one); while
+    /// confirming a failure, the confirmation timeout when that is fixed.
+    pub(super) fn probe_timeout(&self) -> Duration {
+        let confirming = self.state.name() == StateName::Unhealthy;
+        if confirming && !self.unit.adaptive_confirm {
+            return self.unit.confirm_timeout;
         }
+        self.unit.detector.timeout(self.ctx.heartbeat.lag())
     }
 
     pub(super) fn start_round(&self) -> Option<ProbeFuture> {
@@ -46,11 +47,12 @@ impl Actor {
         } else {
             self.unit.health.clone()
         };
+        let timeout = self.probe_timeout();
         let target = Target {
             files: self.files.clone(),
             identity: Some(live.identity.clone()),
             plan,
-            timeout: self.probe_timeout(),
+            timeout,
         };
         Some(Box::pin(health::round(target)))
     }
@@ -60,6 +62,28 @@ impl Actor {
     /// of its own.
     pub(super) fn absorb(&mut self, round: Round) -> Vec<Event> {
         let quiet_startup = self.state.name() == StateName::Starting;
+        // The detector learns from every answer of the server itself.
+        // (Temporal's port layer is a TCP connect, not an answer.)
+        let answers =
+            |c: &&health::Check| c.ok && c.layer.answers() && c.layer != crate::model::Layer::Port;
+        for c in round.checks.iter().filter(answers) {
+            self.unit.detector.observe(c.latency);
+        }
+        // A timeout that fired far later than asked: the daemon was not
+        // running, so the check says nothing about the server. Asked
+        // again at once; not counted.
+        if round
+            .checks
+            .iter()
+            .any(|c| !c.ok && c.timed_out && health::detector::late(c.latency, round.timeout))
+        {
+            tracing::info!(unit = %self.unit.name, "a check's timer fired late (the daemon was starved): not counted");
+            self.next_probe = Instant::now();
+            return vec![];
+        }
+        let timeout = self.probe_timeout();
+        self.snap.check_timeout_ms = Some(timeout.as_secs_f64() * 1e3);
+        self.out.observer.check_timeout(timeout);
         fold_checks(&mut self.snap.health, &round.checks, unix_now_ms());
         for c in &round.checks {
             // The application not answering yet while it starts is

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Log throughput: a service writing short lines as fast as it can.
+
+Three ways to get the same bytes (`yes LINE | head -c SIZE`) into a file,
+in interleaved rounds:
+
+  redirect   the program redirected straight to a file (the floor)
+  cat        the program piped through `cat` into a file (CPU of `cat`)
+  stigmer    the program as a service of `stigmer local`: its output
+             pumped by the daemon into its log (rotating, with the
+             capture-time index)
+
+Reported per round: throughput (MiB/s of wall time from start until the
+last byte is in the file) and CPU seconds of the copier (`cat`, or the
+daemon's own CPU time from /proc). Then 10 such services at once while
+Temporal's health checks run: failed checks and restarts must stay 0.
+
+  scripts/bench-logs.py                     # 1 GiB, 5 rounds, 10 services of 1 GiB
+  scripts/bench-logs.py --size-mib 64 --rounds 1 --parallel-mib 32   # CI smoke
+
+Writes bench-results/logs/results.json (raw samples) and prints a table.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LINE = "a short log line of forty-odd bytes, as services print"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def writer(size: int) -> str:
+    return f"yes '{LINE}' | head -c {size}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def redirect(size: int, out: Path) -> dict:
+    t0 = time.monotonic()
+    subprocess.run(["sh", "-c", f"{writer(size)} > {out}"], check=True)
+    wall = time.monotonic() - t0
+    assert out.stat().st_size == size
+    return {"wall_s": wall, "cpu_s": None}
+
+
+def cat(size: int, out: Path) -> dict:
+    t0 = time.monotonic()
+    prog = subprocess.Popen(["sh", "-c", writer(size)], stdout=subprocess.PIPE)
+    with open(out, "wb") as f:
+        c = subprocess.Popen(["cat"], stdin=prog.stdout, stdout=f)
+        prog.stdout.close()
+        _, status, usage = os.wait4(c.pid, 0)
+    prog.wait()
+    wall = time.monotonic() - t0
+    assert out.stat().st_size == size
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime}
+
+
+class Stigmer:
+    """One instance in its own home, with `services` writers of `size`."""
+
+    def __init__(self, binary: str, work: Path, services: int, size: int):
+        self.bin = binary
+        self.home = work / "home"
+        self.http = free_port()
+        port = free_port()
+        # Each writer waits for the file `go`, so the daemon's CPU and the
+        # wall time are measured from the first byte on.
+        self.go = work / "go"
+        gate = f"while [ ! -e {self.go} ]; do sleep 0.005; done; "
+        svc = "".join(
+            f"[services.w{i}]\ncommand = ['sh', '-c', \"{gate}{writer(size)}\"]\n"
+            f"restart = 'never'\n"
+            for i in range(services)
+        )
+        self.config = work / "stigmer.toml"
+        self.config.write_text(
+            f"[temporal]\nport = {port}\nheadless = true\n"
+            f"http_addr = '127.0.0.1:{self.http}'\n\n{svc}"
+        )
+        self.names = [f"w{i}" for i in range(services)]
+
+    def cmd(self, *args: str) -> list:
+        return [self.bin, "local", *args, "--home", str(self.home)]
+
+    def status(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/status", timeout=5) as r:
+            return json.load(r)
+
+    def metric(self, name: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " ") or line.startswith(name + "{"):
+                    return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def run(self, size: int) -> dict:
+        """Start, let the writers go, wait until their bytes are in the logs."""
+        subprocess.run(
+            self.cmd("start", "--config", str(self.config)),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        daemon = int(json.loads((self.home / "stigmer.pid").read_text())["daemon"]["pid"])
+        cpu0 = cpu_seconds(daemon)
+        t0 = time.monotonic()
+        self.go.write_text("")
+        deadline = time.monotonic() + 600
+        while True:
+            doc = self.status()
+            written = sum(doc["services"][n]["log_written_bytes"] for n in self.names)
+            dropped = sum(doc["services"][n]["log_dropped_bytes"] for n in self.names)
+            if written + dropped >= size * len(self.names):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"stigmer: only {written} bytes written after 600 s")
+            time.sleep(0.01)
+        wall = time.monotonic() - t0
+        # The writers started with the stack; the daemon's CPU since it ran.
+        cpu = cpu_seconds(daemon) - cpu0
+        result = {
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "dropped": dropped,
+            "grpc_failures": self.metric(
+                'stigmer_temporal_health_check_failures_total{layer="grpc"}'
+            ),
+            "restarts": doc["restarts"]["count"],
+        }
+        subprocess.run(self.cmd("stop"), check=True, stdout=subprocess.DEVNULL)
+        return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--parallel", type=int, default=10)
+    ap.add_argument("--parallel-mib", type=int, default=1024)
+    ap.add_argument("--stigmer-bin", default=None)
+    ap.add_argument("--out", default=str(ROOT / "bench-results" / "logs"))
+    a = ap.parse_args()
+    binary = a.stigmer_bin or str(ROOT / "target" / "release" / "stigmer")
+    if not Path(binary).exists():
+        raise SystemExit(f"{binary} does not exist: build it (scripts/build-static.sh) or pass --stigmer-bin")
+    size = a.size_mib << 20
+    samples = {"redirect": [], "cat": [], "stigmer": []}
+    order = ["redirect", "cat", "stigmer"]
+    for r in range(a.rounds):
+        for name in order[r % 3 :] + order[: r % 3]:
+            with tempfile.TemporaryDirectory(prefix="stigmer-bench-logs-", dir=ROOT / "target") as t:
+                work = Path(t)
+                if name == "redirect":
+                    s = redirect(size, work / "out")
+                elif name == "cat":
+                    s = cat(size, work / "out")
+                else:
+                    s = Stigmer(binary, work, 1, size).run(size)
+                s["mib_per_s"] = a.size_mib / s["wall_s"]
+                samples[name].append(s)
+                print(f"round {r + 1} {name:<9} {s['mib_per_s']:8.0f} MiB/s  cpu {s['cpu_s']}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="stigmer-bench-logs-", dir=ROOT / "target") as t:
+        par = Stigmer(binary, Path(t), a.parallel, a.parallel_mib << 20).run(a.parallel_mib << 20)
+        par["mib_per_s"] = a.parallel * a.parallel_mib / par["wall_s"]
+    med = lambda name, key: statistics.median(s[key] for s in samples[name])
+    table = {
+        "size_mib": a.size_mib,
+        "rounds": a.rounds,
+        "throughput_mib_s": {n: med(n, "mib_per_s") for n in samples},
+        "throughput_vs_redirect": med("stigmer", "mib_per_s") / med("redirect", "mib_per_s"),
+        "cpu_s": {"cat": med("cat", "cpu_s"), "stigmer": med("stigmer", "cpu_s")},
+        "cpu_vs_cat": med("stigmer", "cpu_s") / med("cat", "cpu_s"),
+        "parallel": {
+            "services": a.parallel,
+            "mib_each": a.parallel_mib,
+            "mib_per_s": par["mib_per_s"],
+            "grpc_failures": par["grpc_failures"],
+            "restarts": par["restarts"],
+            "dropped": par["dropped"],
+        },
+        "samples": samples,
+    }
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(table, indent=2))
+    print()
+    print(f"| figure | redirect | cat | stigmer | ratio |")
+    print(f"|---|---|---|---|---|")
+    t = table["throughput_mib_s"]
+    print(f"| throughput MiB/s (median of {a.rounds}) | {t['redirect']:.0f} | {t['cat']:.0f} | {t['stigmer']:.0f} | {table['throughput_vs_redirect']:.2f}× redirect |")
+    print(f"| CPU s of the copier | – | {table['cpu_s']['cat']:.2f} | {table['cpu_s']['stigmer']:.2f} | {table['cpu_vs_cat']:.2f}× cat |")
+    p = table["parallel"]
+    print(f"| {p['services']} services × {p['mib_each']} MiB at once | | | {p['mib_per_s']:.0f} MiB/s | gRPC failures {p['grpc_failures']:.0f}, restarts {p['restarts']}, dropped {p['dropped']} |")
+    ok = p["grpc_failures"] == 0 and p["restarts"] == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
