@@ -387,10 +387,12 @@ fn logs_follow_interleaves_every_service_in_time_order() {
     assert_eq!(plain.wait().unwrap().code(), Some(130));
     // The JSON view: in capture order, each unit's lines in its own order.
     let mut json = follow(&["--json"]);
-    let reader = std::io::BufReader::new(json.stdout.take().unwrap());
+    // The reader stays open until the signal has been answered: dropping it
+    // first would let `logs -f` end on a broken pipe (exit 0) instead.
+    let mut lines = std::io::BufReader::new(json.stdout.take().unwrap()).lines();
     let mut last_ts = String::new();
     let mut last_i: std::collections::BTreeMap<String, i64> = Default::default();
-    for l in reader.lines().take(60) {
+    for l in lines.by_ref().take(60) {
         let v: Value = serde_json::from_str(&l.unwrap()).unwrap();
         let ts = v["ts"].as_str().unwrap().to_string();
         assert!(ts >= last_ts, "out of order: {ts} after {last_ts}");
@@ -408,6 +410,7 @@ fn logs_follow_interleaves_every_service_in_time_order() {
     assert_eq!(last_i.len(), 3, "all three: {last_i:?}");
     signal(json.id() as i32, nix::sys::signal::Signal::SIGTERM);
     assert_eq!(json.wait().unwrap().code(), Some(143));
+    drop(lines);
     h.stop();
     h.assert_nothing_left();
 }
