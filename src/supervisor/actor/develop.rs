@@ -515,7 +515,7 @@ impl Actor {
         });
         self.live = Some(Live { child, identity });
         self.write_pid_file();
-        self.next_probe = Instant::now();
+        self.probe_asap = true;
         // Old notes of failed reloads are history now.
         self.snap.notes.retain(|n| !n.starts_with("reload ("));
     }

@@ -248,7 +248,7 @@ impl Actor {
         self.snap.backoff = None;
         self.live = Some(Live { child, identity });
         self.write_pid_file();
-        self.next_probe = Instant::now();
+        self.probe_asap = true;
         tracing::info!(unit = %self.unit.name, pid, attempt, "spawned");
         self.out.observer.spawned(pid, attempt);
         Event::Spawned { pid }

@@ -67,7 +67,9 @@ pub struct Actor {
     state: State,
     live: Option<Live>,
     timers: Timers,
-    next_probe: Instant,
+    /// Probe at once rather than on the cadence (a new child, a round
+    /// that proved nothing).
+    probe_asap: bool,
     probe: Option<ProbeFuture>,
     probe_started: Instant,
     epoch: (Instant, SystemTime),
@@ -118,7 +120,7 @@ impl Actor {
             state,
             live: None,
             timers: Timers::default(),
-            next_probe: Instant::now(),
+            probe_asap: true,
             probe: None,
             probe_started: Instant::now(),
             epoch: (Instant::now(), SystemTime::now()),
@@ -252,6 +254,15 @@ impl Actor {
         shutdown_seen: &mut bool,
     ) -> Woke {
         let probing_due = self.probe.is_none() && self.wants_probes();
+        // Rounds start on a fixed cadence (a slow, timing-out round does
+        // not push the next one back), computed from the state as it is
+        // now: a round that just made the unit unhealthy is confirmed at
+        // once, not a whole health interval later.
+        let next_probe = if self.probe_asap {
+            Instant::now()
+        } else {
+            self.probe_started + self.probe_interval()
+        };
         let child_running = self
             .live
             .as_ref()
@@ -291,12 +302,10 @@ impl Actor {
             }
             round = poll_opt(&mut self.probe) => {
                 self.probe = None;
-                // Rounds start on a fixed cadence: a slow (timing-out)
-                // round does not push the next one back.
-                self.next_probe = (self.probe_started + self.probe_interval()).max(Instant::now());
                 events.extend(self.absorb(round));
             }
-            () = sleep_until(self.next_probe.into()), if probing_due => {
+            () = sleep_until(next_probe.into()), if probing_due => {
+                self.probe_asap = false;
                 self.probe_started = Instant::now();
                 self.probe = self.start_round();
             }

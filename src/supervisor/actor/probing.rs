@@ -78,7 +78,7 @@ impl Actor {
             .any(|c| !c.ok && c.timed_out && health::detector::late(c.latency, round.timeout))
         {
             tracing::info!(unit = %self.unit.name, "a check's timer fired late (the daemon was starved): not counted");
-            self.next_probe = Instant::now();
+            self.probe_asap = true;
             return vec![];
         }
         let timeout = self.probe_timeout();
