@@ -8,8 +8,10 @@
 //!    `status`, N each.
 //! 3. `kill`: N × { SIGKILL Temporal → new pid spawned → SERVING from a new
 //!    process; settle }.
-//! 4. `hang`: N × { SIGSTOP Temporal → new pid → SERVING, or "never" after
-//!    `--hang-wait` (then the harness SIGKILLs it itself); settle }.
+//! 4. `hang`: N × { settle, then a delay spread evenly over 0–0.5 s (so
+//!    the hang meets every phase of a check schedule); SIGSTOP Temporal →
+//!    new pid → SERVING, or "never" after `--hang-wait` (then the harness
+//!    SIGKILLs it itself) }.
 //! 5. `idle`: supervisor RSS (sampled each second) and CPU over the window.
 //! 6. `load`: `/healthz` and `/metrics` under a bounded load (ours only).
 //!
@@ -20,6 +22,11 @@
 //! same pid, plus, for ours, no pending backoff: every contender gets the
 //! same stable run before the next failure, so each restart is a "first
 //! restart after a healthy run".
+
+/// The span over which SIGSTOPs are spread after the settle: our default
+/// health interval, the longest check period among the contenders that
+/// check health.
+const HANG_PHASE: Duration = Duration::from_millis(500);
 
 pub mod args;
 pub mod contender;
@@ -538,6 +545,12 @@ impl Bench<'_> {
         for i in 0..n {
             progress(&format!("SIGSTOP {}/{n}", i + 1));
             let pid = self.settle(c)?;
+            // A hang strikes at any moment of a supervisor's check
+            // schedule; the settle would put every SIGSTOP at the same
+            // phase of it. Spread them evenly over one phase (a golden-
+            // ratio sequence: low discrepancy for any N).
+            let phase = (i as f64 * 0.618_033_988_75).fract();
+            std::thread::sleep(HANG_PHASE.mul_f64(phase));
             let rec = self.fail_and_recover(c, pid, libc::SIGSTOP, wait)?;
             self.record("hang", &rec, c.records_child());
             if rec.serving.is_none() {

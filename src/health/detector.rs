@@ -22,8 +22,13 @@ pub const WINDOW: usize = 512;
 /// The threshold is this many times the 99th percentile answer.
 pub const MARGIN: u32 = 4;
 /// Fewest answers before the distribution is trusted (until then: the
-/// cap).
-pub const MIN_SAMPLES: usize = 8;
+/// cap). Few: with three answers the "99th percentile" is their maximum,
+/// times the margin; what guards against a false alarm is not the sample
+/// count but the two confirming checks that must time out as well. A
+/// unit's first seconds (the ready check, the first health rounds) give
+/// three answers, so a hang soon after a start is caught as fast as one
+/// an hour later.
+pub const MIN_SAMPLES: usize = 3;
 /// The lowest threshold: a local gRPC answer takes ~1–5 ms, a busy one
 /// tens; below this, scheduling noise alone would fail checks.
 pub const FLOOR: Duration = Duration::from_millis(100);
@@ -119,6 +124,12 @@ mod tests {
     fn the_threshold_follows_the_answers_between_floor_and_cap() {
         let mut d = Detector::adaptive(ms(1000));
         assert_eq!(d.timeout(ms(0)), ms(1000), "no answers yet: the cap");
+        for _ in 1..MIN_SAMPLES {
+            d.observe(ms(2));
+        }
+        assert_eq!(d.timeout(ms(0)), ms(1000), "too few answers: the cap");
+        d.observe(ms(30));
+        assert_eq!(d.timeout(ms(0)), ms(120), "enough: 4 × the slowest of few");
         for _ in 0..100 {
             d.observe(ms(2));
         }

@@ -112,7 +112,7 @@ impl Contender for Stigmer {
             )
         };
         format!(
-            "`stigmer local start` ({}), defaults: health every 0.5 s, timeout 1 s, confirmed by 2 checks of 0.25 s{stack}",
+            "`stigmer local start` ({}), defaults: health every 0.5 s, adaptive timeout (4 × p99 of the answers, 0.1–1 s), confirmed by 2 more checks{stack}",
             super::version_of(&self.env.stigmer, "--version")
         )
     }
