@@ -89,6 +89,29 @@ pub fn generation(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Make room for a new generation 1 of the log at `path` (and, with
+/// `indexed`, of its capture-time index): the oldest generation is
+/// removed, the others move up by one. Removed first, not renamed over:
+/// ext4 flushes a file renamed over another one at once (its
+/// `auto_da_alloc` guard for replace-by-rename), which made every
+/// rotation of a flooding log wait for a writeback of the previous
+/// generation.
+pub fn shift_generations(path: &Path, indexed: bool) {
+    let _ = std::fs::remove_file(generation(path, KEEP));
+    if indexed {
+        let _ = std::fs::remove_file(index_path(&generation(path, KEEP)));
+    }
+    for n in (1..KEEP).rev() {
+        let _ = std::fs::rename(generation(path, n), generation(path, n + 1));
+        if indexed {
+            let _ = std::fs::rename(
+                index_path(&generation(path, n)),
+                index_path(&generation(path, n + 1)),
+            );
+        }
+    }
+}
+
 /// Write `bytes` to `path` atomically (temp file + rename, 0600, never
 /// through a symlink): a reader sees the old file or the new one, and a
 /// failure leaves nothing half-written behind.
@@ -537,13 +560,7 @@ impl LogFile {
 
     /// Move the file to generation 1 (and older ones up), start a new one.
     fn rotate(&mut self) -> Result<(), LogError> {
-        for n in (1..KEEP).rev() {
-            let _ = std::fs::rename(generation(&self.path, n), generation(&self.path, n + 1));
-            let _ = std::fs::rename(
-                index_path(&generation(&self.path, n)),
-                index_path(&generation(&self.path, n + 1)),
-            );
-        }
+        shift_generations(&self.path, true);
         let _ = std::fs::rename(
             index_path(&self.path),
             index_path(&generation(&self.path, 1)),

@@ -114,11 +114,8 @@ impl DaemonLog {
     }
 
     fn rotate(&mut self, path: &std::path::Path) -> std::io::Result<()> {
-        use crate::disk::{KEEP, generation};
-        for n in (1..KEEP).rev() {
-            let _ = std::fs::rename(generation(path, n), generation(path, n + 1));
-        }
-        std::fs::rename(path, generation(path, 1))?;
+        crate::disk::shift_generations(path, false);
+        std::fs::rename(path, crate::disk::generation(path, 1))?;
         let file = crate::disk::open_append(path)?;
         nix::unistd::dup2_stderr(file)?;
         self.size = 0;
