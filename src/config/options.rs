@@ -84,7 +84,7 @@ pub struct Options {
     )]
     pub health_interval: f64,
     /// Seconds the port and gRPC checks may take [default: adaptive, 4×
-    /// the 99th percentile of recent answers, 0.15–1 s, widened by the
+    /// the 99th percentile of recent answers, 0.1–1 s, widened by the
     /// daemon's own timer lag]. Setting it fixes the timeout.
     #[arg(
         long,

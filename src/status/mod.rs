@@ -332,11 +332,17 @@ fn yes() -> bool {
 pub struct ConfigSection {
     /// Seconds between checks while serving.
     pub health_interval_seconds: f64,
-    /// Timeout of port and gRPC checks.
+    /// Timeout of port and gRPC checks (when adaptive: its cap).
     pub health_timeout_seconds: f64,
-    /// Timeout of the back-to-back checks that confirm a failure.
+    /// Timeout of the back-to-back checks that confirm a failure (when
+    /// adaptive: the detector's, like every other check).
     #[serde(default)]
     pub confirm_timeout_seconds: f64,
+    /// The check timeout adapts to the answers seen (no
+    /// `--health-timeout` given); the current value is each unit's
+    /// `check_timeout_ms`.
+    #[serde(default)]
+    pub adaptive_timeout: bool,
     /// Failed checks before a restart.
     pub failure_threshold: u32,
     /// SIGTERM → SIGKILL grace.
@@ -437,6 +443,7 @@ impl StatusDoc {
                 health_interval_seconds: c.health_interval.as_secs_f64(),
                 health_timeout_seconds: c.health_timeout.as_secs_f64(),
                 confirm_timeout_seconds: c.confirm_timeout.as_secs_f64(),
+                adaptive_timeout: c.adaptive_timeout,
                 failure_threshold: c.failure_threshold,
                 stop_grace_seconds: c.stop_grace.as_secs_f64(),
                 start_timeout_seconds: c.start_timeout.as_secs_f64(),
