@@ -127,8 +127,10 @@ def floor(st: Stack) -> dict:
     return {"start_s": start, "stop_s": time.monotonic() - t1}
 
 
-def stigmer_config(st: Stack, http: int, temporal: int) -> str:
-    out = [f"[temporal]\nport = {temporal}\nheadless = true\nhttp_addr = '127.0.0.1:{http}'\n"]
+def stigmer_config(st: Stack, http: int, temporal: str) -> str:
+    # Attached to the run's one Temporal: its own start and stop are not
+    # what this benchmark measures (the floor script has no Temporal).
+    out = [f"[temporal]\naddress = '{temporal}'\nhttp_addr = '127.0.0.1:{http}'\n"]
     for p in st.ports:
         deps = f"depends_on = ['{st.name(st.dep[p])}']\n" if p in st.dep else ""
         out.append(
@@ -147,9 +149,9 @@ def rss_mib(pid: int) -> float:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
 
 
-def stigmer(st: Stack, binary: str, idle_secs: float = 0) -> dict:
+def stigmer(st: Stack, binary: str, temporal: str, idle_secs: float = 0) -> dict:
     home = st.work / "home"
-    http, temporal = free_ports(2)
+    (http,) = free_ports(1)
     cfg = st.work / "stigmer.toml"
     cfg.write_text(stigmer_config(st, http, temporal))
     cmd = lambda *a: [binary, "local", *a, "--home", str(home)]
@@ -225,6 +227,24 @@ def honcho(st: Stack) -> dict:
     return {"start_s": start, "stop_s": time.monotonic() - t1}
 
 
+class Temporal:
+    """One dev server for the whole run, which every stigmer round attaches to."""
+
+    def __init__(self, work: Path):
+        port, ui = free_ports(2)
+        self.address = f"127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [shutil.which("temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
+             "--port", str(port), "--http-port", str(ui), "--log-level", "error"],
+            cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        wait_ports([port], limit=60)
+
+    def close(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait()
+
+
 def wait_ports_closed(ports, limit=60.0) -> None:
     deadline = time.monotonic() + limit
     while any(answers(p) for p in ports):
@@ -247,9 +267,20 @@ def main() -> int:
     for c, tool in (("supervisord", "supervisord"), ("honcho", "honcho")):
         if c in contenders and not shutil.which(tool):
             subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "supervisor" if c == "supervisord" else "honcho"], check=True)
+    keep = tempfile.TemporaryDirectory(prefix="stigmer-bench-temporal-")
+    temporal = Temporal(Path(keep.name)) if "stigmer" in contenders else None
+    try:
+        return measure(a, contenders, binary, temporal)
+    finally:
+        if temporal:
+            temporal.close()
+        keep.cleanup()
+
+
+def measure(a, contenders, binary, temporal) -> int:
     run = {
         "floor": floor,
-        "stigmer": lambda st: stigmer(st, binary),
+        "stigmer": lambda st: stigmer(st, binary, temporal.address),
         "supervisord": supervisord,
         "honcho": honcho,
     }
@@ -264,7 +295,7 @@ def main() -> int:
     idle = None
     if "stigmer" in contenders and a.idle_secs > 0:
         with tempfile.TemporaryDirectory(prefix="stigmer-bench-stack-") as t:
-            idle = stigmer(Stack(a.services, Path(t)), binary, a.idle_secs)
+            idle = stigmer(Stack(a.services, Path(t)), binary, temporal.address, a.idle_secs)
     med = lambda c, k: statistics.median(s[k] for s in samples[c])
     table = {
         "services": a.services,
