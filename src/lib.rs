@@ -59,7 +59,9 @@
 //! A crash flows: kernel → pidfd readable → actor `Event::Exited` → `step`
 //! → `[ReapGroup, WakeAt(now), RecordRestart]` → wake → `Spawn` → probes
 //! every 10 ms until gRPC SERVING → `Ready`. A hang flows: a gRPC check
-//! times out → `Unhealthy`, confirming checks at once → after
+//! outlasts the unit's adaptive timeout (health::detector: 4 × p99 of
+//! its answers, 0.1–1 s, + the heartbeat's lag) → `Unhealthy`,
+//! confirming checks at once → after
 //! `failure_threshold` failures `Kill` (SIGKILL to the group) → exit event
 //! → same path. A deleted lock file flows: lock probe fails →
 //! `Event::Tampered` → `Action::Repair` → registry re-creates and locks it.
