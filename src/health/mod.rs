@@ -120,6 +120,10 @@ pub struct Check {
     /// The credentials were rejected (a start fails at once on it).
     #[serde(skip)]
     pub rejected: bool,
+    /// The process has exited (a zombie or gone): its exit event is on
+    /// its way, so this is a crash to wait for, not a hang to confirm.
+    #[serde(skip)]
+    pub exiting: bool,
     /// What a task-queue check saw of the service's workers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueSeen>,
@@ -143,13 +147,14 @@ pub async fn timed<P: Probe>(probe: &P) -> Check {
     let r = probe.check().await;
     let latency = t.elapsed();
     // Reasons reach the status, the log and spans: no credentials in them.
-    let (ok, reason, timed_out, rejected) = match r {
-        Ok(s) => (true, crate::redact::text(&s), false, false),
+    let (ok, reason, timed_out, rejected, exiting) = match r {
+        Ok(s) => (true, crate::redact::text(&s), false, false, false),
         Err(p) => (
             false,
             crate::redact::text(&p.to_string()),
             matches!(p, Problem::Timeout(_)),
             matches!(p, Problem::Rejected(_)),
+            matches!(p, Problem::Zombie(_) | Problem::Gone(_)),
         ),
     };
     Check {
@@ -159,6 +164,7 @@ pub async fn timed<P: Probe>(probe: &P) -> Check {
         latency,
         timed_out,
         rejected,
+        exiting,
         queue: None,
     }
 }

@@ -81,6 +81,14 @@ impl Actor {
             self.probe_asap = true;
             return vec![];
         }
+        // The process has exited but its exit event is not here yet (a
+        // multi-threaded leader is a zombie a few ms before the pidfd
+        // turns readable): a crash, reported as one by that event, not a
+        // hang to confirm with checks back to back.
+        let own_child = self.live.as_ref().map(|l| l.child.pid) == Some(round.pid);
+        if own_child && round.checks.iter().any(|c| !c.ok && c.exiting) {
+            return vec![];
+        }
         let timeout = self.probe_timeout();
         self.snap.check_timeout_ms = Some(timeout.as_secs_f64() * 1e3);
         self.out.observer.check_timeout(timeout);
