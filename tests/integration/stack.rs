@@ -344,6 +344,11 @@ fn no_service_outlives_a_killed_daemon() {
     ));
     h.start_ok();
     let api = h.ready_service_pid("api").unwrap();
+    // The record the next command reclaims from is written by the disk
+    // thread, a moment after the spawn: kill the daemon once it is there.
+    wait_until("the PID file records the service", || {
+        h.pid_record()["services"]["api"]["pid"].as_i64() == Some(i64::from(api))
+    });
     let daemon = h.daemon_pid().unwrap();
     signal(daemon, Signal::SIGKILL);
     wait_until("the service dies with its daemon", || !alive(api));
