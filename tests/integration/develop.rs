@@ -35,6 +35,10 @@ fn app(h: &TestHome, files: &[(&str, &str)]) -> PathBuf {
 
 const IDLE: &str = "import time\nwhile True:\n    time.sleep(3600)\n";
 
+/// Like `IDLE`, but says so once Python has compiled the whole file, so a
+/// test may break the file afterwards without breaking the running process.
+const SERVING: &str = "import time\nprint('up', flush=True)\nwhile True:\n    time.sleep(3600)\n";
+
 #[test]
 fn a_burst_of_saves_is_one_restart_and_an_ignored_file_none() {
     let h = TestHome::new();
@@ -68,10 +72,13 @@ fn a_burst_of_saves_is_one_restart_and_an_ignored_file_none() {
 #[test]
 fn a_failed_build_keeps_the_old_process_and_a_fixed_one_restarts() {
     let h = TestHome::new();
-    let dir = app(&h, &[("app.py", IDLE)]);
+    let dir = app(&h, &[("app.py", SERVING)]);
+    // Ready once Python has read app.py: breaking the file before that would
+    // kill the process that is meant to stay.
     h.write_config(&format!(
         "[services.app]\ncommand = ['python3', 'app.py']\ncwd = {dir:?}\n\
-         watch = ['*.py']\nbuild = ['python3', '-m', 'py_compile', 'app.py']\n",
+         watch = ['*.py']\nbuild = ['python3', '-m', 'py_compile', 'app.py']\n\
+         ready = {{ log = '^up$' }}\n",
         dir = dir.display().to_string(),
     ));
     h.start_ok();
@@ -79,7 +86,7 @@ fn a_failed_build_keeps_the_old_process_and_a_fixed_one_restarts() {
     assert_eq!(s["build"]["state"], "ok", "built once at start: {s}");
     assert_eq!(s["build"]["trigger"], "start");
     let pid = h.ready_service_pid("app").unwrap();
-    std::fs::write(dir.join("app.py"), format!("{IDLE}def broken(:\n")).unwrap();
+    std::fs::write(dir.join("app.py"), format!("{SERVING}def broken(:\n")).unwrap();
     let mut s = Value::Null;
     wait_until("the build failed", || {
         s = h.service("app");
@@ -97,7 +104,7 @@ fn a_failed_build_keeps_the_old_process_and_a_fixed_one_restarts() {
     };
     assert_eq!(code, Some(0), "still ready: {text_status}");
     assert!(text_status.contains("build failed"), "{text_status}");
-    std::fs::write(dir.join("app.py"), IDLE).unwrap();
+    std::fs::write(dir.join("app.py"), SERVING).unwrap();
     let new = h.wait_service_new_pid("app", pid);
     let s = h.service("app");
     assert_eq!(s["build"]["state"], "ok", "{s}");
