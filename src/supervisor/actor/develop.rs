@@ -515,7 +515,7 @@ impl Actor {
         });
         self.live = Some(Live { child, identity });
         self.write_pid_file();
-        self.probe_asap = true;
+        self.probe_at = Some(Instant::now());
         // Old notes of failed reloads are history now.
         self.snap.notes.retain(|n| !n.starts_with("reload ("));
     }

@@ -248,7 +248,7 @@ impl Actor {
         self.snap.backoff = None;
         self.live = Some(Live { child, identity });
         self.write_pid_file();
-        self.probe_asap = true;
+        self.probe_at = Some(Instant::now());
         tracing::info!(unit = %self.unit.name, pid, attempt, "spawned");
         self.out.observer.spawned(pid, attempt);
         Event::Spawned { pid }

@@ -67,9 +67,11 @@ pub struct Actor {
     state: State,
     live: Option<Live>,
     timers: Timers,
-    /// Probe at once rather than on the cadence (a new child, a round
-    /// that proved nothing).
-    probe_asap: bool,
+    /// When the next round starts if not on the cadence: now for a new
+    /// child or a round that proved nothing; later for a round that found
+    /// the child exiting (so an unhealthy unit, whose cadence is zero,
+    /// does not probe back to back until the exit event arrives).
+    probe_at: Option<Instant>,
     probe: Option<ProbeFuture>,
     probe_started: Instant,
     epoch: (Instant, SystemTime),
@@ -120,7 +122,7 @@ impl Actor {
             state,
             live: None,
             timers: Timers::default(),
-            probe_asap: true,
+            probe_at: Some(Instant::now()),
             probe: None,
             probe_started: Instant::now(),
             epoch: (Instant::now(), SystemTime::now()),
@@ -258,11 +260,9 @@ impl Actor {
         // not push the next one back), computed from the state as it is
         // now: a round that just made the unit unhealthy is confirmed at
         // once, not a whole health interval later.
-        let next_probe = if self.probe_asap {
-            Instant::now()
-        } else {
-            self.probe_started + self.probe_interval()
-        };
+        let next_probe = self
+            .probe_at
+            .unwrap_or(self.probe_started + self.probe_interval());
         let child_running = self
             .live
             .as_ref()
@@ -305,7 +305,7 @@ impl Actor {
                 events.extend(self.absorb(round));
             }
             () = sleep_until(next_probe.into()), if probing_due => {
-                self.probe_asap = false;
+                self.probe_at = None;
                 self.probe_started = Instant::now();
                 self.probe = self.start_round();
             }

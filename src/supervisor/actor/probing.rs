@@ -78,7 +78,7 @@ impl Actor {
             .any(|c| !c.ok && c.timed_out && health::detector::late(c.latency, round.timeout))
         {
             tracing::info!(unit = %self.unit.name, "a check's timer fired late (the daemon was starved): not counted");
-            self.probe_asap = true;
+            self.probe_at = Some(Instant::now());
             return vec![];
         }
         // The process has exited but its exit event is not here yet (a
@@ -87,6 +87,11 @@ impl Actor {
         // hang to confirm with checks back to back.
         let own_child = self.live.as_ref().map(|l| l.child.pid) == Some(round.pid);
         if own_child && round.checks.iter().any(|c| !c.ok && c.exiting) {
+            let pause = match self.probe_interval() {
+                d if d.is_zero() => self.unit.health_interval,
+                d => d,
+            };
+            self.probe_at = Some(Instant::now() + pause);
             return vec![];
         }
         let timeout = self.probe_timeout();
