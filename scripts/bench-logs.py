@@ -24,8 +24,6 @@ Writes bench-results/logs/results.json (raw samples) and prints a table.
 import argparse
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,31 +32,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchutil import cpu_seconds, free_ports, wait_gone  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 LINE = "a short log line of forty-odd bytes, as services print"
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def writer(size: int) -> str:
     return f"yes '{LINE}' | head -c {size}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return False
 
 
 def redirect(size: int, out: Path) -> dict:
@@ -88,8 +70,8 @@ class Stigmer:
     def __init__(self, binary: str, work: Path, services: int, size: int):
         self.bin = binary
         self.home = work / "home"
-        self.http = free_port()
-        port = free_port()
+        self.http = free_ports(1)[0]
+        port = free_ports(1)[0]
         # Each writer waits for the file `go`, so the daemon's CPU and the
         # wall time are measured from the first byte on.
         self.go = work / "go"
@@ -133,14 +115,11 @@ class Stigmer:
         cpu0 = cpu_seconds(daemon)
         t0 = time.monotonic()
         self.go.write_text("")
-        deadline = time.monotonic() + 600
         # Until the writers are done, watch them in /proc, not through the
         # daemon: a /status request every few ms would cost the daemon CPU
         # that this benchmark counts as the copy's.
-        while any(Path(f"/proc/{p}").exists() and not zombie(p) for p in pids):
-            if time.monotonic() > deadline:
-                raise SystemExit("stigmer: the writers did not finish in 600 s")
-            time.sleep(0.002)
+        wait_gone(pids, 600, "stigmer: the writers did not finish in 600 s")
+        deadline = time.monotonic() + 600
         while True:
             doc = self.status()
             written = sum(doc["services"][n]["log_written_bytes"] for n in self.names)
@@ -219,8 +198,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(table, indent=2))
     print()
-    print(f"| figure | redirect | cat | stigmer | ratio |")
-    print(f"|---|---|---|---|---|")
+    print("| figure | redirect | cat | stigmer | ratio |")
+    print("|---|---|---|---|---|")
     t = table["throughput_mib_s"]
     print(f"| throughput MiB/s (median of {a.rounds}) | {t['redirect']:.0f} | {t['cat']:.0f} | {t['stigmer']:.0f} | {table['throughput_vs_redirect']:.2f}× redirect |")
     print(f"| CPU s of the copier | – | {table['cpu_s']['cat']:.2f} | {table['cpu_s']['stigmer']:.2f} | {table['cpu_vs_cat']:.2f}× cat |")
