@@ -37,22 +37,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchutil import cpu_seconds, free_ports, rss_mib, wait_gone  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-TICK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 PY = shutil.which("python3")
-
-
-def free_ports(n: int) -> list:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def answers(port: int) -> bool:
@@ -74,23 +63,14 @@ def wait_ports(ports, limit=120.0) -> None:
             time.sleep(0.005)
 
 
-def wait_gone(pids, limit=60.0) -> None:
-    deadline = time.monotonic() + limit
-    while any(Path(f"/proc/{p}").exists() and not zombie(p) for p in pids):
-        if time.monotonic() > deadline:
-            raise SystemExit("processes outlived the stop")
-        time.sleep(0.002)
-
-
-def zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return False
+# HTTP/1.1 (keep-alive), as the servers of every maintained web framework
+# speak it; `--protocol HTTP/1.0` for the server that closes after each
+# answer (http.server's own default).
+PROTOCOL = "HTTP/1.1"
 
 
 def server(port: int) -> list:
-    return [PY, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    return [PY, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--protocol", PROTOCOL]
 
 
 class Stack:
@@ -138,15 +118,6 @@ def stigmer_config(st: Stack, http: int, temporal: str) -> str:
             f"ready = {{ http = 'http://127.0.0.1:{p}/' }}\n{deps}"
         )
     return "\n".join(out)
-
-
-def cpu_seconds(pid: int) -> float:
-    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / TICK
-
-
-def rss_mib(pid: int) -> float:
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
 
 
 def stigmer(st: Stack, binary: str, temporal: str, idle_secs: float = 0) -> dict:
@@ -254,14 +225,17 @@ def wait_ports_closed(ports, limit=60.0) -> None:
 
 
 def main() -> int:
+    global PROTOCOL
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--services", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--idle-secs", type=float, default=60)
     ap.add_argument("--contenders", default="floor,stigmer,supervisord,honcho")
     ap.add_argument("--stigmer-bin", default=None)
+    ap.add_argument("--protocol", default=PROTOCOL, choices=["HTTP/1.1", "HTTP/1.0"])
     ap.add_argument("--out", default=str(ROOT / "bench-results" / "stack"))
     a = ap.parse_args()
+    PROTOCOL = a.protocol
     binary = a.stigmer_bin or str(ROOT / "target" / "release" / "stigmer")
     contenders = a.contenders.split(",")
     for c, tool in (("supervisord", "supervisord"), ("honcho", "honcho")):
@@ -299,6 +273,7 @@ def measure(a, contenders, binary, temporal) -> int:
     med = lambda c, k: statistics.median(s[k] for s in samples[c])
     table = {
         "services": a.services,
+        "protocol": PROTOCOL,
         "rounds": a.rounds,
         "start_s": {c: med(c, "start_s") for c in contenders},
         "stop_s": {c: med(c, "stop_s") for c in contenders},

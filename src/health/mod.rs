@@ -183,8 +183,8 @@ pub enum Plan {
     },
     /// A URL answers 2xx.
     Http {
-        /// The URL.
-        url: String,
+        /// Its client, over a kept connection.
+        client: crate::http_client::Kept,
     },
     /// A TCP port accepts.
     Tcp {
@@ -223,6 +223,7 @@ impl Plan {
         match self {
             Plan::Temporal { client } => client.grpc().reset(),
             Plan::Grpc { client, .. } => client.reset(),
+            Plan::Http { client } => client.reset(),
             Plan::TaskQueue(q) => q.client.grpc().reset(),
             _ => {}
         }
@@ -298,8 +299,15 @@ pub async fn round(t: Target) -> Round {
     };
     let alive = match &t.identity {
         Some(id) => {
-            record(timed(&ProcessProbe(id.pid)).await)
-                && record(timed(&IdentityProbe(id.clone())).await)
+            let stat = crate::process::proc::stat(id.pid);
+            record(timed(&ProcessProbe { pid: id.pid, stat }).await)
+                && record(
+                    timed(&IdentityProbe {
+                        identity: id.clone(),
+                        stat,
+                    })
+                    .await,
+                )
         }
         None => true,
     };
@@ -319,8 +327,8 @@ pub async fn round(t: Target) -> Round {
                         .await,
                     );
             }
-            Plan::Http { url } => {
-                record(timed(&HttpProbe { url, timeout }).await);
+            Plan::Http { client } => {
+                record(timed(&HttpProbe { client, timeout }).await);
             }
             Plan::Tcp { addr } => {
                 record(timed(&TcpProbe { addr, timeout }).await);

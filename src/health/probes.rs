@@ -50,30 +50,41 @@ impl Probe for PidFileProbe {
     }
 }
 
-/// The process is alive (not a zombie).
-pub struct ProcessProbe(pub i32);
+/// The process is alive (not a zombie), from its stat line (read once
+/// per round, for this layer and the identity's).
+pub struct ProcessProbe {
+    /// The pid.
+    pub pid: i32,
+    /// Its stat line, if it exists.
+    pub stat: Option<proc::Stat>,
+}
 
 impl Probe for ProcessProbe {
     const LAYER: Layer = Layer::Process;
     async fn check(&self) -> Result<String, Problem> {
-        match proc::stat(self.0) {
-            Some(s) if s.stopped() => Ok(format!("pid {} alive (stopped)", self.0)),
-            Some(s) if !s.leader_exited() => Ok(format!("pid {} alive", self.0)),
-            Some(_) => Err(Problem::Zombie(self.0)),
-            None => Err(Problem::Gone(self.0)),
+        match self.stat {
+            Some(s) if s.stopped() => Ok(format!("pid {} alive (stopped)", self.pid)),
+            Some(s) if !s.leader_exited() => Ok(format!("pid {} alive", self.pid)),
+            Some(_) => Err(Problem::Zombie(self.pid)),
+            None => Err(Problem::Gone(self.pid)),
         }
     }
 }
 
 /// Pid, start time and executable match what we spawned.
-pub struct IdentityProbe(pub Identity);
+pub struct IdentityProbe {
+    /// What we spawned.
+    pub identity: Identity,
+    /// The process's stat line as the round read it.
+    pub stat: Option<proc::Stat>,
+}
 
 impl Probe for IdentityProbe {
     const LAYER: Layer = Layer::Identity;
     async fn check(&self) -> Result<String, Problem> {
-        match self.0.verify() {
+        match self.identity.verify_stat(self.stat) {
             Verdict::Match => Ok("matches".into()),
-            Verdict::Gone | Verdict::Exiting => Err(Problem::Gone(self.0.pid)),
+            Verdict::Gone | Verdict::Exiting => Err(Problem::Gone(self.identity.pid)),
             Verdict::Mismatch(why) => Err(Problem::NotOurs(why)),
         }
     }
@@ -168,10 +179,10 @@ pub async fn grpc_health(
     .await
 }
 
-/// An HTTP URL answers 2xx in time.
+/// A URL answers 2xx, over the unit's kept connection.
 pub struct HttpProbe {
-    /// The URL.
-    pub url: String,
+    /// The URL's client.
+    pub client: crate::http_client::Kept,
     /// Deadline.
     pub timeout: Duration,
 }
@@ -179,23 +190,15 @@ pub struct HttpProbe {
 impl Probe for HttpProbe {
     const LAYER: Layer = Layer::Http;
     async fn check(&self) -> Result<String, Problem> {
-        let (url, timeout) = (self.url.clone(), self.timeout);
-        // The client blocks: off the supervisor's thread, and bounded.
-        let call = tokio::task::spawn_blocking(move || crate::http_client::get(&url, timeout));
-        let get = |error: String| Problem::Get {
-            url: self.url.clone(),
-            error,
-        };
-        let answer = match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(Ok(a))) => a,
-            Ok(Ok(Err(e))) => return Err(get(e.to_string())),
-            Ok(Err(e)) => return Err(get(e.to_string())),
-            Err(_) => return Err(Problem::Timeout(timeout)),
-        };
-        if (200..300).contains(&answer.status) {
-            Ok(format!("HTTP {}", answer.status))
-        } else {
-            Err(Problem::HttpStatus(answer.status))
+        use crate::http_client::KeptError;
+        match self.client.get(self.timeout).await {
+            Ok(status) if (200..300).contains(&status) => Ok(format!("HTTP {status}")),
+            Ok(status) => Err(Problem::HttpStatus(status)),
+            Err(KeptError::Timeout) => Err(Problem::Timeout(self.timeout)),
+            Err(e) => Err(Problem::Get {
+                url: self.client.url().to_string(),
+                error: e.to_string(),
+            }),
         }
     }
 }

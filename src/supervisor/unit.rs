@@ -187,7 +187,9 @@ impl Unit {
             capture: true,
         };
         let plan = |kind: &ProbeKind| match kind {
-            ProbeKind::Http { url } => Plan::Http { url: url.clone() },
+            ProbeKind::Http { url } => Plan::Http {
+                client: crate::http_client::Kept::new(url),
+            },
             ProbeKind::Tcp { addr } => Plan::Tcp { addr: *addr },
             ProbeKind::Grpc { addr, service } => Plan::Grpc {
                 client: crate::grpc::Client::new(crate::grpc::Endpoint::plain(*addr)),
@@ -228,11 +230,17 @@ impl Unit {
             Readiness::Probe { kind, timeout } => (Ready::Probe(plan(kind)), *timeout),
         };
         let health = s.health.as_ref();
+        // A health check that is the ready check (the default) shares its
+        // kept connection rather than holding a second one open.
+        let health_plan = health.map_or(Plan::Alive, |h| match (&s.ready, &ready) {
+            (Readiness::Probe { kind, .. }, Ready::Probe(p)) if *kind == h.kind => p.clone(),
+            _ => plan(&h.kind),
+        });
         Unit {
             name: s.name.clone(),
             binds: Vec::new(),
             ready,
-            health: health.map_or(Plan::Alive, |h| plan(&h.kind)),
+            health: health_plan,
             health_interval: health.map_or(cfg.health_interval, |h| h.interval),
             startup_interval: match &s.ready {
                 Readiness::Probe {
