@@ -51,15 +51,8 @@ impl Systemd {
         let mut ticker = tokio::time::interval(ping.unwrap_or(Duration::from_secs(3600)));
         let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
         for u in &handle.units() {
-            let mut rx = u.status.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                while rx.changed().await.is_ok() {
-                    if tx.send(()).is_err() {
-                        break;
-                    }
-                }
-            });
+            // The STATUS= line names each unit's state.
+            u.forward_changes(|s| s.state, tx.clone());
         }
         let mut last = String::new();
         loop {

@@ -102,6 +102,35 @@ pub struct UnitHandle {
     pub log_path: Option<std::path::PathBuf>,
 }
 
+impl UnitHandle {
+    /// Send `()` on `tx` whenever `key` of its snapshot changes, until
+    /// `tx`'s receiver goes. A snapshot changes with every health check
+    /// (its times and latencies); whoever reacts to states or readiness
+    /// across the stack would otherwise wake for each check of each unit
+    /// and walk every unit: quadratic in the stack's size.
+    pub fn forward_changes<K>(&self, key: fn(&Snapshot) -> K, tx: mpsc::UnboundedSender<()>)
+    where
+        K: PartialEq + Send + 'static,
+    {
+        let mut rx = self.status.clone();
+        // Taken now, not when the task first runs: a change in between
+        // must not become the starting point and go unreported.
+        let mut last = key(&rx.borrow_and_update());
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let now = key(&rx.borrow_and_update());
+                if now == last {
+                    continue;
+                }
+                last = now;
+                if tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
 /// What every unit's supervisor works through: the PID file's writer,
 /// the thread that spawns children, and the logs.
 #[derive(Clone)]

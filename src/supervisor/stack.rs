@@ -244,15 +244,12 @@ fn launch(
     stops.push((h.name.clone(), Some(stop_tx)));
     let name = h.name.clone();
     tasks.spawn(async move { (name, runner.run(stop_rx).await) });
-    let mut rx = h.status.clone();
-    let tx = changed.clone();
-    tokio::spawn(async move {
-        while rx.changed().await.is_ok() {
-            if tx.send(()).is_err() {
-                break;
-            }
-        }
-    });
+    // What the loop acts on: readiness (dependents start, followers
+    // restart on a new ready pid) and the state.
+    h.forward_changes(
+        |s| (s.state, s.ready, s.process.as_ref().map(|p| p.pid)),
+        changed.clone(),
+    );
 }
 
 /// Side checks end with supervision, however it ends.
