@@ -56,13 +56,19 @@ impl Identity {
     /// time name one process; the executable (unreadable once the leader
     /// is a zombie) also guards against a record we did not write.
     pub fn verify(&self) -> Verdict {
+        self.verify_stat(proc::stat(self.pid))
+    }
+
+    /// [`Identity::verify`] with the process's stat line read already
+    /// (`None`: no such process).
+    pub fn verify_stat(&self, st: Option<proc::Stat>) -> Verdict {
         if self.pid <= 1 {
             return Verdict::Mismatch(format!("refusing to act on pid {}", self.pid));
         }
         if self.pid as u32 == std::process::id() {
             return Verdict::Mismatch("recorded pid is this very process".into());
         }
-        let Some(st) = proc::stat(self.pid) else {
+        let Some(st) = st else {
             return Verdict::Gone;
         };
         if st.start_time != self.start_time {
@@ -80,8 +86,13 @@ impl Identity {
         if st.leader_exited() {
             return Verdict::Exiting;
         }
-        match (&self.exe, proc::exe(self.pid)) {
-            (Some(want), Some(have)) if !same_exe(want, &have) => Verdict::Mismatch(format!(
+        // Read only when recorded: a service's identity has no executable,
+        // and this runs at every health check.
+        let Some(want) = &self.exe else {
+            return Verdict::Match;
+        };
+        match proc::exe(self.pid) {
+            Some(have) if !same_exe(want, &have) => Verdict::Mismatch(format!(
                 "pid {} runs {}, not {}",
                 self.pid,
                 have.display(),
