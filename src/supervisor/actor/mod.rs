@@ -260,9 +260,15 @@ impl Actor {
         // not push the next one back), computed from the state as it is
         // now: a round that just made the unit unhealthy is confirmed at
         // once, not a whole health interval later.
-        let next_probe = self
-            .probe_at
-            .unwrap_or(self.probe_started + self.probe_interval());
+        let next_probe = self.probe_at.unwrap_or_else(|| {
+            let every = self.probe_interval();
+            let due = self.probe_started + every;
+            match self.state.name() {
+                // Starting polls and confirming checks go at once.
+                StateName::Starting | StateName::Unhealthy => due,
+                _ => on_grid(due, every),
+            }
+        });
         let child_running = self
             .live
             .as_ref()
@@ -433,6 +439,28 @@ impl Actor {
     }
 }
 
+/// The instant nearest `t` on the grid of multiples of `every` on
+/// CLOCK_MONOTONIC, which every unit (and every daemon) shares: units
+/// with the same interval are checked together, so the supervisor thread
+/// wakes once for all of them rather than once each (with 50 services,
+/// waking was a fifth of its idle work). The nearest point, not the next
+/// one: a round that started just after its grid point keeps its interval.
+/// The first round after a start moves by at most half an interval; a
+/// hang is found as soon as before, since the rounds' spacing is
+/// unchanged.
+fn on_grid(t: Instant, every: Duration) -> Instant {
+    let every_ns = every.as_nanos();
+    if every_ns == 0 {
+        return t;
+    }
+    let off = crate::model::clock::to_mono(t) % every_ns;
+    if off * 2 < every_ns {
+        t.checked_sub(Duration::from_nanos(off as u64)).unwrap_or(t)
+    } else {
+        t + Duration::from_nanos((every_ns - off) as u64)
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -455,5 +483,35 @@ async fn poll_opt(f: &mut Option<ProbeFuture>) -> Round {
     match f {
         Some(f) => f.await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_fall_on_a_shared_grid_near_their_time() {
+        let every = Duration::from_secs(1);
+        let now = Instant::now();
+        for k in 0..40u64 {
+            let t = now + Duration::from_millis(k * 37);
+            let g = on_grid(t, every);
+            let moved = if g > t { g - t } else { t - g };
+            assert!(moved <= every / 2, "{moved:?}");
+            // On the grid, to within the clock readings' own skew.
+            let off = crate::model::clock::to_mono(g) % every.as_nanos();
+            let skew = off.min(every.as_nanos() - off);
+            assert!(skew < 1_000_000, "{skew} ns off the grid");
+        }
+        // A round that started just past its point keeps its interval.
+        let g = on_grid(now, every);
+        let next = on_grid(g + Duration::from_micros(300) + every, every);
+        let spacing = next - g;
+        assert!(
+            spacing.abs_diff(every) < Duration::from_millis(1),
+            "{spacing:?}"
+        );
+        assert_eq!(on_grid(now, Duration::ZERO), now);
     }
 }
