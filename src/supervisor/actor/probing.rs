@@ -62,12 +62,17 @@ impl Actor {
     /// of its own.
     pub(super) fn absorb(&mut self, round: Round) -> Vec<Event> {
         let quiet_startup = self.state.name() == StateName::Starting;
-        // The detector learns from every answer of the server itself.
-        // (Temporal's port layer is a TCP connect, not an answer.)
+        // The detector learns from the answers of the server itself while
+        // it serves (Temporal's port layer is a TCP connect, not an
+        // answer). Not while it starts: a server warming up answers many
+        // times slower, and with a few restarts in its window those
+        // answers would set the p99 and hold the threshold up for minutes.
         let answers =
             |c: &&health::Check| c.ok && c.layer.answers() && c.layer != crate::model::Layer::Port;
-        for c in round.checks.iter().filter(answers) {
-            self.unit.detector.observe(c.latency);
+        if !quiet_startup {
+            for c in round.checks.iter().filter(answers) {
+                self.unit.detector.observe(c.latency);
+            }
         }
         // A timeout that fired far later than asked: the daemon was not
         // running, so the check says nothing about the server. Asked
