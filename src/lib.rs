@@ -20,7 +20,8 @@
 //! disk · process · lock · paths · redact · http_client · grpc
 //!                                   the disk thread | /proc, spawn, identity, groups |
 //!                                   the instance lock | state dir and trust | masking |
-//!                                   the one HTTP client | the gRPC client (TLS, headers)
+//!                                   HTTP clients (blocking; kept-alive for checks) |
+//!                                   the gRPC client (TLS, headers)
 //! model                             shared values: unit names, exit codes, layer and
 //!                                   state names, restart reasons, the clock
 //! ```
@@ -50,7 +51,8 @@
 //!         ├── state     pure step(state, event, now) -> (state, actions)
 //!         ├── policy    restart delays · registry: the one writer of lock and PID file
 //!         ├── external  attach mode: an external Temporal, only probed
-//!         └── actor     owns one unit's child: exit via pidfd, probes, timers, commands
+//!         └── actor     owns one unit's child: exit via pidfd, probes (running units'
+//!                       rounds on a shared CLOCK_MONOTONIC grid), timers, commands
 //!
 //! builds: `cargo build` (glibc; build.rs: the page's CSP hashes, non-PIE link)
 //!         scripts/build-static.sh (musl, non-PIE, dlmalloc: what we ship and bench)
