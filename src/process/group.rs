@@ -76,8 +76,10 @@ pub fn owner(record: &super::Identity) -> GroupOwner {
         Verdict::Match | Verdict::Exiting => GroupOwner::Ours,
         Verdict::Mismatch(why) => GroupOwner::Foreign(why),
         Verdict::Gone => {
+            // A member gone since the listing (the zombie leader, reaped
+            // by its new parent in between) says nothing either way.
             let older = members.iter().find(|&&pid| {
-                super::proc::stat(pid).is_none_or(|s| s.start_time < record.start_time)
+                super::proc::stat(pid).is_some_and(|s| s.start_time < record.start_time)
             });
             match older {
                 Some(pid) => GroupOwner::Foreign(format!(

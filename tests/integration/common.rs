@@ -189,6 +189,18 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     wait_until_for(WAIT, what, &mut cond)
 }
 
+/// Poll `cond` every 20 ms until it holds (true) or `limit` passes (false).
+pub fn wait_until_ok(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
 /// Same with an explicit bound.
 pub fn wait_until_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -400,9 +412,12 @@ impl TestHome {
 
     /// Nothing of this instance remains.
     pub fn assert_nothing_left(&self) {
-        wait_until("no process of the instance remains", || {
-            self.processes().is_empty()
+        let mut left = Vec::new();
+        let done = wait_until_ok(WAIT, || {
+            left = self.processes();
+            left.is_empty()
         });
+        assert!(done, "processes of the instance remain: {left:?}");
         assert!(self.lock_free(), "lock still held");
         assert!(
             port_free(self.port),

@@ -356,5 +356,6 @@ fn no_service_outlives_a_killed_daemon() {
     // takes the lock reclaims the recorded group.
     let out = h.stop();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    eprintln!("stop said: {}", text(&out));
     h.assert_nothing_left();
 }
