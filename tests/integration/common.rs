@@ -202,15 +202,11 @@ pub fn wait_until_ok(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// Same with an explicit bound.
-pub fn wait_until_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+pub fn wait_until_for(limit: Duration, what: &str, cond: impl FnMut() -> bool) {
+    assert!(
+        wait_until_ok(limit, cond),
+        "timed out after {limit:?} waiting for: {what}"
+    );
 }
 
 pub fn text(out: &Output) -> String {
