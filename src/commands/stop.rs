@@ -37,7 +37,22 @@ pub fn run(args: &StopArgs) -> Result<Code, Failure> {
         Found::NotRunning => stop_without_daemon(&home),
         Found::Running(_) => {
             stop_daemon(&home, t0 + timeout)?;
+            // A daemon that stopped its units removed its record; one
+            // that died on its own (killed, crashed, mid-exit when we
+            // looked) left it, and left its services' grandchildren,
+            // which have no parent-death signal: reclaim them as a stop
+            // without a daemon does. A start that took the lock at once
+            // is a new instance, not ours to clean.
+            let left = home.pid_file().exists();
+            let notes = match left.then(|| InstanceLock::try_acquire(&home.lock_file())) {
+                Some(Ok(TryLock::Acquired(_lock))) => reclaim_left(&home)?,
+                Some(Err(e)) => return Err(e.into()),
+                _ => vec![],
+            };
             println!("Stopped in {:.2}s.", t0.elapsed().as_secs_f64());
+            for n in notes {
+                println!("{n}");
+            }
             Ok(Code::Ok)
         }
     }
@@ -54,9 +69,7 @@ fn stop_without_daemon(home: &StateDir) -> Result<Code, Failure> {
             "an instance started while stopping; run stop again".into(),
         ));
     };
-    let (notes, _) =
-        super::runtime()?.block_on(crate::reclaim::orphans(home.pid_file(), ORPHAN_GRACE))?;
-    pidfile::remove(&home.pid_file());
+    let notes = reclaim_left(home)?;
     if notes.is_empty() {
         println!("Not running.");
     }
@@ -64,6 +77,15 @@ fn stop_without_daemon(home: &StateDir) -> Result<Code, Failure> {
         println!("{n}");
     }
     Ok(Code::Ok)
+}
+
+/// Stop what a dead daemon's PID record names and remove the record; the
+/// caller holds the lock. The notes say what was found.
+fn reclaim_left(home: &StateDir) -> Result<Vec<String>, Failure> {
+    let (notes, _) =
+        super::runtime()?.block_on(crate::reclaim::orphans(home.pid_file(), ORPHAN_GRACE))?;
+    pidfile::remove(&home.pid_file());
+    Ok(notes)
 }
 
 fn stop_daemon(home: &StateDir, deadline: Instant) -> Result<(), Failure> {

@@ -334,6 +334,30 @@ fn stop_takes_every_service_group_in_reverse_order_and_leaves_nothing() {
     assert!(at("web") < at("api") && at("api") < at("db") && at("db") < at("temporal"));
 }
 
+/// `stop` while the killed daemon is still exiting: the lock is still
+/// held, so `stop` takes the path of a running daemon, which then is gone
+/// without having stopped anything.
+#[test]
+fn a_stop_as_the_daemon_dies_still_reclaims_its_services() {
+    let h = TestHome::new();
+    let port = free_port();
+    h.write_config(&with_grandchild(
+        &http_service(&h, "api", port, &["temporal"], ""),
+        port,
+    ));
+    h.start_ok();
+    let api = h.ready_service_pid("api").unwrap();
+    wait_until("the PID file records the service", || {
+        h.pid_record()["services"]["api"]["pid"].as_i64() == Some(i64::from(api))
+    });
+    signal(h.daemon_pid().unwrap(), Signal::SIGKILL);
+    let out = h.stop();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    eprintln!("stop said: {}", text(&out));
+    h.assert_nothing_left();
+    assert!(!h.home().join("stigmer.pid").exists(), "the record is gone");
+}
+
 #[test]
 fn no_service_outlives_a_killed_daemon() {
     let h = TestHome::new();
