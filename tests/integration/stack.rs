@@ -334,15 +334,13 @@ fn stop_takes_every_service_group_in_reverse_order_and_leaves_nothing() {
     assert!(at("web") < at("api") && at("api") < at("db") && at("db") < at("temporal"));
 }
 
-/// `stop` while the killed daemon is still exiting: the lock is still
-/// held, so `stop` takes the path of a running daemon, which then is gone
-/// without having stopped anything.
-#[test]
-fn a_stop_as_the_daemon_dies_still_reclaims_its_services() {
-    let h = TestHome::new();
+/// A stack with one service that leaves a grandchild (no parent-death
+/// signal), running, its record written by the disk thread (a moment
+/// after the spawn); returns the service's pid.
+fn stack_with_a_grandchild(h: &TestHome) -> i32 {
     let port = free_port();
     h.write_config(&with_grandchild(
-        &http_service(&h, "api", port, &["temporal"], ""),
+        &http_service(h, "api", port, &["temporal"], ""),
         port,
     ));
     h.start_ok();
@@ -350,7 +348,11 @@ fn a_stop_as_the_daemon_dies_still_reclaims_its_services() {
     wait_until("the PID file records the service", || {
         h.pid_record()["services"]["api"]["pid"].as_i64() == Some(i64::from(api))
     });
-    signal(h.daemon_pid().unwrap(), Signal::SIGKILL);
+    api
+}
+
+/// `stop` reclaims the killed daemon's groups, and says so on failure.
+fn stop_leaves_nothing(h: &TestHome) {
     let out = h.stop();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     eprintln!("stop said: {}", text(&out));
@@ -358,28 +360,24 @@ fn a_stop_as_the_daemon_dies_still_reclaims_its_services() {
     assert!(!h.home().join("stigmer.pid").exists(), "the record is gone");
 }
 
+/// `stop` while the killed daemon is still exiting: the lock is still
+/// held, so `stop` takes the path of a running daemon, which then is gone
+/// without having stopped anything.
+#[test]
+fn a_stop_as_the_daemon_dies_still_reclaims_its_services() {
+    let h = TestHome::new();
+    stack_with_a_grandchild(&h);
+    signal(h.daemon_pid().unwrap(), Signal::SIGKILL);
+    stop_leaves_nothing(&h);
+}
+
 #[test]
 fn no_service_outlives_a_killed_daemon() {
     let h = TestHome::new();
-    let port = free_port();
-    h.write_config(&with_grandchild(
-        &http_service(&h, "api", port, &["temporal"], ""),
-        port,
-    ));
-    h.start_ok();
-    let api = h.ready_service_pid("api").unwrap();
-    // The record the next command reclaims from is written by the disk
-    // thread, a moment after the spawn: kill the daemon once it is there.
-    wait_until("the PID file records the service", || {
-        h.pid_record()["services"]["api"]["pid"].as_i64() == Some(i64::from(api))
-    });
-    let daemon = h.daemon_pid().unwrap();
-    signal(daemon, Signal::SIGKILL);
+    let api = stack_with_a_grandchild(&h);
+    signal(h.daemon_pid().unwrap(), Signal::SIGKILL);
     wait_until("the service dies with its daemon", || !alive(api));
     // Its grandchild has no parent-death signal; the next command that
     // takes the lock reclaims the recorded group.
-    let out = h.stop();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    eprintln!("stop said: {}", text(&out));
-    h.assert_nothing_left();
+    stop_leaves_nothing(&h);
 }
