@@ -7,8 +7,8 @@
 # Why: the kernel maps a program's code in 64 KiB blocks around each page
 # fault ("fault-around"), so a process's resident code is every 64 KiB
 # block that holds any function it ever ran. Linked in the compiler's
-# order, the ~1,900 functions the daemon runs are spread over most of the
-# 7 MiB of code; listed first, they fill about 2 MiB. The same holds for
+# order, the functions the daemon runs are spread over most of the code;
+# listed first, they fill a few blocks. The same holds for
 # the short commands (`status`, an idempotent `start`): fewer faults.
 # The list is made by scripts/profile-hot-text.sh (docs/benchmark.md,
 # "Hot text first").
