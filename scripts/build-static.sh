@@ -34,7 +34,7 @@ fi
 export "CC_${target//-/_}=musl-gcc"
 # Linked by rust-lld (in every toolchain, beside rustc) with the functions
 # the daemon and the short commands run placed first and together
-# (scripts/link-hot-first.sh says why; docs/benchmark.md, "Hot text first").
+# (scripts/link-hot-first.sh says why).
 host="$(rustc -vV | sed -n 's/^host: //p')"
 STIGMER_LINK_GCC_LD="$(rustc --print sysroot)/lib/rustlib/$host/bin/gcc-ld"
 if [ ! -x "$STIGMER_LINK_GCC_LD/ld.lld" ]; then

@@ -22,7 +22,7 @@ How it knows which functions ran, exactly, without instrumenting them:
    short commands' code comes first.
 
 Root only (read-ahead is a device setting). Kills only what it started.
-Regenerate when the code changes much (docs/benchmark.md, "Hot text first");
+Regenerate when the code changes much;
 a stale list still links, it only orders less.
 """
 
