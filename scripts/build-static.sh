@@ -32,5 +32,17 @@ if ! command -v musl-gcc >/dev/null 2>&1; then
   exit 1
 fi
 export "CC_${target//-/_}=musl-gcc"
+# Linked by rust-lld (in every toolchain, beside rustc) with the functions
+# the daemon and the short commands run placed first and together
+# (scripts/link-hot-first.sh says why).
+host="$(rustc -vV | sed -n 's/^host: //p')"
+STIGMER_LINK_GCC_LD="$(rustc --print sysroot)/lib/rustlib/$host/bin/gcc-ld"
+if [ ! -x "$STIGMER_LINK_GCC_LD/ld.lld" ]; then
+  echo "build-static: $STIGMER_LINK_GCC_LD/ld.lld not found (rust-lld ships with rustc 1.60 and later); update the toolchain (\`rustup update\`), or use \`cargo build --release\` (glibc build)" >&2
+  exit 1
+fi
+export STIGMER_LINK_GCC_LD
+upper="$(echo "$target" | tr 'a-z-' 'A-Z_')"
+export "CARGO_TARGET_${upper}_LINKER=$PWD/scripts/link-hot-first.sh"
 cargo build --release --locked --bin stigmer --target "$target" >&2
-echo "target/$target/release/stigmer"
+echo "${CARGO_TARGET_DIR:-target}/$target/release/stigmer"
