@@ -311,6 +311,10 @@ impl Daemon {
         if let Some(sd) = notify::Systemd::from_env() {
             sd.stopping();
         }
+        // The lock is released last: a start that wins it next finds every
+        // port and socket of ours closed and no PID file, not a daemon
+        // still on its way out holding the HTTP port.
+        let lock = self.supervisor.ctx.registry.clone();
         let outcome = self.supervisor.stop(early).await;
         if let Some(f) = self.follow.take() {
             f.abort();
@@ -319,6 +323,7 @@ impl Daemon {
             c.close(true);
         }
         self.http.stop().await;
+        drop(self.http_socket);
         // What was queued for the logs is written, and the PID file goes
         // after its last rewrite, not before (bounded: a stalled disk does
         // not hold the stop forever).
@@ -326,6 +331,10 @@ impl Daemon {
             .disk
             .remove(&self.info.get().config.home.pid_file());
         self.logs.disk.sync(crate::disk::STALL_BOUND).await;
+        // Removed above, through the disk thread: no blocking removal on a
+        // stalled disk, and none after the lock is someone else's.
+        self.pid_file.disarm();
+        drop(lock);
         outcome
     }
 }
