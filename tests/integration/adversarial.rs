@@ -66,6 +66,15 @@ fn thirty_two_concurrent_starts_then_command_storms_stay_coherent() {
                             let out = match *op {
                                 "start" => h.start(),
                                 "stop" => h.stop(),
+                                // A restart that finds nothing running
+                                // starts: with this home's ports, never
+                                // the defaults another instance may hold.
+                                "restart" => {
+                                    let mut args = h.start_args();
+                                    args[1] = "restart".into();
+                                    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                                    run(h.cmd(&refs))
+                                }
                                 other => run(h.cmd(&["local", other])),
                             };
                             (op.to_string(), out)
