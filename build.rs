@@ -37,6 +37,9 @@ fn page_hashes() {
 /// status"). The glibc build only: the musl build is static and non-PIE
 /// through `.cargo/config.toml`.
 fn link_flags() {
+    // The static build's linker (scripts/link-hot-first.sh) orders the
+    // functions by this list: a new list is a new link.
+    println!("cargo:rerun-if-changed=scripts/hot-text.txt");
     if std::env::var("CARGO_CFG_TARGET_ENV").as_deref() != Ok("gnu") {
         return;
     }

@@ -55,7 +55,8 @@
 //!                       rounds on a shared CLOCK_MONOTONIC grid), timers, commands
 //!
 //! builds: `cargo build` (glibc; build.rs: the page's CSP hashes, non-PIE link)
-//!         scripts/build-static.sh (musl, non-PIE, dlmalloc: what we ship and bench)
+//!         scripts/build-static.sh (musl, non-PIE, dlmalloc, the functions stigmer runs
+//!         linked first: scripts/hot-text.txt; what we ship and bench)
 //! ```
 //!
 //! A crash flows: kernel → pidfd readable → actor `Event::Exited` → `step`
