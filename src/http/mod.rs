@@ -207,9 +207,15 @@ async fn readyz(State(s): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let status = if ok { "ready" } else { "not_ready" };
+    // Temporal's state from the same snapshots the code was decided on: a
+    // second look could say `stopping` beside a 200.
+    let state = snaps
+        .iter()
+        .find(|(n, _)| n == crate::model::TEMPORAL)
+        .map_or(crate::model::StateName::Stopped, |(_, snap)| snap.state);
     json(
         code,
-        json!({"status": status, "state": s.handle.temporal_state(), "not_ready": not_ready, "reasons": reasons}),
+        json!({"status": status, "state": state, "not_ready": not_ready, "reasons": reasons}),
     )
 }
 
