@@ -44,7 +44,7 @@ impl Systemd {
         self.send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
     }
 
-    /// Send a `STATUS=` line on every state change, and `WATCHDOG=1`
+    /// Send a `STATUS=` line now and on every state change, and `WATCHDOG=1`
     /// pings when the manager wants them, until the task is dropped.
     pub async fn follow(self, handle: Handle) {
         let ping = sd_notify::watchdog_enabled().map(|d| d / 2);
@@ -54,6 +54,10 @@ impl Systemd {
             // The STATUS= line names each unit's state.
             u.forward_changes(|s| s.state, tx.clone());
         }
+        // The states as they are now: the units may have reached them
+        // before this task subscribed, and then no change would follow
+        // (Temporal held in `starting` sent no STATUS= at all).
+        let _ = tx.send(());
         let mut last = String::new();
         loop {
             tokio::select! {
