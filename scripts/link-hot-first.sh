@@ -10,8 +10,8 @@
 # order, the functions the daemon runs are spread over most of the code;
 # listed first, they fill a few blocks. The same holds for
 # the short commands (`status`, an idempotent `start`): fewer faults.
-# The list is made by scripts/profile-hot-text.py (docs/benchmark.md is
-# to say what it saves, once measured).
+# The list is made by scripts/profile-hot-text.py; what it saves is in
+# docs/benchmark.md ("hot text first", measured by scripts/bench-hot-text.py).
 #
 # The list holds exact symbol names. Their hashes (legacy mangling's
 # `17h<hash>E`, v0's crate disambiguators) change with a crate's version,
