@@ -44,10 +44,13 @@ done
 
 order="$(mktemp "${TMPDIR:-/tmp}/stigmer-order.XXXXXX")"
 trap 'rm -f "$order"' EXIT
-if [ -s "$list" ] && [ "${#objs[@]}" -gt 0 ]; then
+if ! command -v nm >/dev/null 2>&1; then
+  echo "link-hot-first: nm not found (Debian: binutils); linking in rustc's order" >&2
+elif [ -s "$list" ] && [ "${#objs[@]}" -gt 0 ]; then
   # Names defined in a text section, keyed by their hash-less form; then
-  # the list's order, every exact name for each listed key.
-  nm --defined-only "${objs[@]}" 2>/dev/null |
+  # the list's order, every exact name for each listed key. A member nm
+  # cannot read only leaves its functions unordered.
+  { nm --defined-only "${objs[@]}" 2>/dev/null || true; } |
     awk 'NF == 3 && ($2 == "t" || $2 == "T") { print $3 }' |
     sort -u |
     awk -v list="$list" '
@@ -71,5 +74,6 @@ if [ -s "$list" ] && [ "${#objs[@]}" -gt 0 ]; then
         }
       }' >"$order"
 fi
-exec "$cc" "$@" -fuse-ld=lld -B"$STIGMER_LINK_GCC_LD" \
+# Not exec: the EXIT trap removes the order file once the link is done.
+"$cc" "$@" -fuse-ld=lld -B"$STIGMER_LINK_GCC_LD" \
   -Wl,--symbol-ordering-file="$order" -Wl,--no-warn-symbol-ordering
