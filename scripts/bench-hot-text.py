@@ -33,7 +33,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchutil import free_ports, wait_gone  # noqa: E402
+from benchutil import faults, free_ports, wait_gone, wait_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,20 +72,8 @@ def proc_status(pid: int) -> dict:
         key, _, value = line.partition(":")
         if key in ("VmRSS", "RssAnon", "RssFile"):
             out[key] = int(value.split()[0]) / 1024
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    out["minflt"] = int(stat[7])
-    out["majflt"] = int(stat[9])
+    out["minflt"], out["majflt"] = faults(pid)
     return out
-
-
-def wait_until(what: str, cond, limit: float = 60.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.01)
-    raise SystemExit(f"bench-hot-text: {what} within {limit:.0f} s")
 
 
 def one(binary: str, idle: float, cycles: int) -> dict:

@@ -49,9 +49,24 @@ def running(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and not zombie(pid)
 
 
-def wait_gone(pids, limit: float = 60.0, what: str = "processes outlived the stop") -> None:
+def faults(pid: int) -> tuple:
+    """Minor and major page faults of `pid` so far."""
+    f = _stat(pid)
+    return int(f[7]), int(f[9])
+
+
+def wait_until(what: str, cond, limit: float = 60.0, every: float = 0.01):
+    """Poll `cond` until it is true (returned) or `limit` seconds pass (exit
+    naming `what`)."""
     deadline = time.monotonic() + limit
-    while any(running(p) for p in pids):
+    while True:
+        v = cond()
+        if v:
+            return v
         if time.monotonic() > deadline:
-            raise SystemExit(what)
-        time.sleep(0.002)
+            raise SystemExit(f"timed out after {limit:.0f} s: {what}")
+        time.sleep(every)
+
+
+def wait_gone(pids, limit: float = 60.0, what: str = "processes outlived the stop") -> None:
+    wait_until(what, lambda: not any(running(p) for p in pids), limit, every=0.002)

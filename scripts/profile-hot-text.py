@@ -40,7 +40,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchutil import free_ports, running  # noqa: E402
+from benchutil import free_ports, running, wait_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = 4096
@@ -144,14 +144,6 @@ def get(url: str) -> None:
         pass
 
 
-def wait_for(what: str, cond, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while not cond():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--temporal-bin", default=shutil.which("temporal"))
@@ -203,7 +195,7 @@ def main() -> None:
         return record().get("temporal", {}).get("pid")
 
     def recovered(old):
-        wait_for("Temporal back", lambda: temporal_pid() not in (None, old) and ready())
+        wait_until("Temporal back", lambda: temporal_pid() not in (None, old) and ready())
 
     start = ["start", "--port", str(port), "--headless", "--http-addr", f"127.0.0.1:{http}",
              "--temporal-bin", args.temporal_bin, "--db-file", str(work / "temporal.db")]
@@ -225,7 +217,7 @@ def main() -> None:
         ra.write_text("0")
         evict(binary)
         stage("status, no daemon", lambda: cli("status"))
-        stage("start", lambda: (cli(*start), wait_for("ready", ready)))
+        stage("start", lambda: (cli(*start), wait_until("ready", ready)))
         daemon = record().get("daemon", {}).get("pid")
         stage("status and an idempotent start", lambda: [cli(*a) for a in
                                                          (["status"], start, ["status"])])
