@@ -11,8 +11,9 @@
 //! starved daemon does not blame the server for its own slowness. A
 //! check whose timeout fired much later than asked (the daemon was not
 //! scheduled) proves nothing about the server and does not count (see
-//! [`late`]). An explicitly configured timeout pins the old, fixed
-//! behaviour.
+//! [`late`]). Nor does one that timed out while the host's CPUs were
+//! contended (see [`Detector::contended`]): it is asked once more with the
+//! cap. An explicitly configured timeout pins the old, fixed behaviour.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -32,6 +33,11 @@ pub const MIN_SAMPLES: usize = 3;
 /// The lowest threshold: a local gRPC answer takes ~1–5 ms, a busy one
 /// tens; below this, scheduling noise alone would fail checks.
 pub const FLOOR: Duration = Duration::from_millis(100);
+/// A check that timed out while some task on the host waited for a CPU
+/// for at least this share of the check's time (Linux PSI) proves
+/// nothing yet: the server may only have been starved. A stopped or
+/// deadlocked server makes no such pressure.
+pub const PRESSURE: f64 = 0.25;
 
 /// A unit's detector.
 #[derive(Debug, Clone)]
@@ -103,6 +109,20 @@ impl Detector {
         };
         base + lag
     }
+
+    /// A check that timed out with the host's CPU contended for `share`
+    /// of its time: should it be asked again, with [`Detector::widened`],
+    /// before it counts? (Adaptive detectors only: a fixed timeout is
+    /// what the user asked for.)
+    pub fn contended(&self, share: f64) -> bool {
+        self.fixed.is_none() && share >= PRESSURE
+    }
+
+    /// The timeout of that second look: the cap (what the unit may take
+    /// at worst), plus the daemon's timer lag.
+    pub fn widened(&self, lag: Duration) -> Duration {
+        self.fixed.unwrap_or(self.cap + lag)
+    }
 }
 
 /// Did a check that timed out after `took` (asked: `timeout`) wait much
@@ -143,6 +163,22 @@ mod tests {
         }
         assert_eq!(d.timeout(ms(0)), ms(1000), "never above the cap");
         assert_eq!(d.timeout(ms(200)), ms(1200), "widened by the daemon's lag");
+    }
+
+    #[test]
+    fn a_contended_host_earns_one_look_at_the_cap() {
+        let mut d = Detector::adaptive(ms(1000));
+        for _ in 0..100 {
+            d.observe(ms(2));
+        }
+        assert!(!d.contended(0.0), "an idle host: the timeout counts");
+        assert!(!d.contended(PRESSURE / 2.0));
+        assert!(d.contended(PRESSURE));
+        assert!(d.contended(1.0));
+        assert_eq!(d.widened(ms(30)), ms(1030), "the cap, widened by the lag");
+        let f = Detector::fixed(ms(400));
+        assert!(!f.contended(1.0), "a fixed timeout is never second-guessed");
+        assert_eq!(f.widened(ms(30)), ms(400));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! service's is process, identity and its own check ([`Plan`]).
 
 pub mod detector;
+pub mod pressure;
 pub mod probes;
 pub mod temporal;
 
@@ -251,6 +252,31 @@ pub struct Target {
     pub plan: Plan,
     /// Timeout of the network and command layers.
     pub timeout: Duration,
+    /// Measure the host's CPU pressure over the checks that answer, in
+    /// case one times out (adaptive detectors only).
+    pub pressure: bool,
+}
+
+/// Why a timed-out check was asked again instead of counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Its timer fired far later than asked: the daemon was not running.
+    LateTimer,
+    /// The host's CPUs were contended while it waited.
+    CpuPressure,
+}
+
+impl Retry {
+    /// Every reason, as the metric's label values.
+    pub const ALL: [Retry; 2] = [Retry::LateTimer, Retry::CpuPressure];
+
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Retry::LateTimer => "late_timer",
+            Retry::CpuPressure => "cpu_pressure",
+        }
+    }
 }
 
 /// The outcome of one round.
@@ -262,6 +288,10 @@ pub struct Round {
     pub timeout: Duration,
     /// Every layer checked this round, in order.
     pub checks: Vec<Check>,
+    /// When a check timed out and pressure was asked for: the share of
+    /// the round's answering checks during which some task on the host
+    /// waited for a CPU ([`pressure`]).
+    pub pressure: Option<f64>,
 }
 
 impl Round {
@@ -311,6 +341,7 @@ pub async fn round(t: Target) -> Round {
         }
         None => true,
     };
+    let since = (alive && t.pressure).then(pressure::Since::now).flatten();
     if alive {
         let timeout = t.timeout;
         match t.plan {
@@ -369,9 +400,13 @@ pub async fn round(t: Target) -> Round {
             }
         }
     }
+    let pressure = since
+        .filter(|_| checks.iter().any(|c| c.timed_out))
+        .and_then(|s| s.share());
     Round {
         pid,
         checks,
         timeout: t.timeout,
+        pressure,
     }
 }

@@ -55,6 +55,7 @@ pub struct Families {
     recovery: HistogramVec,
     start: HistogramVec,
     probe_failures: IntCounterVec,
+    probe_retries: IntCounterVec,
     probe_duration: HistogramVec,
     pid: IntGaugeVec,
     cpu: CounterVec,
@@ -127,6 +128,11 @@ impl Families {
                 "health_check_failures_total",
                 format!("Failed health checks of {what} by layer"),
                 &["layer"],
+            )?,
+            probe_retries: counter(
+                "health_check_retries_total",
+                format!("Timed-out health checks of {what} asked again instead of counted, by reason: late_timer (the daemon was not running when the timer was due), cpu_pressure (the host's CPUs were contended; asked again with the cap)"),
+                &["reason"],
             )?,
             probe_duration: hist(
                 "health_check_duration_seconds",
@@ -216,6 +222,10 @@ impl UnitMetrics {
             m.f.probe_failures
                 .with_label_values(&m.labels(&[l.as_str()]));
         }
+        for r in crate::health::Retry::ALL {
+            m.f.probe_retries
+                .with_label_values(&m.labels(&[r.as_str()]));
+        }
         m.f.pid.with_label_values(&m.labels(&[])).set(0);
         m.f.cpu.with_label_values(&m.labels(&[]));
         m.f.rss.with_label_values(&m.labels(&[])).set(0);
@@ -296,6 +306,13 @@ impl Observer for UnitMetrics {
             .pid
             .with_label_values(&self.labels(&[]))
             .set(pid.map_or(0, i64::from));
+    }
+
+    fn check_retried(&self, why: crate::health::Retry) {
+        self.f
+            .probe_retries
+            .with_label_values(&self.labels(&[why.as_str()]))
+            .inc();
     }
 
     fn probe(&self, c: &Check) {

@@ -181,6 +181,7 @@ impl Watcher {
                 client: self.client.clone(),
             },
             timeout: self.timeout,
+            pressure: false,
         }
     }
 

@@ -336,6 +336,8 @@ pub trait Observer: Send + Sync {
     fn probe(&self, _check: &Check) {}
     /// The next checks' timeout (the detector's threshold).
     fn check_timeout(&self, _timeout: Duration) {}
+    /// A timed-out check was asked again instead of counted.
+    fn check_retried(&self, _why: crate::health::Retry) {}
     /// A new Temporal was spawned.
     fn spawned(&self, _pid: i32, _attempt: u32) {}
     /// Temporal exited (whatever the cause).
@@ -418,6 +420,9 @@ impl Observer for Observers {
     }
     fn check_timeout(&self, timeout: Duration) {
         self.0.iter().for_each(|o| o.check_timeout(timeout));
+    }
+    fn check_retried(&self, why: crate::health::Retry) {
+        self.0.iter().for_each(|o| o.check_retried(why));
     }
     fn spawned(&self, pid: i32, attempt: u32) {
         self.0.iter().for_each(|o| o.spawned(pid, attempt));

@@ -613,6 +613,7 @@ async fn until_ready(
             identity: Some(identity.clone()),
             plan: unit.ready_plan(),
             timeout: unit.health_timeout,
+            pressure: false,
         })
         .await;
         if round.failed().is_none() {

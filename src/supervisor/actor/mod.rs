@@ -74,6 +74,9 @@ pub struct Actor {
     probe_at: Option<Instant>,
     probe: Option<ProbeFuture>,
     probe_started: Instant,
+    /// The next round is the second look at a check that timed out while
+    /// the host's CPUs were contended: its timeout is the detector's cap.
+    second_look: bool,
     epoch: (Instant, SystemTime),
     snap: Snapshot,
     finished: bool,
@@ -125,6 +128,7 @@ impl Actor {
             probe_at: Some(Instant::now()),
             probe: None,
             probe_started: Instant::now(),
+            second_look: false,
             epoch: (Instant::now(), SystemTime::now()),
             snap,
             finished: false,

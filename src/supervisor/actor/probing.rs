@@ -30,14 +30,26 @@ impl Actor {
         }
     }
 
+    /// Does the adaptive detector set the next round's timeout (not a
+    /// fixed timeout, nor a fixed confirmation timeout)?
+    fn adaptive_now(&self) -> bool {
+        let confirming = self.state.name() == StateName::Unhealthy;
+        self.unit.detector.is_adaptive() && (self.unit.adaptive_confirm || !confirming)
+    }
+
     /// The detector's timeout (adaptive, or the fixed one); while
-    /// confirming a failure, the confirmation timeout when that is fixed.
+    /// confirming a failure, the confirmation timeout when that is fixed;
+    /// for a second look under CPU pressure, the detector's cap.
     pub(super) fn probe_timeout(&self) -> Duration {
         let confirming = self.state.name() == StateName::Unhealthy;
         if confirming && !self.unit.adaptive_confirm {
             return self.unit.confirm_timeout;
         }
-        self.unit.detector.timeout(self.ctx.heartbeat.lag())
+        let lag = self.ctx.heartbeat.lag();
+        if self.second_look {
+            return self.unit.detector.widened(lag);
+        }
+        self.unit.detector.timeout(lag)
     }
 
     pub(super) fn start_round(&self) -> Option<ProbeFuture> {
@@ -53,6 +65,10 @@ impl Actor {
             identity: Some(live.identity.clone()),
             plan,
             timeout,
+            // Measured only where a timeout could earn a second look.
+            pressure: self.adaptive_now()
+                && !self.second_look
+                && self.state.name() != StateName::Starting,
         };
         Some(Box::pin(health::round(target)))
     }
@@ -62,6 +78,7 @@ impl Actor {
     /// of its own.
     pub(super) fn absorb(&mut self, round: Round) -> Vec<Event> {
         let quiet_startup = self.state.name() == StateName::Starting;
+        let second_look = std::mem::take(&mut self.second_look);
         // The detector learns from the answers of the server itself while
         // it serves (Temporal's port layer is a TCP connect, not an
         // answer). Not while it starts: a server warming up answers many
@@ -83,6 +100,27 @@ impl Actor {
             .any(|c| !c.ok && c.timed_out && health::detector::late(c.latency, round.timeout))
         {
             tracing::info!(unit = %self.unit.name, "a check's timer fired late (the daemon was starved): not counted");
+            self.out.observer.check_retried(health::Retry::LateTimer);
+            self.probe_at = Some(Instant::now());
+            return vec![];
+        }
+        // A check that timed out while tasks on the host queued for a CPU
+        // (ten log floods, a build) may only have found the server
+        // starved, not hung: one more look, with the cap, before it
+        // counts. A stopped or deadlocked server makes no pressure, so a
+        // hang on a quiet host is confirmed as fast as ever; on a busy
+        // one, the second look costs at most the cap.
+        let contended = round
+            .pressure
+            .filter(|&share| self.unit.detector.contended(share));
+        if let Some(share) = contended.filter(|_| !second_look && !quiet_startup) {
+            tracing::info!(
+                unit = %self.unit.name,
+                cpu_pressure = format_args!("{:.0} %", share * 100.0),
+                "a check timed out while the host's CPUs were contended: asked again with the cap, not counted"
+            );
+            self.out.observer.check_retried(health::Retry::CpuPressure);
+            self.second_look = true;
             self.probe_at = Some(Instant::now());
             return vec![];
         }
