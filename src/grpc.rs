@@ -164,6 +164,17 @@ pub enum CallError {
 
 impl CallError {
     fn from_status(s: tonic::Status) -> CallError {
+        // tonic enforces the request's grpc-timeout on a timer of its own,
+        // racing ours, and reports it as CANCELLED "Timeout expired": the
+        // same thing as the server's DEADLINE_EXCEEDED.
+        let expired = std::iter::successors(std::error::Error::source(&s), |e| e.source())
+            .any(|e| e.is::<tonic::TimeoutExpired>());
+        if expired {
+            return CallError::Status {
+                code: tonic::Code::DeadlineExceeded,
+                message: "Timeout expired".into(),
+            };
+        }
         // A transport error has no message of its own: say what failed.
         let message = if s.message().is_empty() {
             std::error::Error::source(&s)
@@ -410,10 +421,7 @@ impl Client {
                 .map(|r| r.into_inner().status())
                 .map_err(CallError::from_status)
         };
-        match tokio::time::timeout(timeout, call).await {
-            Ok(r) => r,
-            Err(_) => Err(CallError::Timeout(timeout)),
-        }
+        within(timeout, call).await
     }
 
     /// One unary call of `path` (`/package.Service/Method`) with `extra`
@@ -445,16 +453,71 @@ impl Client {
             .map(tonic::Response::into_inner)
             .map_err(CallError::from_status)
         };
-        match tokio::time::timeout(timeout, call).await {
-            Ok(r) => r,
-            Err(_) => Err(CallError::Timeout(timeout)),
-        }
+        within(timeout, call).await
+    }
+}
+
+/// `call`, answered within `timeout`. Three timers watch a call: ours,
+/// tonic's (the request's grpc-timeout) and the server's deadline. Whichever
+/// fires first, no answer in time is [`CallError::Timeout`]: the health
+/// checks treat a timeout (perhaps a starved server: asked again under CPU
+/// pressure) unlike an error the server chose to send.
+async fn within<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<T, CallError>>,
+) -> Result<T, CallError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Err(CallError::Status {
+            code: tonic::Code::DeadlineExceeded,
+            ..
+        }))
+        | Err(_) => Err(CallError::Timeout(timeout)),
+        Ok(r) => r,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_deadline_that_passes_is_a_timeout() {
+        let t = Duration::from_millis(100);
+        // tonic's own grpc-timeout timer.
+        let tonics = tonic::Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        assert_eq!(
+            tonics.code(),
+            tonic::Code::Cancelled,
+            "how tonic reports it"
+        );
+        let e = CallError::from_status(tonics);
+        assert_eq!(e.code(), Some(tonic::Code::DeadlineExceeded));
+        let r: Result<(), _> = within(t, async { Err(e) }).await;
+        assert!(matches!(r, Err(CallError::Timeout(d)) if d == t), "{r:?}");
+        // The server's deadline.
+        let server = CallError::from_status(tonic::Status::deadline_exceeded(
+            "context deadline exceeded",
+        ));
+        let r: Result<(), _> = within(t, async { Err(server) }).await;
+        assert!(matches!(r, Err(CallError::Timeout(_))), "{r:?}");
+        // Ours.
+        let r: Result<(), CallError> =
+            within(Duration::from_millis(5), std::future::pending()).await;
+        assert!(matches!(r, Err(CallError::Timeout(_))), "{r:?}");
+        // An error the server chose to send stays one.
+        let other = CallError::from_status(tonic::Status::cancelled("shutting down"));
+        let r: Result<(), _> = within(t, async { Err(other) }).await;
+        assert!(
+            matches!(
+                r,
+                Err(CallError::Status {
+                    code: tonic::Code::Cancelled,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+    }
 
     #[test]
     fn endpoints_check_what_they_carry() {
