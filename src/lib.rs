@@ -11,7 +11,8 @@
 //! http                              router, status page, bounded server
 //! status · metrics · telemetry      the status document | Prometheus | logs and OTLP spans
 //! supervisor                        stack, unit, actor, pure state machine, policy, registry
-//! health                            probes that only look, one per layer
+//! health                            probes that only look, one per layer; the adaptive
+//!                                   detector; the host's CPU pressure (PSI)
 //! reclaim                           what a dead daemon left: verified, then stopped
 //! pidfile · logfile · config        the PID record | log pumps, tail, follow | options,
 //!                                   stigmer.toml, services, the Temporal the stack uses
@@ -63,7 +64,8 @@
 //! → `[ReapGroup, WakeAt(now), RecordRestart]` → wake → `Spawn` → probes
 //! every 10 ms until gRPC SERVING → `Ready`. A hang flows: a gRPC check
 //! outlasts the unit's adaptive timeout (health::detector: 4 × p99 of
-//! its answers, 0.1–1 s, + the heartbeat's lag) → `Unhealthy`,
+//! its answers, 0.1–1 s, + the heartbeat's lag; asked once more with
+//! 1 s if the host's CPUs were contended, health::pressure) → `Unhealthy`,
 //! confirming checks at once → after
 //! `failure_threshold` failures `Kill` (SIGKILL to the group) → exit event
 //! → same path. A deleted lock file flows: lock probe fails →

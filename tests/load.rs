@@ -269,5 +269,24 @@ fn checks_under_cpu_pressure_get_a_second_look_and_a_hang_is_still_replaced() {
         retries(&h, "temporal") >= 1.0,
         "Temporal's timed-out checks got second looks"
     );
+    // Every failed check of the hung server was a timeout, whichever of
+    // the three timers (ours, tonic's grpc-timeout, the server's) fired
+    // first: tonic's used to win four times in five and read as an error
+    // answer, which neither the late-timer rule nor a second look covers.
+    let failed = || -> Vec<String> {
+        h.daemon_log()
+            .lines()
+            .filter(|l| l.contains("health check failed") && l.contains("grpc"))
+            .map(String::from)
+            .collect()
+    };
+    wait_until("the failed gRPC checks in the daemon's log", || {
+        !failed().is_empty()
+    });
+    let failed = failed();
+    assert!(
+        failed.iter().all(|l| l.contains("no answer within")),
+        "{failed:#?}"
+    );
     assert_eq!(h.temporals(), vec![new]);
 }
