@@ -94,6 +94,7 @@ pub mod pidfile;
 pub mod process;
 
 mod disk;
+mod faults;
 mod grpc;
 mod http;
 mod lock;

@@ -71,6 +71,9 @@ pub struct Config {
     pub stop_grace: Duration,
     /// Spawn → serving deadline before a restart.
     pub start_timeout: Duration,
+    /// A process that ends sooner after its spawn failed to start.
+    #[serde(default = "default_min_uptime")]
+    pub min_uptime: Duration,
     /// OTLP endpoint.
     pub otlp_endpoint: Option<String>,
     /// Temporal's own options, passed through on every spawn.
@@ -283,6 +286,14 @@ impl Problems<'_> {
     }
 
     /// A duration in seconds, in (0, 86400].
+    /// Like [`secs`](Self::secs), where 0 means "off".
+    fn secs_or_zero(&mut self, key: &str, v: f64) -> Duration {
+        if v == 0.0 {
+            return Duration::ZERO;
+        }
+        self.secs(key, v)
+    }
+
     fn secs(&mut self, key: &str, v: f64) -> Duration {
         if !v.is_finite() || v <= 0.0 || v > 86_400.0 {
             self.push(
@@ -509,6 +520,7 @@ impl Config {
             failure_threshold: p.failure_threshold(a),
             stop_grace: p.secs("stop_grace", a.stop_grace),
             start_timeout: p.secs("start_timeout", a.start_timeout),
+            min_uptime: p.secs_or_zero("min_uptime", a.min_uptime),
             otlp_endpoint: a.otlp_endpoint.clone(),
             temporal: a.temporal.clone(),
             persistence: p.persistence(a, attach.as_ref()),
@@ -806,6 +818,10 @@ fn resolve_shim(path: &Path) -> Option<PathBuf> {
         .ok()?;
     let real = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
     (out.status.success() && check_executable(&real).is_ok()).then_some(real)
+}
+
+fn default_min_uptime() -> Duration {
+    Duration::from_secs(1)
 }
 
 #[cfg(test)]

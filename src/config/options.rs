@@ -132,6 +132,19 @@ pub struct Options {
         allow_negative_numbers = true
     )]
     pub start_timeout: f64,
+    /// Seconds a process must run to count as started: one that exits
+    /// sooner (and would be restarted) is a failed start, backed off and
+    /// counted toward `crash_loop`; a service with no `ready` check is
+    /// ready once it has run this long. 0 turns it off.
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        env = "STIGMER_MIN_UPTIME",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    #[serde(default = "default_min_uptime")]
+    pub min_uptime: f64,
     /// OTLP endpoint for traces (also OTEL_EXPORTER_OTLP_ENDPOINT).
     #[arg(long, env = "STIGMER_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
@@ -709,6 +722,10 @@ impl FromStr for TlsDecl {
             ))),
         }
     }
+}
+
+fn default_min_uptime() -> f64 {
+    1.0
 }
 
 #[cfg(test)]

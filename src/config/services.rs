@@ -68,6 +68,10 @@ pub struct ServiceDecl {
     /// Seconds between the stop signal and SIGKILL (default 10).
     #[serde(default = "default_stop_grace")]
     pub stop_grace: f64,
+    /// Seconds it must run to count as started (default: `[temporal]`'s
+    /// `min_uptime`, 1 s); 0 turns it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_uptime: Option<f64>,
     /// Give it the stack's Temporal in its environment (`TEMPORAL_ADDRESS`,
     /// `TEMPORAL_NAMESPACE`, and TLS, key or profile when attached);
     /// default true.
@@ -380,6 +384,9 @@ pub struct ServiceSpec {
     /// How a change replaces it.
     #[serde(default = "restart_mode")]
     pub reload: ReloadMode,
+    /// Its own `min_uptime` (else the stack's).
+    #[serde(default)]
+    pub min_uptime: Option<Duration>,
 }
 
 fn restart_mode() -> ReloadMode {
@@ -629,6 +636,11 @@ impl ServiceDecl {
             stop_signal: signal_number(&self.stop_signal)
                 .ok_or_else(|| format!("stop_signal: {:?} is not a signal", self.stop_signal))?,
             stop_grace: secs(self.stop_grace, "stop_grace")?,
+            min_uptime: match self.min_uptime {
+                Some(0.0) => Some(Duration::ZERO),
+                Some(v) => Some(secs(v, "min_uptime")?),
+                None => None,
+            },
             temporal_env: self.temporal_env.unwrap_or(true),
             watch: self.watch_spec(root)?,
             build: self.build.clone(),

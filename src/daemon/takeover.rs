@@ -169,21 +169,9 @@ pub fn main(e: Entry) -> u8 {
     }
 }
 
-/// Test builds only (`--features test-faults`): a fault named in the file
-/// `EXE.fault` beside this executable.
-#[cfg(feature = "test-faults")]
+/// The takeover fault a test build names, if any (see [`crate::faults`]).
 fn fault() -> Option<String> {
-    let exe = std::fs::read_link("/proc/self/exe").ok()?;
-    let mut f = exe.into_os_string();
-    f.push(".fault");
-    std::fs::read_to_string(f)
-        .ok()
-        .map(|s| s.trim().to_string())
-}
-
-#[cfg(not(feature = "test-faults"))]
-fn fault() -> Option<String> {
-    None
+    crate::faults::named().into_iter().next()
 }
 
 /// Read a handover on stdin and answer whether (and how) this binary

@@ -36,6 +36,7 @@ pub struct Metrics {
     registry: Registry,
     temporal: Arc<Families>,
     services: Arc<Families>,
+    internal: Arc<unit::Internal>,
     /// Each unit's metrics, by name.
     units: Mutex<Vec<(String, Arc<UnitMetrics>)>>,
     sup_cpu: prometheus::Counter,
@@ -76,6 +77,7 @@ impl Metrics {
         let m = Metrics {
             temporal: Arc::new(Families::new(r, Kind::TEMPORAL)?),
             services: Arc::new(Families::new(r, Kind::SERVICE)?),
+            internal: Arc::new(unit::Internal::new(r)?),
             units: Mutex::new(Vec::new()),
             sup_cpu: reg(
                 r,
@@ -152,6 +154,7 @@ impl Metrics {
         };
         let unit = Arc::new(UnitMetrics::new(
             families.clone(),
+            self.internal.clone(),
             name,
             self.carried_cpu.get(name).copied(),
         ));

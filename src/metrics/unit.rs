@@ -187,8 +187,47 @@ impl Families {
     }
 }
 
+/// Counters of the supervisor's own health, labelled by unit whatever
+/// its kind (for internal counters, one family for every unit is the
+/// useful cut).
+pub struct Internal {
+    stale: IntCounterVec,
+    errors: IntCounterVec,
+}
+
+impl Internal {
+    /// Create and register them in `r`.
+    pub fn new(r: &Registry) -> prometheus::Result<Internal> {
+        Ok(Internal {
+            stale: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "stigmer_stale_events_total",
+                        "Events about an earlier process or backoff (a late timer, the exit or probe result of a replaced process), ignored, by unit and event",
+                    ),
+                    &["unit", "event"],
+                )?,
+            )?,
+            errors: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "stigmer_internal_errors_total",
+                        "Failures of a unit's supervisor (a bug), each contained and the supervisor rebuilt around its process",
+                    ),
+                    &["unit"],
+                )?,
+            )?,
+        })
+    }
+}
+
 /// The metrics of one unit: its kind's families, curried with its label.
 pub struct UnitMetrics {
+    internal: std::sync::Arc<Internal>,
+    /// Its name (the `unit` label of the internal counters).
+    name: String,
     f: std::sync::Arc<Families>,
     /// Its label value (none for Temporal's unlabelled families).
     unit: Option<String>,
@@ -200,8 +239,22 @@ impl UnitMetrics {
     /// The metrics of unit `name` over `f`, every label value exported
     /// from the start (so rates and alerts work before the first event),
     /// continuing from `cpu_seen` (carried across an upgrade).
-    pub fn new(f: std::sync::Arc<Families>, name: &str, cpu_seen: Option<(i32, f64)>) -> Self {
+    pub fn new(
+        f: std::sync::Arc<Families>,
+        internal: std::sync::Arc<Internal>,
+        name: &str,
+        cpu_seen: Option<(i32, f64)>,
+    ) -> Self {
+        for event in crate::supervisor::state::Event::NAMES
+            .iter()
+            .chain(&[crate::supervisor::OBSERVED])
+        {
+            internal.stale.with_label_values(&[name, event]);
+        }
+        internal.errors.with_label_values(&[name]);
         let m = UnitMetrics {
+            internal,
+            name: name.to_string(),
             unit: f.kind.label.map(|_| name.to_string()),
             f,
             cpu_seen: Mutex::new(cpu_seen),
@@ -285,6 +338,15 @@ impl UnitMetrics {
 }
 
 impl Observer for UnitMetrics {
+    fn stale(&self, event: &'static str) {
+        self.internal
+            .stale
+            .with_label_values(&[&self.name, event])
+            .inc();
+    }
+    fn internal_error(&self) {
+        self.internal.errors.with_label_values(&[&self.name]).inc();
+    }
     fn state_changed(&self, from: StateName, to: StateName) {
         self.f
             .state

@@ -349,6 +349,9 @@ pub struct ConfigSection {
     pub stop_grace_seconds: f64,
     /// Spawn → serving deadline.
     pub start_timeout_seconds: f64,
+    /// A process that ends sooner after its spawn failed to start.
+    #[serde(default)]
+    pub min_uptime_seconds: f64,
     /// Backoff base (second attempt), seconds.
     pub backoff_base_seconds: f64,
     /// Backoff cap, seconds.
@@ -447,6 +450,7 @@ impl StatusDoc {
                 failure_threshold: c.failure_threshold,
                 stop_grace_seconds: c.stop_grace.as_secs_f64(),
                 start_timeout_seconds: c.start_timeout.as_secs_f64(),
+                min_uptime_seconds: c.min_uptime.as_secs_f64(),
                 backoff_base_seconds: info.policy.base.as_secs_f64(),
                 backoff_cap_seconds: info.policy.cap.as_secs_f64(),
             },

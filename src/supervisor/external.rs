@@ -123,8 +123,8 @@ impl Watcher {
                 Some(cmd) = self.commands.recv() => {
                     // Restarting an external Temporal is not ours to do;
                     // a check of its own schedule is shown.
-                    if let Command::Observed(c) = cmd {
-                        self.observed(state, &c);
+                    if let Command::Observed { check, .. } = cmd {
+                        self.observed(state, &check);
                     }
                     continue;
                 }

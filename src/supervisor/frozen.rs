@@ -32,6 +32,9 @@ pub enum FrozenUnit {
 pub struct FrozenActor {
     /// The state machine's state.
     pub state: State,
+    /// Its backoff generation (0 from a daemon that had none).
+    #[serde(default)]
+    pub generation: u64,
     /// What it published (restart history and counters included).
     pub snapshot: Snapshot,
     /// The process that runs, if any.
@@ -50,6 +53,15 @@ pub struct Timers {
     /// Pending backoff wake-up.
     #[serde(with = "crate::model::clock::mono_opt")]
     pub wake: Option<Instant>,
+    /// The generation of the backoff it was armed for.
+    #[serde(default)]
+    pub wake_generation: u64,
+    /// When the process has run for `min_uptime`.
+    #[serde(default, with = "crate::model::clock::mono_opt")]
+    pub uptime: Option<Instant>,
+    /// The process that `uptime` is about.
+    #[serde(default)]
+    pub uptime_pid: i32,
     /// Pending SIGKILL after the stop grace.
     #[serde(with = "crate::model::clock::mono_opt")]
     pub kill_at: Option<Instant>,
@@ -64,6 +76,13 @@ pub struct Timers {
     pub first_failed_probe: Option<Instant>,
     /// The pid that exited last (for the restart history).
     pub exited_pid: Option<i32>,
+}
+
+impl Timers {
+    /// The pending wake-up and the backoff generation it is for.
+    pub fn wake_at(&self) -> Option<(Instant, u64)> {
+        self.wake.map(|t| (t, self.wake_generation))
+    }
 }
 
 /// The running child of a frozen actor.

@@ -74,8 +74,14 @@ pub enum Command {
     Start,
     /// Stop it gracefully and start a new one.
     Restart,
-    /// A check that runs on its own schedule ([`side`]) has a verdict.
-    Observed(Box<Check>),
+    /// A check that runs on its own schedule ([`side`]) has a verdict on
+    /// process `pid` (0: a Temporal that is not ours).
+    Observed {
+        /// The process it checked.
+        pid: i32,
+        /// Its verdict.
+        check: Box<Check>,
+    },
     /// Its configuration changed (a reload): run this from now on, and
     /// replace the process (with a build first, and an overlap, where the
     /// unit says so).
@@ -152,6 +158,10 @@ impl UnitHandle {
         self.status.has_changed().is_ok()
     }
 }
+
+/// The stale-event name of a side check's verdict on an earlier process
+/// ([`Command::Observed`]).
+pub const OBSERVED: &str = "observed";
 
 /// Handles to every unit of the stack, Temporal first, each after what it
 /// depends on. Shared: a configuration reload adds and removes units, and
@@ -347,6 +357,10 @@ pub trait Observer: Send + Sync {
     /// Temporal answered its health check after a spawn: `start` is spawn →
     /// serving; `recovery` is failure detected → serving, after a restart.
     fn serving(&self, _pid: i32, _start: Duration, _recovery: Option<Duration>) {}
+    /// An event about an earlier process or backoff was ignored.
+    fn stale(&self, _event: &'static str) {}
+    /// The unit's supervisor failed (a bug) and was rebuilt.
+    fn internal_error(&self) {}
     /// Supervision is shutting down.
     fn stopping(&self) {}
     /// Supervision is over (Temporal's group is gone).
@@ -435,6 +449,12 @@ impl Observer for Observers {
     }
     fn serving(&self, pid: i32, start: Duration, recovery: Option<Duration>) {
         self.0.iter().for_each(|o| o.serving(pid, start, recovery));
+    }
+    fn stale(&self, event: &'static str) {
+        self.0.iter().for_each(|o| o.stale(event));
+    }
+    fn internal_error(&self) {
+        self.0.iter().for_each(|o| o.internal_error());
     }
     fn stopping(&self) {
         self.0.iter().for_each(|o| o.stopping());

@@ -11,9 +11,13 @@ use crate::health::{self, temporal::PersistenceProbe};
 use crate::model::StateName;
 use std::time::Duration;
 
-/// The first check after the unit starts serving waits this long (at most
-/// the interval), so a fresh server has its namespaces loaded.
-const FIRST_AFTER: Duration = Duration::from_secs(2);
+/// The first check after a new process starts serving waits this long
+/// (at most the interval): verdicts belong to the process they measured,
+/// so a new process has none until this one, and a monitor should not
+/// wait long for it.
+const FIRST_AFTER: Duration = Duration::from_millis(200);
+/// After a failed check, the next one comes this soon.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Temporal's write check, on its schedule.
 pub struct SideCheck {
@@ -27,38 +31,67 @@ fn serving(s: StateName) -> bool {
     matches!(s, StateName::Running | StateName::Unhealthy)
 }
 
+/// The process `status` serves with now (0 for a Temporal not ours), or
+/// `None` when it does not serve.
+fn serving_pid(snap: &super::Snapshot) -> Option<i32> {
+    serving(snap.state).then(|| snap.process.as_ref().map_or(0, |p| p.pid))
+}
+
 impl SideCheck {
-    /// Check while `unit` serves, until its supervisor is gone.
+    /// Check while `unit` serves, until its supervisor is gone. A check of
+    /// a process that is no longer the one serving is abandoned: its
+    /// verdict would be about a process that is gone, and the new one is
+    /// checked soon after it serves instead.
     pub async fn run(self, unit: UnitHandle) {
         let mut status = unit.status.clone();
         loop {
             // Until it serves (again).
             let pid = loop {
-                let snap = status.borrow_and_update().clone();
-                if serving(snap.state) {
-                    break snap.process.map(|p| p.pid);
+                if let Some(pid) = serving_pid(&status.borrow_and_update()) {
+                    break pid;
                 }
                 if status.changed().await.is_err() {
                     return;
                 }
             };
-            tokio::time::sleep(FIRST_AFTER.min(self.every)).await;
-            loop {
-                let snap = status.borrow().clone();
-                if !serving(snap.state) || snap.process.map(|p| p.pid) != pid {
-                    break;
+            let mut watch = status.clone();
+            // True once the process changed; false once the supervisor
+            // is gone.
+            let replaced = async move {
+                while watch.changed().await.is_ok() {
+                    if serving_pid(&watch.borrow_and_update()) != Some(pid) {
+                        return true;
+                    }
                 }
-                let check = health::timed(&self.probe).await;
-                if unit
-                    .commands
-                    .send(Command::Observed(Box::new(check)))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                tokio::time::sleep(self.every).await;
+                false
+            };
+            tokio::select! {
+                biased;
+                again = replaced => if !again { return },
+                () = self.check(pid, &unit) => return,
             }
+        }
+    }
+
+    /// Check process `pid` on the schedule until the unit's supervisor is
+    /// gone.
+    async fn check(&self, pid: i32, unit: &UnitHandle) {
+        tokio::time::sleep(FIRST_AFTER.min(self.every)).await;
+        loop {
+            let check = health::timed(&self.probe).await;
+            let failed = !check.ok;
+            let observed = Command::Observed {
+                pid,
+                check: Box::new(check),
+            };
+            if unit.commands.send(observed).await.is_err() {
+                return;
+            }
+            // A failure is looked at again soon (a server still warming
+            // up, a disk just freed), not a whole interval later: it keeps
+            // the unit from being ready meanwhile.
+            let wait = if failed { RETRY_AFTER } else { self.every };
+            tokio::time::sleep(wait.min(self.every)).await;
         }
     }
 }

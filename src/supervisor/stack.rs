@@ -11,7 +11,6 @@ use super::actor::Actor;
 use super::external::Watcher;
 use super::frozen::FrozenUnit;
 use super::heartbeat::Heartbeat;
-use super::state::Illegal;
 use crate::model::StateName;
 
 use super::Startup;
@@ -30,11 +29,11 @@ pub enum Runner {
 }
 
 impl Runner {
-    async fn run(self, halt: oneshot::Receiver<Halt>) -> Result<Option<FrozenUnit>, Illegal> {
+    async fn run(self, halt: oneshot::Receiver<Halt>) -> Option<FrozenUnit> {
         let halt = async move { halt.await.unwrap_or(Halt::Stop) };
         match self {
             Runner::Managed(actor) => actor.run(halt).await,
-            Runner::Attached(watcher) => Ok(watcher.run(halt).await),
+            Runner::Attached(watcher) => watcher.run(halt).await,
         }
     }
 }
@@ -42,15 +41,6 @@ impl Runner {
 /// Why supervision ended badly.
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisionError {
-    /// A unit's state machine was handed an event its state does not
-    /// take (a bug).
-    #[error("{unit}: {source}")]
-    Illegal {
-        /// The unit.
-        unit: String,
-        /// The transition.
-        source: Illegal,
-    },
     /// A unit's supervisor panicked (a bug).
     #[error("a supervisor panicked: {0}")]
     Panicked(String),
@@ -142,7 +132,8 @@ impl Stack {
 
     /// Supervise until `halt` resolves; then stop every unit, in reverse
     /// dependency order ([`Halt::Stop`]), or freeze them all for a
-    /// handover ([`Halt::Freeze`]). Errors when a unit's supervisor failed.
+    /// handover ([`Halt::Freeze`]). Nothing a unit does ends it: each
+    /// unit's supervisor contains its own failures.
     pub async fn run(
         mut self,
         halt: impl Future<Output = Halt>,
@@ -177,13 +168,18 @@ impl Stack {
             std::collections::BTreeMap::new();
         // Units being removed, and who waits for them to be gone.
         let mut removing: Vec<(String, oneshot::Sender<()>)> = Vec::new();
-        let early = loop {
+        let how = loop {
             start_ready_dependents(&handle, &mut started).await;
             restart_followers(&handle, &mut serving).await;
             tokio::select! {
                 biased;
-                how = &mut halt => break Ok(how),
-                Some(Ok((name, result))) = tasks.join_next() => {
+                how = &mut halt => break how,
+                Some(joined) = tasks.join_next() => {
+                    let Ok((name, _)) = joined else {
+                        // Not expected: each unit contains its panics.
+                        tracing::error!("a unit's supervisor task failed; the rest of the stack carries on");
+                        continue;
+                    };
                     match removing.iter().position(|(n, _)| *n == name) {
                         Some(i) => {
                             let (_, done) = removing.swap_remove(i);
@@ -193,7 +189,7 @@ impl Stack {
                             serving.remove(&name);
                             let _ = done.send(());
                         }
-                        None => break Err((name, result)),
+                        None => tracing::error!(unit = %name, "a unit's supervisor ended on its own; the rest of the stack carries on"),
                     }
                 }
                 Some(change) = self.changes.recv() => match change {
@@ -218,13 +214,8 @@ impl Stack {
                 Some(()) = changed.recv() => {}
             }
         };
-        match early {
-            Ok(Halt::Freeze) => return freeze_all(&mut stops, &mut tasks).await,
-            Ok(Halt::Stop) => {}
-            Err((name, Err(e))) => {
-                tracing::error!(unit = %name, error = %e, "supervisor failed; stopping the stack");
-            }
-            Err(_) => {}
+        if how == Halt::Freeze {
+            return freeze_all(&mut stops, &mut tasks).await;
         }
         stop_in_order(&handle, &mut stops, &mut tasks).await?;
         Ok(Ended::Stopped)
@@ -262,7 +253,7 @@ impl Drop for AbortOnDrop {
 }
 
 type Stops = [(String, Option<oneshot::Sender<Halt>>)];
-type Tasks = JoinSet<(String, Result<Option<FrozenUnit>, Illegal>)>;
+type Tasks = JoinSet<(String, Option<FrozenUnit>)>;
 
 /// Freeze every unit at once; each hands back its state.
 async fn freeze_all(stops: &mut Stops, tasks: &mut Tasks) -> Result<Ended, SupervisionError> {
@@ -275,11 +266,10 @@ async fn freeze_all(stops: &mut Stops, tasks: &mut Tasks) -> Result<Ended, Super
     let mut frozen = std::collections::BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((name, Ok(Some(f)))) => {
+            Ok((name, Some(f))) => {
                 frozen.insert(name, f);
             }
-            Ok((name, Ok(None))) => return Err(SupervisionError::StoppedEarly(name)),
-            Ok((unit, Err(source))) => return Err(SupervisionError::Illegal { unit, source }),
+            Ok((name, None)) => return Err(SupervisionError::StoppedEarly(name)),
             Err(e) => return Err(SupervisionError::Panicked(e.to_string())),
         }
     }
@@ -371,13 +361,7 @@ async fn stop_in_order(
         left.retain(|n| handle.unit(n).is_some_and(|u| u.alive()));
         while !left.is_empty() {
             match tasks.join_next().await {
-                Some(Ok((name, result))) => {
-                    if let Err(source) = result {
-                        outcome = Err(SupervisionError::Illegal {
-                            unit: name.clone(),
-                            source,
-                        });
-                    }
+                Some(Ok((name, _))) => {
                     left.remove(&name);
                     remaining.remove(&name);
                 }

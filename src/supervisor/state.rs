@@ -1,7 +1,16 @@
-//! The supervisor's decision core: a pure `step(state, event, now)` that
+//! The supervisor's decision core: a pure `step(life, event, now)` that
 //! returns the next state and the actions to execute. No processes, no
 //! clocks, no I/O: the actor around it does those, and tests walk it from
 //! tables with made-up instants.
+//!
+//! `step` is total: every (state, event) pair has an outcome, written
+//! down in `docs/transitions.md` and checked against `step` by a test
+//! that reads that file. An event that no longer applies — a backoff
+//! timer of an earlier backoff, the exit or probe result of a process
+//! that is not the current one, a verdict on a process already condemned
+//! — carries the generation or pid it belongs to and comes out
+//! [`Outcome::Stale`]: nothing changes, and the actor counts it. Nothing
+//! an event does can stop more than its own unit.
 
 use super::policy::Policy;
 use crate::model::{ExitStatus, Layer, RestartPolicy, RestartReason, StateName};
@@ -33,6 +42,10 @@ pub enum State {
         since: Instant,
         /// Consecutive failures so far.
         attempt: u32,
+        /// It has run for `min_uptime`: an exit from here on is not a
+        /// failed start.
+        #[serde(default = "yes")]
+        proven: bool,
     },
     /// Ready: the last health check passed.
     Running {
@@ -43,6 +56,9 @@ pub enum State {
         since: Instant,
         /// Consecutive failures so far (reset once stable).
         attempt: u32,
+        /// It has run for `min_uptime`.
+        #[serde(default = "yes")]
+        proven: bool,
     },
     /// Was ready; recent health checks failed, below the threshold.
     Unhealthy {
@@ -57,6 +73,9 @@ pub enum State {
         failures: u32,
         /// The layer that failed last.
         layer: Layer,
+        /// It has run for `min_uptime`.
+        #[serde(default = "yes")]
+        proven: bool,
     },
     /// We asked the process to die and await its exit.
     Killing {
@@ -69,7 +88,8 @@ pub enum State {
         detected_at: Instant,
         /// Consecutive failures so far.
         attempt: u32,
-        /// Whether this run was ever ready.
+        /// Whether this run counts as one that served: ready, and up for
+        /// `min_uptime`.
         served: bool,
     },
     /// Waiting before the next spawn.
@@ -97,6 +117,10 @@ pub enum State {
         /// The process's pid.
         pid: i32,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl State {
@@ -154,7 +178,28 @@ impl State {
     }
 }
 
-/// What happened.
+/// A unit's state and the generation of its backoff timer: a wake-up is
+/// for the backoff it was armed in, and a later backoff has a later
+/// generation, so an earlier one's timer can never end it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Life {
+    /// The state.
+    pub state: State,
+    /// Incremented each time a backoff is entered.
+    #[serde(default)]
+    pub generation: u64,
+}
+
+impl Life {
+    /// A unit in `state`, generation 0.
+    pub fn new(state: State) -> Life {
+        Life { state, generation: 0 }
+    }
+}
+
+/// What happened. Events about a process carry its pid, and a wake-up
+/// the generation of the backoff it was armed for: the machine ignores
+/// (and counts) those that are not about the present.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// Begin supervising (dependencies, if any, are ready).
@@ -169,22 +214,36 @@ pub enum Event {
         /// Why (e.g. the port is held by another process).
         error: String,
     },
-    /// The child exited (reaped).
+    /// A child exited (reaped).
     Exited {
+        /// Which.
+        pid: i32,
         /// How.
         status: ExitStatus,
     },
+    /// The process has run for `min_uptime`.
+    Uptime {
+        /// Which.
+        pid: i32,
+    },
     /// The process is ready: a health round passed every layer (or its
     /// readiness line was logged).
-    ProbeOk,
+    ProbeOk {
+        /// The process the round checked.
+        pid: i32,
+    },
     /// A health round failed at a layer that counts (process onwards).
     ProbeFailed {
+        /// The process the round checked.
+        pid: i32,
         /// First failing layer.
         layer: Layer,
     },
     /// A check run on its own schedule (Temporal's write check) failed
     /// `failure_threshold` times in a row, and its policy is to restart.
     Condemned {
+        /// The process it checked.
+        pid: i32,
         /// Its layer.
         layer: Layer,
     },
@@ -194,7 +253,10 @@ pub enum Event {
         layer: Layer,
     },
     /// The backoff timer fired.
-    Wake,
+    Wake {
+        /// The backoff it was armed in.
+        generation: u64,
+    },
     /// Manual restart request.
     RestartRequested,
     /// Replace it (stop, then start), because of `trigger` (a changed
@@ -206,8 +268,12 @@ pub enum Event {
     /// A new process, started beside the old one and ready, replaced it
     /// (an overlap reload); the old one is being stopped apart.
     Replaced {
+        /// The process it replaced.
+        old: i32,
         /// The new process.
         pid: i32,
+        /// When the new one was spawned.
+        spawned: Instant,
         /// What triggered it.
         trigger: String,
     },
@@ -215,22 +281,57 @@ pub enum Event {
     Shutdown,
 }
 
-/// Event kind names for the transition table and errors.
-fn event_name(e: &Event) -> &'static str {
-    match e {
-        Event::Start => "start",
-        Event::Spawned { .. } => "spawned",
-        Event::SpawnFailed { .. } => "spawn_failed",
-        Event::Exited { .. } => "exited",
-        Event::ProbeOk => "probe_ok",
-        Event::ProbeFailed { .. } => "probe_failed",
-        Event::Condemned { .. } => "condemned",
-        Event::Tampered { .. } => "tampered",
-        Event::Wake => "wake",
-        Event::RestartRequested => "restart_requested",
-        Event::Reload { .. } => "reload",
-        Event::Replaced { .. } => "replaced",
-        Event::Shutdown => "shutdown",
+impl Event {
+    /// The event's kind, as the transition table and the stale-event
+    /// counter name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Start => "start",
+            Event::Spawned { .. } => "spawned",
+            Event::SpawnFailed { .. } => "spawn_failed",
+            Event::Exited { .. } => "exited",
+            Event::Uptime { .. } => "uptime",
+            Event::ProbeOk { .. } => "probe_ok",
+            Event::ProbeFailed { .. } => "probe_failed",
+            Event::Condemned { .. } => "condemned",
+            Event::Tampered { .. } => "tampered",
+            Event::Wake { .. } => "wake",
+            Event::RestartRequested => "restart_requested",
+            Event::Reload { .. } => "reload",
+            Event::Replaced { .. } => "replaced",
+            Event::Shutdown => "shutdown",
+        }
+    }
+
+    /// Every event kind, in the transition table's order.
+    pub const NAMES: [&'static str; 14] = [
+        "start",
+        "spawned",
+        "spawn_failed",
+        "exited",
+        "uptime",
+        "probe_ok",
+        "probe_failed",
+        "condemned",
+        "tampered",
+        "wake",
+        "restart_requested",
+        "reload",
+        "replaced",
+        "shutdown",
+    ];
+
+    /// The process this event is about, if it is about one.
+    fn pid(&self) -> Option<i32> {
+        match *self {
+            Event::Exited { pid, .. }
+            | Event::Uptime { pid }
+            | Event::ProbeOk { pid }
+            | Event::ProbeFailed { pid, .. }
+            | Event::Condemned { pid, .. } => Some(pid),
+            Event::Replaced { old, .. } => Some(old),
+            _ => None,
+        }
     }
 }
 
@@ -245,8 +346,22 @@ pub enum Action {
     Terminate,
     /// After the leader's exit, kill and wait out anything left in its group.
     ReapGroup,
-    /// Arm the wake timer.
-    WakeAt(Instant),
+    /// Arm the wake timer for backoff generation `generation`.
+    WakeAt {
+        /// When.
+        at: Instant,
+        /// The backoff's generation, carried back by its `Wake`.
+        generation: u64,
+    },
+    /// Disarm the wake timer (the backoff ended another way).
+    CancelWake,
+    /// Tell the machine when process `pid` has run for `min_uptime`.
+    UptimeAt {
+        /// When.
+        at: Instant,
+        /// Which process.
+        pid: i32,
+    },
     /// The process became ready (first time after a spawn).
     Ready,
     /// A restart was decided: record it (metrics, status, trace).
@@ -263,7 +378,7 @@ pub enum Action {
 }
 
 /// Static configuration of the machine.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rules {
     /// Backoff policy.
     pub policy: Policy,
@@ -273,208 +388,341 @@ pub struct Rules {
     pub start_timeout: Duration,
     /// Whether an ended process starts again.
     pub restart: RestartPolicy,
+    /// A process that ends sooner after its spawn failed to start, even
+    /// if it was ready (supervisord's `startsecs`).
+    pub min_uptime: Duration,
+    /// It is ready once it has run for `min_uptime` (no readiness check).
+    pub ready_on_uptime: bool,
 }
 
-/// An event that the current state does not allow.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("illegal transition: event {event} in state {state:?}")]
-pub struct Illegal {
-    /// The state.
-    pub state: StateName,
-    /// The event name.
-    pub event: &'static str,
+/// How an event was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It applied (the state may be the same).
+    Applied,
+    /// It asks for nothing in this state (a start of a running unit, a
+    /// restart while stopping): nothing changes.
+    Ignored,
+    /// It is about a past process or an earlier backoff: nothing changes,
+    /// and it is counted.
+    Stale,
 }
 
-/// Allowed (state, event) pairs. Anything else is a bug in the actor.
-pub fn allowed(state: StateName, event: &'static str) -> bool {
-    use StateName::*;
-    let live = state.is_live();
-    match event {
-        "start" => matches!(state, Stopped | Waiting),
-        "spawned" | "spawn_failed" => state == Spawning,
-        "exited" | "probe_ok" | "probe_failed" | "condemned" | "replaced" => {
-            live || state == Stopping
+/// One transition's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The next state.
+    pub life: Life,
+    /// What to do.
+    pub actions: Vec<Action>,
+    /// How the event was taken.
+    pub outcome: Outcome,
+}
+
+/// What a source state makes of an event: a transition, or nothing.
+enum Decision {
+    /// To this state, with these actions.
+    To(State, Vec<Action>),
+    /// Nothing changes; how the event was taken.
+    Same(Outcome),
+}
+
+use Decision::{Same, To};
+
+/// One transition. Total: every (state, event) has an outcome; events
+/// about another process or an earlier backoff are [`Outcome::Stale`].
+pub fn step(life: &Life, event: Event, now: Instant, rules: &Rules) -> Step {
+    // About a process that is not the current one, or a timer of an
+    // earlier backoff: nothing to decide.
+    let current = match &event {
+        Event::Wake { generation } => *generation == life.generation,
+        e => e.pid().is_none_or(|pid| life.state.pid() == Some(pid)),
+    };
+    let decision = if current {
+        decide(&life.state, event, now, rules)
+    } else {
+        Same(Outcome::Stale)
+    };
+    match decision {
+        Same(outcome) => Step {
+            life: life.clone(),
+            actions: vec![],
+            outcome,
+        },
+        To(state, mut actions) => {
+            let was_backoff = matches!(life.state, State::Backoff { .. } | State::CrashLoop { .. });
+            let is_backoff = matches!(state, State::Backoff { .. } | State::CrashLoop { .. });
+            // A backoff entered anew gets the next generation, and so does
+            // its timer.
+            let generation = if is_backoff && !was_backoff {
+                life.generation + 1
+            } else {
+                life.generation
+            };
+            for a in &mut actions {
+                if let Action::WakeAt { generation: g, .. } = a {
+                    *g = generation;
+                }
+            }
+            Step {
+                life: Life { state, generation },
+                actions,
+                outcome: Outcome::Applied,
+            }
         }
-        "wake" => matches!(state, Backoff | CrashLoop),
-        "tampered" | "restart_requested" | "reload" | "shutdown" => state != Spawning,
-        _ => false,
     }
 }
 
-/// One transition: the table is checked, then the source state decides.
-pub fn step(
-    state: &State,
-    event: Event,
-    now: Instant,
-    rules: &Rules,
-) -> Result<(State, Vec<Action>), Illegal> {
-    let name = event_name(&event);
-    if !allowed(state.name(), name) {
-        return Err(Illegal {
-            state: state.name(),
-            event: name,
-        });
-    }
-    let same = (state.clone(), vec![]);
-    Ok(match (state, event) {
-        // A tampered lock or PID file is repaired, whatever the state.
-        (s, Event::Tampered { layer }) => (s.clone(), vec![Action::Repair(layer)]),
-        // Nothing restarts during a shutdown; shutdown wins over the rest.
-        (State::Stopping { .. }, Event::Exited { .. }) => {
-            (State::Stopped, vec![Action::ReapGroup, Action::Finish])
-        }
-        (State::Stopping { .. }, _) => same,
+/// The source state decides.
+fn decide(state: &State, event: Event, now: Instant, rules: &Rules) -> Decision {
+    match (state, event) {
+        // Lock and PID file are repaired whatever runs, until shutdown.
+        (State::Stopping { .. } | State::Stopped, Event::Tampered { .. }) => Same(Outcome::Ignored),
+        (s, Event::Tampered { layer }) => To(s.clone(), vec![Action::Repair(layer)]),
+        (State::Stopping { .. }, e) => from_stopping(e),
         (s, Event::Shutdown) => match s.pid() {
-            Some(pid) => (State::Stopping { pid }, vec![Action::Terminate]),
-            None => (State::Stopped, vec![Action::Finish]),
+            Some(pid) => To(State::Stopping { pid }, vec![Action::Terminate]),
+            None if matches!(s, State::Backoff { .. } | State::CrashLoop { .. }) => {
+                To(State::Stopped, vec![Action::CancelWake, Action::Finish])
+            }
+            None => To(State::Stopped, vec![Action::Finish]),
         },
         (State::Stopped | State::Waiting, Event::Start) => {
-            (State::Spawning { attempt: 0 }, vec![Action::Spawn])
+            To(State::Spawning { attempt: 0 }, vec![Action::Spawn])
         }
-        (State::Stopped | State::Waiting, _) => same,
         (State::Spawning { attempt }, e) => from_spawning(*attempt, e, now, rules),
         (State::Starting { .. }, e) => from_starting(state, e, now, rules),
         (State::Running { .. } | State::Unhealthy { .. }, e) => from_ready(state, e, now, rules),
         (State::Killing { .. }, e) => from_killing(state, e, now, rules),
-        (State::Backoff { attempt, .. } | State::CrashLoop { attempt, .. }, _) => {
-            // Wake or a manual restart: spawn now.
-            (State::Spawning { attempt: *attempt }, vec![Action::Spawn])
+        (State::Backoff { attempt, .. } | State::CrashLoop { attempt, .. }, e) => {
+            from_backoff(*attempt, e)
         }
         (State::Exited, Event::RestartRequested | Event::Reload { .. }) => {
-            (State::Spawning { attempt: 0 }, vec![Action::Spawn])
+            To(State::Spawning { attempt: 0 }, vec![Action::Spawn])
         }
-        (State::Exited, _) => same,
-    })
-}
-
-fn from_spawning(attempt: u32, event: Event, now: Instant, rules: &Rules) -> (State, Vec<Action>) {
-    match event {
-        Event::Spawned { pid } => (
-            State::Starting {
-                pid,
-                since: now,
-                attempt,
-            },
-            vec![],
-        ),
-        // A spawn that fails (port held, binary gone) is not retried in a
-        // storm: go straight to crash-loop pacing.
-        Event::SpawnFailed { error } => {
-            let attempt = (attempt + 1).max(rules.policy.crash_loop_after);
-            after_failure(
-                attempt,
-                false,
-                RestartReason::SpawnFailed { error },
-                now,
-                now,
-                rules,
-                vec![],
-            )
-        }
-        _ => unreachable!("the table allows only spawned/spawn_failed in spawning"),
+        // No process, nothing pending (waiting, stopped, exited): commands
+        // that ask for nothing here are ignored, process events are stale.
+        (
+            State::Stopped | State::Waiting | State::Exited,
+            Event::Start | Event::RestartRequested | Event::Reload { .. },
+        ) => Same(Outcome::Ignored),
+        (State::Stopped | State::Waiting | State::Exited, _) => Same(Outcome::Stale),
     }
 }
 
-fn from_starting(state: &State, event: Event, now: Instant, rules: &Rules) -> (State, Vec<Action>) {
+fn from_stopping(event: Event) -> Decision {
+    match event {
+        // The pid was checked: it is the process being stopped.
+        Event::Exited { .. } => To(State::Stopped, vec![Action::ReapGroup, Action::Finish]),
+        Event::Start | Event::RestartRequested | Event::Reload { .. } | Event::Shutdown => {
+            Same(Outcome::Ignored)
+        }
+        _ => Same(Outcome::Stale),
+    }
+}
+
+fn from_spawning(attempt: u32, event: Event, now: Instant, rules: &Rules) -> Decision {
+    match event {
+        Event::Spawned { pid } => {
+            let proven = rules.min_uptime.is_zero();
+            if proven && rules.ready_on_uptime {
+                let state = State::Running {
+                    pid,
+                    since: now,
+                    attempt: attempt.min(1),
+                    proven,
+                };
+                return To(state, vec![Action::Ready]);
+            }
+            let actions = if proven {
+                vec![]
+            } else {
+                vec![Action::UptimeAt {
+                    at: now + rules.min_uptime,
+                    pid,
+                }]
+            };
+            let state = State::Starting {
+                pid,
+                since: now,
+                attempt,
+                proven,
+            };
+            To(state, actions)
+        }
+        // A spawn that fails (port held, binary gone, an env file refused)
+        // is not retried in a storm: go straight to crash-loop pacing.
+        Event::SpawnFailed { error } => {
+            let attempt = (attempt + 1).max(rules.policy.crash_loop_after);
+            let reason = RestartReason::SpawnFailed { error };
+            let (s, a) = after_failure(attempt, false, reason, now, now, rules, vec![]);
+            To(s, a)
+        }
+        Event::Start | Event::RestartRequested | Event::Reload { .. } => Same(Outcome::Ignored),
+        _ => Same(Outcome::Stale),
+    }
+}
+
+fn from_starting(state: &State, event: Event, now: Instant, rules: &Rules) -> Decision {
     let State::Starting {
         pid,
         since,
         attempt,
+        proven,
     } = *state
     else {
         unreachable!("from_starting is called in starting")
     };
-    match event {
-        // Serving proves the command works: a failure from here on is at
-        // most a second attempt (short delay), never a crash-loop step.
-        Event::ProbeOk => (
-            State::Running {
+    let ready = |proven: bool| {
+        // Serving proves the command works, once it has also run for
+        // `min_uptime`: then a failure is at most a second attempt (short
+        // delay), never a crash-loop step. A process that serves and dies
+        // sooner keeps its streak growing.
+        let attempt = if proven { attempt.min(1) } else { attempt };
+        let state = State::Running {
+            pid,
+            since: now,
+            attempt,
+            proven,
+        };
+        To(state, vec![Action::Ready])
+    };
+    let (s, a) = match event {
+        Event::ProbeOk { .. } => return ready(proven),
+        Event::Uptime { .. } if rules.ready_on_uptime => return ready(true),
+        Event::Uptime { .. } => {
+            let state = State::Starting {
                 pid,
-                since: now,
-                attempt: attempt.min(1),
-            },
-            vec![Action::Ready],
-        ),
+                since,
+                attempt,
+                proven: true,
+            };
+            (state, vec![])
+        }
         Event::ProbeFailed { .. } if now.duration_since(since) >= rules.start_timeout => {
             kill(pid, RestartReason::StartTimeout, now, attempt, false)
         }
-        Event::Exited { status } => exited(attempt, false, status, now, rules),
-        Event::RestartRequested => manual_restart(pid, now, attempt, false),
-        Event::Reload { trigger } => reload(pid, trigger, now, attempt, false),
-        _ => (state.clone(), vec![]),
-    }
+        Event::ProbeFailed { .. } | Event::Condemned { .. } => (state.clone(), vec![]),
+        Event::Exited { status, .. } => exited(attempt, false, status, now, rules),
+        Event::RestartRequested => stop_then_start(pid, RestartReason::Manual, now, attempt, false),
+        Event::Reload { trigger } => {
+            stop_then_start(pid, RestartReason::Reload { trigger }, now, attempt, false)
+        }
+        Event::Start => return Same(Outcome::Ignored),
+        // A replacement is started only beside a serving process.
+        _ => return Same(Outcome::Stale),
+    };
+    To(s, a)
 }
 
-fn from_ready(state: &State, event: Event, now: Instant, rules: &Rules) -> (State, Vec<Action>) {
-    let (pid, since, attempt, failures) = match *state {
+fn from_ready(state: &State, event: Event, now: Instant, rules: &Rules) -> Decision {
+    let (pid, since, attempt, failures, proven) = match *state {
         State::Running {
             pid,
             since,
             attempt,
-        } => (pid, since, attempt, 0),
+            proven,
+        } => (pid, since, attempt, 0, proven),
         State::Unhealthy {
             pid,
             since,
             attempt,
             failures,
+            proven,
             ..
-        } => (pid, since, attempt, failures),
+        } => (pid, since, attempt, failures, proven),
         _ => unreachable!("from_ready is called in running or unhealthy"),
     };
-    match event {
-        // Serving stably (`stable_after`) resets the count to zero.
-        Event::ProbeOk => {
-            let stable = now.duration_since(since) >= rules.policy.stable_after;
+    let (s, a) = match event {
+        // Serving stably (`stable_after`, and up for `min_uptime`) resets
+        // the count to zero.
+        Event::ProbeOk { .. } => {
+            let stable = proven && now.duration_since(since) >= rules.policy.stable_after;
             let attempt = if stable { 0 } else { attempt };
-            (
-                State::Running {
-                    pid,
-                    since,
-                    attempt,
-                },
-                vec![],
-            )
+            let state = State::Running {
+                pid,
+                since,
+                attempt,
+                proven,
+            };
+            (state, vec![])
         }
-        Event::ProbeFailed { layer } if failures + 1 >= rules.failure_threshold => {
-            kill(pid, RestartReason::Unhealthy { layer }, now, attempt, true)
+        Event::Uptime { .. } => {
+            let mut s = state.clone();
+            if let State::Running { proven, .. } | State::Unhealthy { proven, .. } = &mut s {
+                *proven = true;
+            }
+            (s, vec![])
+        }
+        Event::ProbeFailed { layer, .. } if failures + 1 >= rules.failure_threshold => {
+            kill(pid, RestartReason::Unhealthy { layer }, now, attempt, proven)
         }
         // Its own threshold is already passed.
-        Event::Condemned { layer } => {
-            kill(pid, RestartReason::Unhealthy { layer }, now, attempt, true)
+        Event::Condemned { layer, .. } => {
+            kill(pid, RestartReason::Unhealthy { layer }, now, attempt, proven)
         }
-        Event::ProbeFailed { layer } => (
-            State::Unhealthy {
+        Event::ProbeFailed { layer, .. } => {
+            let state = State::Unhealthy {
                 pid,
                 since,
                 attempt,
                 failures: failures + 1,
                 layer,
-            },
-            vec![],
-        ),
-        Event::Exited { status } => exited(attempt, true, status, now, rules),
-        Event::RestartRequested => manual_restart(pid, now, attempt, true),
-        Event::Reload { trigger } => reload(pid, trigger, now, attempt, true),
+                proven,
+            };
+            (state, vec![])
+        }
+        Event::Exited { status, .. } => exited(attempt, proven, status, now, rules),
+        Event::RestartRequested => stop_then_start(pid, RestartReason::Manual, now, attempt, proven),
+        Event::Reload { trigger } => {
+            stop_then_start(pid, RestartReason::Reload { trigger }, now, attempt, proven)
+        }
         // The new process serves already: a fresh run, not a failure.
-        Event::Replaced { pid, trigger } => (
-            State::Running {
-                pid,
-                since: now,
-                attempt: 0,
-            },
-            vec![
-                Action::RecordRestart {
-                    reason: RestartReason::Reload { trigger },
-                    detected_at: now,
-                },
-                Action::Ready,
-            ],
-        ),
-        _ => (state.clone(), vec![]),
-    }
+        Event::Replaced {
+            pid,
+            spawned,
+            trigger,
+            ..
+        } => replaced(pid, spawned, trigger, now, rules),
+        Event::Start => return Same(Outcome::Ignored),
+        _ => return Same(Outcome::Stale),
+    };
+    To(s, a)
 }
 
-fn from_killing(state: &State, event: Event, now: Instant, rules: &Rules) -> (State, Vec<Action>) {
+/// An overlap's new process took over, ready: running from now, up for
+/// `min_uptime` once it has been since its own spawn.
+fn replaced(
+    pid: i32,
+    spawned: Instant,
+    trigger: String,
+    now: Instant,
+    rules: &Rules,
+) -> (State, Vec<Action>) {
+    let proven = now.saturating_duration_since(spawned) >= rules.min_uptime;
+    let mut actions = vec![
+        Action::RecordRestart {
+            reason: RestartReason::Reload { trigger },
+            detected_at: now,
+        },
+        Action::Ready,
+    ];
+    if !proven {
+        actions.push(Action::UptimeAt {
+            at: spawned + rules.min_uptime,
+            pid,
+        });
+    }
+    let state = State::Running {
+        pid,
+        since: now,
+        attempt: 0,
+        proven,
+    };
+    (state, actions)
+}
+
+fn from_killing(state: &State, event: Event, now: Instant, rules: &Rules) -> Decision {
     let State::Killing {
         reason,
         detected_at,
@@ -487,20 +735,54 @@ fn from_killing(state: &State, event: Event, now: Instant, rules: &Rules) -> (St
     };
     match (reason, event) {
         // A manual restart is not a failure: the attempt count stays.
-        (RestartReason::Manual, Event::Exited { .. }) => (
+        (RestartReason::Manual, Event::Exited { .. }) => To(
             State::Spawning { attempt: *attempt },
             vec![Action::ReapGroup, Action::Spawn],
         ),
-        (_, Event::Exited { .. }) => after_failure(
-            failures(*attempt, *served),
-            *served,
-            reason.clone(),
-            *detected_at,
-            now,
-            rules,
-            vec![Action::ReapGroup],
+        // Nor is a replacement, whatever the restart policy says of exits.
+        (RestartReason::Reload { .. }, Event::Exited { .. }) => To(
+            State::Spawning { attempt: *attempt },
+            vec![
+                Action::ReapGroup,
+                Action::RecordRestart {
+                    reason: reason.clone(),
+                    detected_at: *detected_at,
+                },
+                Action::Spawn,
+            ],
         ),
-        _ => (state.clone(), vec![]),
+        (_, Event::Exited { .. }) => {
+            let (s, a) = after_failure(
+                failures(*attempt, *served),
+                *served,
+                reason.clone(),
+                *detected_at,
+                now,
+                rules,
+                vec![Action::ReapGroup],
+            );
+            To(s, a)
+        }
+        (_, Event::Start | Event::RestartRequested | Event::Reload { .. }) => {
+            Same(Outcome::Ignored)
+        }
+        // Verdicts on a process already condemned no longer apply.
+        _ => Same(Outcome::Stale),
+    }
+}
+
+fn from_backoff(attempt: u32, event: Event) -> Decision {
+    let spawning = State::Spawning { attempt };
+    match event {
+        // Its generation was checked: this backoff's own timer.
+        Event::Wake { .. } => To(spawning, vec![Action::Spawn]),
+        // Asked for now (a fix saved, a restart typed): spawn at once;
+        // this backoff's timer no longer applies.
+        Event::RestartRequested | Event::Reload { .. } => {
+            To(spawning, vec![Action::CancelWake, Action::Spawn])
+        }
+        Event::Start => Same(Outcome::Ignored),
+        _ => Same(Outcome::Stale),
     }
 }
 
@@ -524,24 +806,11 @@ fn kill(
     )
 }
 
-/// A graceful stop, then a spawn.
-fn manual_restart(pid: i32, now: Instant, attempt: u32, served: bool) -> (State, Vec<Action>) {
-    (
-        State::Killing {
-            pid,
-            reason: RestartReason::Manual,
-            detected_at: now,
-            attempt,
-            served,
-        },
-        vec![Action::Terminate],
-    )
-}
-
-/// A graceful stop, then a spawn, because of `trigger`.
-fn reload(
+/// A graceful stop, then a spawn, because of `reason` (a manual restart
+/// or a reload).
+fn stop_then_start(
     pid: i32,
-    trigger: String,
+    reason: RestartReason,
     now: Instant,
     attempt: u32,
     served: bool,
@@ -549,7 +818,7 @@ fn reload(
     (
         State::Killing {
             pid,
-            reason: RestartReason::Reload { trigger },
+            reason,
             detected_at: now,
             attempt,
             served,
@@ -558,9 +827,9 @@ fn reload(
     )
 }
 
-/// The failure count after a run ends: a run that was ready proved the
-/// command works and counts as the first failure of a new streak; one
-/// that never was adds to the streak.
+/// The failure count after a run ends: a run that served (ready, and up
+/// for `min_uptime`) proved the command works and counts as the first
+/// failure of a new streak; one that did not adds to the streak.
 fn failures(attempt: u32, served: bool) -> u32 {
     if served { 1 } else { attempt + 1 }
 }
@@ -585,8 +854,8 @@ fn exited(
 }
 
 /// After a process ended for `reason`: start again (at once when the run
-/// was ever ready, else after the policy's delay for `attempt`), or, when
-/// the restart policy says not to, stay `exited`.
+/// served, else after the policy's delay for `attempt`), or, when the
+/// restart policy says not to, stay `exited`.
 fn after_failure(
     attempt: u32,
     served: bool,
@@ -605,7 +874,8 @@ fn after_failure(
         rules.policy.delay(attempt)
     };
     let until = now + delay;
-    actions.push(Action::WakeAt(until));
+    // The generation is set when the step is renumbered.
+    actions.push(Action::WakeAt { at: until, generation: 0 });
     actions.push(Action::RecordRestart {
         reason,
         detected_at,

@@ -112,6 +112,27 @@ pub(super) enum DevEvent {
 }
 
 impl Dev {
+    /// After a failure of the unit's supervisor: a build or a new process
+    /// of an overlap in flight is killed (reaped off the loop), so no
+    /// process of the unit is left that nothing supervises.
+    pub(super) fn cancel_in_flight(&mut self) {
+        if let Some(b) = self.build.take() {
+            b.ctl.cancel();
+            tokio::spawn(b.wait);
+        }
+        if let Some(s) = self.successor.take() {
+            s.ctl.cancel();
+            tokio::spawn(async move {
+                if let (Some((mut child, ..)), _) = s.ready.await {
+                    let pgid = child.pgid();
+                    let _ = child.wait().await;
+                    process::wait_group_gone(pgid, Instant::now() + Duration::from_secs(5)).await;
+                }
+            });
+        }
+        self.start_wanted = false;
+    }
+
     /// Wait for the next thing the loop has (pending forever if none).
     pub(super) async fn next(&mut self) -> DevEvent {
         let changes = async {
@@ -349,7 +370,7 @@ impl Actor {
         let trigger = "the configuration changed".to_string();
         if temporal {
             // Temporal restarts (its ports may have moved: no overlap).
-            return match self.state.name() {
+            return match self.life.state.name() {
                 StateName::Waiting | StateName::Stopped | StateName::Spawning => vec![],
                 _ => vec![Event::Reload { trigger }],
             };
@@ -360,10 +381,10 @@ impl Actor {
     /// `stigmer local restart`: an overlap when the unit reloads so and
     /// serves; otherwise stop and start.
     pub(super) fn restart_requested(&mut self) -> Vec<Event> {
-        if self.state.name() == StateName::Spawning {
+        if self.life.state.name() == StateName::Spawning {
             return vec![];
         }
-        if self.unit.reload == ReloadMode::Overlap && self.state.is_serving_or_unhealthy() {
+        if self.unit.reload == ReloadMode::Overlap && self.life.state.is_serving_or_unhealthy() {
             return self.replace("restart requested".into());
         }
         vec![Event::RestartRequested]
@@ -372,8 +393,8 @@ impl Actor {
     /// Replace the process now: overlap when the unit says so and it
     /// serves; otherwise stop and start.
     fn replace(&mut self, trigger: String) -> Vec<Event> {
-        let serving = self.state.is_serving_or_unhealthy();
-        match (self.unit.reload, serving, self.state.name()) {
+        let serving = self.life.state.is_serving_or_unhealthy();
+        match (self.unit.reload, serving, self.life.state.name()) {
             (_, _, StateName::Waiting | StateName::Stopped) => vec![],
             (ReloadMode::Overlap, true, _) => {
                 if self.dev.successor.is_none() {
@@ -463,16 +484,20 @@ impl Actor {
         match (proc_, result) {
             (Some((child, identity, pumps)), Ok(())) => {
                 let pid = child.pid;
+                let spawned = child.spawned_at;
                 let Some(old) = self.live.take() else {
                     // The old one ended meanwhile: the new one just runs.
                     self.adopt_successor(child, identity, pumps);
                     return vec![];
                 };
-                tracing::info!(unit = %self.unit.name, old = old.child.pid, new = pid, "reload: the new process is ready; stopping the old one");
+                let old_pid = old.child.pid;
+                tracing::info!(unit = %self.unit.name, old = old_pid, new = pid, "reload: the new process is ready; stopping the old one");
                 self.retire(old);
                 self.adopt_successor(child, identity, pumps);
                 vec![Event::Replaced {
+                    old: old_pid,
                     pid,
+                    spawned,
                     trigger: s.trigger,
                 }]
             }
@@ -504,6 +529,9 @@ impl Actor {
         let pid = child.pid;
         // The old process's pumps copy on until its pipes close.
         self.pumps = pumps;
+        // Verdicts belong to the process they measured: the new one's
+        // readiness is known, its health not yet.
+        self.snap.health.clear();
         self.snap.process = Some(crate::supervisor::ProcessInfo {
             pid,
             pgid: child.pgid(),

@@ -21,7 +21,7 @@ impl Actor {
             Action::Spawn => pending.push(self.spawn().await),
             Action::Kill => self.signal(Signal::SIGKILL, "restart"),
             Action::Terminate => {
-                if self.state.name() == StateName::Stopping {
+                if self.life.state.name() == StateName::Stopping {
                     self.out.observer.stopping();
                 }
                 self.signal(self.unit.stop_signal, "terminate");
@@ -29,7 +29,12 @@ impl Actor {
                 self.timers.kill_at = Some(now + self.unit.stop_grace);
             }
             Action::ReapGroup => self.reap_group().await,
-            Action::WakeAt(t) => self.arm_wake(t, now),
+            Action::WakeAt { at, generation } => self.arm_wake(at, generation, now),
+            Action::CancelWake => self.timers.wake = None,
+            Action::UptimeAt { at, pid } => {
+                self.timers.uptime = Some(at);
+                self.timers.uptime_pid = pid;
+            }
             Action::Ready => self.on_ready(now),
             Action::RecordRestart {
                 reason,
@@ -50,9 +55,10 @@ impl Actor {
         }
     }
 
-    fn arm_wake(&mut self, t: Instant, now: Instant) {
+    fn arm_wake(&mut self, t: Instant, generation: u64, now: Instant) {
         self.timers.wake = Some(t);
-        self.snap.backoff = match self.state {
+        self.timers.wake_generation = generation;
+        self.snap.backoff = match self.life.state {
             State::Backoff { attempt, until } | State::CrashLoop { attempt, until } => {
                 Some(Backoff {
                     attempt,
@@ -95,10 +101,10 @@ impl Actor {
             detection_ms: detection.map(ms),
             recovery_ms: None,
         });
-        tracing::warn!(unit = %self.unit.name, reason = reason.label(), detail = ?reason, count = r.count, "restarting");
+        tracing::warn!(unit = %self.unit.name, reason = reason.label(), count = r.count, delay_ms = delay.as_millis() as u64, "restarting");
         self.out.observer.restart(&RestartInfo {
             reason: reason.clone(),
-            attempt: self.state.attempt(),
+            attempt: self.life.state.attempt(),
             backoff: delay,
             detection,
         });
@@ -129,7 +135,7 @@ impl Actor {
         r.last_exit = Some(status);
         r.last_exit_description = Some(status.describe());
         r.last_exit_at_unix_ms = Some(unix_now_ms());
-        if self.state.name() == StateName::Stopping {
+        if self.life.state.name() == StateName::Stopping {
             tracing::info!(unit = %self.unit.name, pid, status = %status.describe(), "exited");
         } else {
             tracing::warn!(unit = %self.unit.name, pid, status = %status.describe(), "exited");
@@ -137,8 +143,16 @@ impl Actor {
         self.out.observer.exited(pid, status);
     }
 
-    /// A first start that ended before the process was ever ready.
-    pub(super) fn startup_exit_failed(&mut self) {
+    /// A first start that ended before the process was ever ready: a
+    /// failure, unless it was a one-shot that completed (exit 0, and its
+    /// restart policy does not start it again).
+    pub(super) fn startup_exit(&mut self) {
+        let last = self.snap.restarts.last_exit;
+        if self.life.state == State::Exited && last == Some(crate::model::ExitStatus::Code(0)) {
+            let pid = self.timers.exited_pid.unwrap_or(0);
+            self.report_startup(Startup::Ready { pid });
+            return;
+        }
         let why = self
             .snap
             .restarts
@@ -200,7 +214,7 @@ impl Actor {
                 return Event::SpawnFailed { error };
             }
         }
-        let attempt = self.state.attempt();
+        let attempt = self.life.state.attempt();
         // A connection kept to the previous process is of no use now.
         self.unit.reset_checks();
         let spec = match self.unit.spawn_spec() {
@@ -237,6 +251,8 @@ impl Actor {
             },
             |id| Identity { exe: None, ..id },
         );
+        // Verdicts belong to the process they measured: a new one has none.
+        self.snap.health.clear();
         self.snap.process = Some(ProcessInfo {
             pid,
             pgid: child.pgid(),

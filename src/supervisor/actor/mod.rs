@@ -13,7 +13,7 @@ mod execute;
 mod probing;
 
 use super::frozen::{FrozenActor, FrozenChild, FrozenUnit, Timers};
-use super::state::{Event, State, step};
+use super::state::{Event, Life, Outcome, State, step};
 use super::unit::Unit;
 use super::{Command, Context, Halt, Outlet, Snapshot, UnitHandle};
 use crate::disk::LogStream;
@@ -36,6 +36,16 @@ struct Live {
 }
 
 type ProbeFuture = Pin<Box<dyn Future<Output = Round> + Send>>;
+
+/// How a turn of the actor's loop ended.
+enum Turn {
+    /// Go on.
+    Again,
+    /// Supervision is over (the unit stopped).
+    Finished,
+    /// Hand over to the next daemon.
+    Freeze,
+}
 
 /// What woke the actor.
 enum Woke {
@@ -64,7 +74,7 @@ pub struct Actor {
     /// The startup outcome, sent by `publish` once the snapshot agrees.
     startup_outcome: Option<Startup>,
     // Runtime state.
-    state: State,
+    life: Life,
     live: Option<Live>,
     timers: Timers,
     /// When the next round starts if not on the cadence: now for a new
@@ -122,7 +132,7 @@ impl Actor {
             commands,
             ready_lines: mpsc::unbounded_channel(),
             startup_outcome: None,
-            state,
+            life: Life::new(state),
             live: None,
             timers: Timers::default(),
             probe_at: Some(Instant::now()),
@@ -142,7 +152,10 @@ impl Actor {
     /// exit is watched on a new pidfd and whose output pipes are read
     /// again once it runs.
     pub fn adopt(mut self, f: FrozenActor) -> std::io::Result<Self> {
-        self.state = f.state;
+        self.life = Life {
+            state: f.state,
+            generation: f.generation,
+        };
         self.snap = f.snapshot;
         self.timers = f.timers;
         if let super::unit::Ready::Log { seen, .. } = &self.unit.ready {
@@ -187,7 +200,8 @@ impl Actor {
             pipes,
         });
         FrozenUnit::Managed(Box::new(FrozenActor {
-            state: self.state.clone(),
+            state: self.life.state.clone(),
+            generation: self.life.generation,
             snapshot: self.snap.clone(),
             child,
             timers: self.timers.clone(),
@@ -198,55 +212,143 @@ impl Actor {
     /// Supervise until `halt` resolves: on [`Halt::Stop`], stop the process
     /// (whole group) and return `None`; on [`Halt::Freeze`], leave it
     /// running and return the state the next daemon continues from.
-    /// Errors only on an illegal transition (a bug).
-    pub async fn run(
-        mut self,
-        halt: impl Future<Output = Halt>,
-    ) -> Result<Option<FrozenUnit>, super::state::Illegal> {
+    ///
+    /// Nothing this unit does ends it: a panic in its supervisor (a bug)
+    /// is contained here, and the supervisor is rebuilt around its
+    /// process ([`Actor::contain`]), so no other unit ever notices.
+    pub async fn run(mut self, halt: impl Future<Output = Halt>) -> Option<FrozenUnit> {
+        use futures_util::FutureExt;
         // An adopted child's pipes are read again from here, and the
         // gauges show where supervision continues.
         if let Some(mut live) = self.live.take() {
             self.pump_output(&mut live.child);
             self.live = Some(live);
         }
-        if !matches!(self.state, State::Stopped | State::Waiting) {
+        if !matches!(self.life.state, State::Stopped | State::Waiting) {
             self.out
                 .observer
-                .adopted(self.state.name(), self.state.pid());
+                .adopted(self.life.state.name(), self.life.state.pid());
         }
         self.start_watching();
         tokio::pin!(halt);
         let mut shutdown_seen = false;
         // A new unit starts now (or waits for its dependencies); an
         // adopted one continues where it was.
-        let mut pending = match self.state {
+        let mut pending = match self.life.state {
             State::Stopped => vec![Event::Start],
             _ => vec![],
         };
+        let mut panics = 0u32;
         loop {
-            for ev in std::mem::take(&mut pending) {
-                self.handle(ev, &mut pending).await?;
-            }
-            // A wake that is already due (a restart with no backoff) is
-            // handled now: a timer rounds up to its next millisecond tick.
-            if self.timers.wake.is_some_and(|t| t <= Instant::now()) {
-                self.timers.wake = None;
-                pending.push(Event::Wake);
-            }
-            if !pending.is_empty() {
-                continue;
-            }
-            self.publish();
-            if self.finished {
-                return Ok(None);
-            }
-            match self.next(&mut halt, &mut shutdown_seen).await {
-                Woke::Freeze => {
+            let turn = std::panic::AssertUnwindSafe(self.turn(
+                &mut halt,
+                &mut shutdown_seen,
+                &mut pending,
+            ))
+            .catch_unwind()
+            .await;
+            match turn {
+                Ok(Turn::Again) => panics = 0,
+                Ok(Turn::Finished) => return None,
+                Ok(Turn::Freeze) => {
                     self.end_develop().await;
-                    return Ok(Some(self.freeze().await));
+                    return Some(self.freeze().await);
                 }
-                Woke::Events(events) => pending = events,
+                Err(panic) => {
+                    panics += 1;
+                    let why = panic_message(&*panic);
+                    drop(panic);
+                    pending = self.contain(why, panics, shutdown_seen).await;
+                }
             }
+        }
+    }
+
+    /// One turn of the loop: handle what is pending, or publish and wait
+    /// for what comes next.
+    async fn turn(
+        &mut self,
+        halt: &mut std::pin::Pin<&mut impl Future<Output = Halt>>,
+        shutdown_seen: &mut bool,
+        pending: &mut Vec<Event>,
+    ) -> Turn {
+        for ev in std::mem::take(pending) {
+            self.handle(ev, pending).await;
+        }
+        // A wake that is already due (a restart with no backoff) is
+        // handled now: a timer rounds up to its next millisecond tick.
+        if let Some((t, generation)) = self.timers.wake_at()
+            && t <= Instant::now()
+        {
+            self.timers.wake = None;
+            pending.push(Event::Wake { generation });
+        }
+        if !pending.is_empty() {
+            return Turn::Again;
+        }
+        self.publish();
+        if self.finished {
+            return Turn::Finished;
+        }
+        match self.next(halt, shutdown_seen).await {
+            Woke::Freeze => Turn::Freeze,
+            Woke::Events(events) => {
+                *pending = events;
+                Turn::Again
+            }
+        }
+    }
+
+    /// After a panic in this unit's supervisor (a bug): count it, and
+    /// carry on around the process it had. A build or a new process of an
+    /// overlap in flight is killed (it would be nobody's); the process
+    /// that runs stays and is supervised as running (ready again at its
+    /// next check), and is rewritten into the PID file; with none, the
+    /// unit backs off and spawns. The events to handle next are returned.
+    /// A supervisor that keeps panicking waits longer each time, so a bug
+    /// cannot spin the daemon.
+    async fn contain(&mut self, why: String, panics: u32, shutdown_seen: bool) -> Vec<Event> {
+        tracing::error!(unit = %self.unit.name, panic = %why, "the unit's supervisor failed: rebuilt around its process; every other unit carries on");
+        self.out.observer.internal_error();
+        let pause = Duration::from_millis(50).saturating_mul(1 << panics.min(7));
+        tokio::time::sleep(pause.min(Duration::from_secs(5))).await;
+        self.probe = None;
+        self.second_look = false;
+        self.dev.cancel_in_flight();
+        let now = Instant::now();
+        let running = self
+            .live
+            .as_ref()
+            .filter(|l| l.child.exit_status().is_none())
+            .map(|l| l.child.pid);
+        let attempt = self.life.state.attempt();
+        self.timers.kill_at = None;
+        self.timers.uptime = None;
+        self.timers.wake = None;
+        let state = match running {
+            Some(pid) => State::Running {
+                pid,
+                since: now,
+                attempt,
+                proven: true,
+            },
+            None => {
+                self.live = None;
+                let attempt = attempt + 1;
+                let until = now + self.unit.rules.policy.delay(attempt);
+                self.timers.wake = Some(until);
+                self.timers.wake_generation = self.life.generation + 1;
+                State::Backoff { until, attempt }
+            }
+        };
+        let generation = self.timers.wake_generation.max(self.life.generation);
+        self.life = Life { state, generation };
+        self.probe_at = Some(now);
+        self.write_pid_file();
+        if shutdown_seen {
+            vec![Event::Shutdown]
+        } else {
+            vec![]
         }
     }
 
@@ -267,7 +369,7 @@ impl Actor {
         let next_probe = self.probe_at.unwrap_or_else(|| {
             let every = self.probe_interval();
             let due = self.probe_started + every;
-            match self.state.name() {
+            match self.life.state.name() {
                 // Starting polls and confirming checks go at once.
                 StateName::Starting | StateName::Unhealthy => due,
                 _ => on_grid(due, every),
@@ -288,10 +390,10 @@ impl Actor {
                 self.probe = None; // cancel an in-flight probe at once
                 events.push(Event::Shutdown);
             }
-            status = wait_exit(&mut self.live), if child_running => {
+            (pid, status) = wait_exit(&mut self.live), if child_running => {
                 self.timers.exit_seen_at = Some(Instant::now());
                 match status {
-                    Ok(status) => events.push(Event::Exited { status }),
+                    Ok(status) => events.push(Event::Exited { pid, status }),
                     Err(e) => tracing::error!(unit = %self.unit.name, error = %e, "waiting for the process failed"),
                 }
             }
@@ -301,15 +403,17 @@ impl Actor {
             }
             () = sleep_opt(self.timers.wake) => {
                 self.timers.wake = None;
-                events.push(Event::Wake);
+                events.push(Event::Wake { generation: self.timers.wake_generation });
+            }
+            () = sleep_opt(self.timers.uptime) => {
+                self.timers.uptime = None;
+                events.push(Event::Uptime { pid: self.timers.uptime_pid });
             }
             Some(cmd) = self.commands.recv() => events.extend(self.command(cmd)),
             dev = self.dev.next() => events.extend(self.on_dev(dev).await),
-            Some(pid) = self.ready_lines.1.recv() => {
-                if self.state.name() == StateName::Starting && self.state.pid() == Some(pid) {
-                    events.push(Event::ProbeOk);
-                }
-            }
+            // A process's readiness line is seen once; the machine takes
+            // it for the current process only.
+            Some(pid) = self.ready_lines.1.recv() => events.push(Event::ProbeOk { pid }),
             round = poll_opt(&mut self.probe) => {
                 self.probe = None;
                 events.extend(self.absorb(round));
@@ -323,24 +427,32 @@ impl Actor {
         Woke::Events(events)
     }
 
-    /// A command as an event, when the current state takes it (a start
-    /// for a unit that already started is nothing to do).
+    /// A command as events for the machine.
     fn command(&mut self, cmd: Command) -> Vec<Event> {
         match cmd {
-            Command::Start => matches!(self.state, State::Waiting | State::Stopped)
-                .then_some(Event::Start)
-                .into_iter()
-                .collect(),
-            Command::Restart => self.restart_requested(),
-            Command::Observed(check) => self.observed(&check).into_iter().collect(),
+            Command::Start => vec![Event::Start],
+            Command::Restart => {
+                #[cfg(feature = "test-faults")]
+                if crate::faults::active(&format!("actor-panic:{}", self.unit.name)) {
+                    panic!("injected fault: actor-panic:{}", self.unit.name);
+                }
+                self.restart_requested()
+            }
+            Command::Observed { pid, check } => self.observed(pid, &check),
             Command::Reconfigure(unit) => self.reconfigure(*unit),
         }
     }
 
-    /// A check of its own schedule: shown like a round's, and, when its
-    /// policy says so, a restart once it failed `failure_threshold` times
-    /// in a row.
-    fn observed(&mut self, check: &crate::health::Check) -> Option<Event> {
+    /// A check of its own schedule, made of process `pid`: shown like a
+    /// round's and, when its policy says so, a restart once it failed
+    /// `failure_threshold` times in a row. A verdict on an earlier process
+    /// says nothing of this one: it is dropped, and counted.
+    fn observed(&mut self, pid: i32, check: &crate::health::Check) -> Vec<Event> {
+        if self.life.state.pid() != Some(pid) {
+            tracing::debug!(unit = %self.unit.name, pid, layer = check.layer.as_str(), "a check of an earlier process: ignored");
+            self.out.observer.stale(super::OBSERVED);
+            return vec![];
+        }
         crate::supervisor::fold_checks(
             &mut self.snap.health,
             std::slice::from_ref(check),
@@ -355,60 +467,68 @@ impl Actor {
             .health
             .get(&check.layer)
             .map_or(0, |l| l.consecutive_failures);
-        (self.unit.side_restart
-            && failures >= self.unit.rules.failure_threshold
-            && self.state.is_serving_or_unhealthy())
-        .then_some(Event::Condemned { layer: check.layer })
+        if self.unit.side_restart && failures >= self.unit.rules.failure_threshold {
+            vec![Event::Condemned {
+                pid,
+                layer: check.layer,
+            }]
+        } else {
+            vec![]
+        }
     }
 
-    async fn handle(
-        &mut self,
-        ev: Event,
-        pending: &mut Vec<Event>,
-    ) -> Result<(), super::state::Illegal> {
+    async fn handle(&mut self, ev: Event, pending: &mut Vec<Event>) {
         let Some(ev) = self.gate_start(ev) else {
-            return Ok(());
+            return;
         };
         if ev == Event::Shutdown {
             self.end_develop().await;
         }
         let now = Instant::now();
-        let from = self.state.name();
-        tracing::debug!(unit = %self.unit.name, state = ?from, event = ?ev, "event");
-        let exited = matches!(ev, Event::Exited { .. });
-        let spawned = matches!(ev, Event::Spawned { .. });
-        if let Event::Exited { status } = ev {
+        let from = self.life.state.name();
+        let kind = ev.name();
+        let exit = match ev {
+            Event::Exited { status, .. } => Some(status),
+            _ => None,
+        };
+        let step = step(&self.life, ev, now, &self.unit.rules);
+        match step.outcome {
+            Outcome::Applied => {}
+            Outcome::Ignored => return,
+            Outcome::Stale => {
+                tracing::debug!(unit = %self.unit.name, state = from.as_str(), event = kind, "an event of an earlier process or backoff: ignored");
+                self.out.observer.stale(kind);
+                return;
+            }
+        }
+        tracing::debug!(unit = %self.unit.name, state = from.as_str(), event = kind, "event");
+        if let Some(status) = exit {
             self.on_exit(status);
         }
-        let (next, actions) = step(&self.state, ev, now, &self.unit.rules)?;
-        self.state = next;
-        if self.state.name() != from {
-            tracing::info!(unit = %self.unit.name, from = from.as_str(), to = self.state.name().as_str(), pid = ?self.state.pid(), "state");
-            self.out.observer.state_changed(from, self.state.name());
+        self.life = step.life;
+        if self.life.state.name() != from {
+            tracing::info!(unit = %self.unit.name, from = from.as_str(), to = self.life.state.name().as_str(), pid = self.life.state.pid().unwrap_or(0), "state");
+            self.out.observer.state_changed(from, self.life.state.name());
         }
-        if exited && from == StateName::Starting {
-            self.startup_exit_failed();
+        if exit.is_some() && from == StateName::Starting {
+            self.startup_exit();
         }
-        if spawned && matches!(self.unit.ready, super::unit::Ready::Spawned) {
-            pending.push(Event::ProbeOk);
-        }
-        for action in actions {
+        for action in step.actions {
             self.execute(action, now, pending).await;
         }
-        Ok(())
     }
 
     fn publish(&mut self) {
-        self.snap.state = self.state.name();
-        if self.state.name() != StateName::Stopping {
-            self.snap.restarts.consecutive_failures = self.state.attempt();
+        self.snap.state = self.life.state.name();
+        if self.life.state.name() != StateName::Stopping {
+            self.snap.restarts.consecutive_failures = self.life.state.attempt();
         }
         // Ready: serving, or done for good after a clean exit (a one-shot
         // that its restart policy does not start again).
-        self.snap.ready = (self.state.is_serving() && self.snap.gated().is_none())
-            || (self.state == State::Exited
+        self.snap.ready = (self.life.state.is_serving() && self.snap.gated().is_none())
+            || (self.life.state == State::Exited
                 && self.snap.restarts.last_exit == Some(crate::model::ExitStatus::Code(0)));
-        if !matches!(self.state.name(), StateName::Backoff | StateName::CrashLoop) {
+        if !matches!(self.life.state.name(), StateName::Backoff | StateName::CrashLoop) {
             self.snap.backoff = None;
         }
         let successor = self.successor_pid();
@@ -465,13 +585,22 @@ fn on_grid(t: Instant, every: Duration) -> Instant {
     }
 }
 
+/// What a panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn wait_exit(live: &mut Option<Live>) -> std::io::Result<crate::model::ExitStatus> {
+async fn wait_exit(live: &mut Option<Live>) -> (i32, std::io::Result<crate::model::ExitStatus>) {
     match live {
-        Some(l) => l.child.wait().await,
+        Some(l) => (l.child.pid, l.child.wait().await),
         None => std::future::pending().await,
     }
 }

@@ -14,7 +14,7 @@ impl Actor {
     pub(super) fn wants_probes(&self) -> bool {
         self.live.is_some()
             && matches!(
-                self.state.name(),
+                self.life.state.name(),
                 StateName::Starting | StateName::Running | StateName::Unhealthy
             )
     }
@@ -23,7 +23,7 @@ impl Actor {
     /// ready; once a check has failed (unhealthy), at once: a hang is
     /// confirmed by back-to-back short checks, not whole intervals.
     pub(super) fn probe_interval(&self) -> Duration {
-        match self.state.name() {
+        match self.life.state.name() {
             StateName::Starting => self.unit.startup_interval,
             StateName::Unhealthy => Duration::ZERO,
             _ => self.unit.health_interval,
@@ -33,7 +33,7 @@ impl Actor {
     /// Does the adaptive detector set the next round's timeout (not a
     /// fixed timeout, nor a fixed confirmation timeout)?
     fn adaptive_now(&self) -> bool {
-        let confirming = self.state.name() == StateName::Unhealthy;
+        let confirming = self.life.state.name() == StateName::Unhealthy;
         self.unit.detector.is_adaptive() && (self.unit.adaptive_confirm || !confirming)
     }
 
@@ -41,7 +41,7 @@ impl Actor {
     /// confirming a failure, the confirmation timeout when that is fixed;
     /// for a second look under CPU pressure, the detector's cap.
     pub(super) fn probe_timeout(&self) -> Duration {
-        let confirming = self.state.name() == StateName::Unhealthy;
+        let confirming = self.life.state.name() == StateName::Unhealthy;
         if confirming && !self.unit.adaptive_confirm {
             return self.unit.confirm_timeout;
         }
@@ -54,7 +54,7 @@ impl Actor {
 
     pub(super) fn start_round(&self) -> Option<ProbeFuture> {
         let live = self.live.as_ref()?;
-        let plan = if self.state.name() == StateName::Starting {
+        let plan = if self.life.state.name() == StateName::Starting {
             self.unit.ready_plan()
         } else {
             self.unit.health.clone()
@@ -68,7 +68,7 @@ impl Actor {
             // Measured only where a timeout could earn a second look.
             pressure: self.adaptive_now()
                 && !self.second_look
-                && self.state.name() != StateName::Starting,
+                && self.life.state.name() != StateName::Starting,
         };
         Some(Box::pin(health::round(target)))
     }
@@ -77,7 +77,7 @@ impl Actor {
     /// is about the current child; a tampered lock or PID file is an event
     /// of its own.
     pub(super) fn absorb(&mut self, round: Round) -> Vec<Event> {
-        let quiet_startup = self.state.name() == StateName::Starting;
+        let quiet_startup = self.life.state.name() == StateName::Starting;
         let second_look = std::mem::take(&mut self.second_look);
         // The detector learns from the answers of the server itself while
         // it serves (Temporal's port layer is a TCP connect, not an
@@ -164,13 +164,16 @@ impl Actor {
                 if !quiet_startup {
                     self.timers.first_failed_probe = None;
                 }
-                Event::ProbeOk
+                Event::ProbeOk { pid: round.pid }
             }
             Some(layer) => {
                 if !quiet_startup && self.timers.first_failed_probe.is_none() {
                     self.timers.first_failed_probe = Some(Instant::now());
                 }
-                Event::ProbeFailed { layer }
+                Event::ProbeFailed {
+                    pid: round.pid,
+                    layer,
+                }
             }
         });
         events
