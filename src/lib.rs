@@ -23,8 +23,9 @@
 //!                                   the instance lock | state dir and trust | masking |
 //!                                   HTTP clients (blocking; kept-alive for checks) |
 //!                                   the gRPC client (TLS, headers)
-//! model                             shared values: unit names, exit codes, layer and
-//!                                   state names, restart reasons, the clock
+//! model · faults                    shared values: unit names, exit codes, layer and
+//!                                   state names, restart reasons, the clock | the
+//!                                   test-faults build's fault switches (none shipped)
 //! ```
 //! A module uses only modules of the layers below its own (main.rs sits on
 //! top); `scripts/module-graph.py` derives the graph of `crate::` paths and
@@ -49,7 +50,8 @@
 //!         ├── stack     starts each unit once its dependencies are ready, stops in
 //!         │             reverse order, or freezes them all for a handover
 //!         ├── unit      what one supervised process is (Temporal or a service)
-//!         ├── state     pure step(state, event, now) -> (state, actions)
+//!         ├── state     pure, total step(life, event, now) -> (life, actions, outcome);
+//!         │             its table is docs/transitions.md; stale events are counted
 //!         ├── policy    restart delays · registry: the one writer of lock and PID file
 //!         ├── external  attach mode: an external Temporal, only probed
 //!         └── actor     owns one unit's child: exit via pidfd, probes (running units'
@@ -60,8 +62,8 @@
 //!         linked first: scripts/hot-text.txt; what we ship and bench)
 //! ```
 //!
-//! A crash flows: kernel → pidfd readable → actor `Event::Exited` → `step`
-//! → `[ReapGroup, WakeAt(now), RecordRestart]` → wake → `Spawn` → probes
+//! A crash flows: kernel → pidfd readable → actor `Event::Exited { pid }` →
+//! `step` → `[ReapGroup, WakeAt(now), RecordRestart]` → wake → `Spawn` → probes
 //! every 10 ms until gRPC SERVING → `Ready`. A hang flows: a gRPC check
 //! outlasts the unit's adaptive timeout (health::detector: 4 × p99 of
 //! its answers, 0.1–1 s, + the heartbeat's lag; asked once more with

@@ -34,6 +34,14 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(stigmer::daemon::takeover::main(entry));
     }
     let cli = Cli::parse_args();
+    // A daemon's signals are blocked before its first thread exists, so
+    // every thread inherits the mask (see stigmer::process::signals).
+    if runs_daemon(&cli.command)
+        && let Err(e) = stigmer::process::signals::block()
+    {
+        eprintln!("error: cannot block the daemon's signals: {e}");
+        return std::process::ExitCode::from(Code::Internal as u8);
+    }
     let result = match &cli.command {
         Top::Local(local) => run(&cli, local),
         Top::Completions { shell } => {
@@ -51,6 +59,20 @@ fn main() -> std::process::ExitCode {
         }
     };
     std::process::ExitCode::from(code as u8)
+}
+
+/// Does this command run the daemon in this process?
+fn runs_daemon(command: &Top) -> bool {
+    match command {
+        Top::Daemon(_) => true,
+        Top::Local(l) => match &l.command {
+            None => l.start.foreground,
+            Some(LocalCommand::Start(a)) => a.foreground,
+            Some(LocalCommand::Restart(a)) => a.start.foreground,
+            Some(_) => false,
+        },
+        _ => false,
+    }
 }
 
 fn run(cli: &Cli, local: &stigmer::cli::Local) -> Result<Code, Failure> {

@@ -49,15 +49,27 @@ pub fn run(args: &RestartArgs, cfg: Config) -> Result<Started, Failure> {
     let request = Request::Restart {
         unit: Some(name.to_string()),
     };
-    match ask(&cfg.home.control_socket(), &request, Duration::from_secs(5)) {
-        Ok(Reply::Restarting { .. }) => {}
-        Ok(Reply::Error { message }) => return Err(Failure::StartFailed(message)),
-        Ok(other) => {
-            return Err(Failure::StartFailed(format!("unexpected answer {other:?}")));
+    loop {
+        match ask(&cfg.home.control_socket(), &request, Duration::from_secs(5)) {
+            Ok(Reply::Restarting { .. }) => break,
+            Ok(Reply::Failed { code, message }) => return Err(Failure::Relayed(code, message)),
+            Ok(Reply::Error { message }) => return Err(Failure::StartFailed(message)),
+            Ok(other) => {
+                return Err(Failure::StartFailed(format!(
+                    "unexpected answer {}",
+                    other.legacy()
+                )));
+            }
+            // No answer: a daemon on its way out (a concurrent stop)
+            // closes its socket before it lets go of the lock. Once it is
+            // gone, this restart comes after that stop and starts; if it
+            // answers again, it is asked again.
+            Err(e) => match settle(&cfg.home, deadline)? {
+                Settled::Gone => return super::start::run(&args.start, cfg),
+                Settled::Answers => continue,
+                Settled::Silent => return Err(Failure::StartFailed(e.to_string())),
+            },
         }
-        // Stopped meanwhile: this restart comes after that stop.
-        Err(_) if !running(&cfg.home)? => return super::start::run(&args.start, cfg),
-        Err(e) => return Err(Failure::StartFailed(e.to_string())),
     }
     loop {
         if let Ok(doc) = fetch_status(&cfg.home, Check::Snapshot)
@@ -80,6 +92,32 @@ pub fn run(args: &RestartArgs, cfg: Config) -> Result<Started, Failure> {
                 secs: (cfg.timeout + cfg.stop_grace).as_secs_f64(),
                 reason: format!("the restarted {} did not become ready", unit_title(name)),
             });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What became of a daemon that did not answer.
+enum Settled {
+    /// It has let go of the lock: nothing runs.
+    Gone,
+    /// It answers again.
+    Answers,
+    /// Neither, by the deadline.
+    Silent,
+}
+
+/// Wait until the home's daemon answers again or is gone.
+fn settle(home: &crate::paths::StateDir, deadline: Instant) -> Result<Settled, Failure> {
+    loop {
+        if !running(home)? {
+            return Ok(Settled::Gone);
+        }
+        if fetch_status(home, Check::Snapshot).is_ok() {
+            return Ok(Settled::Answers);
+        }
+        if Instant::now() >= deadline {
+            return Ok(Settled::Silent);
         }
         std::thread::sleep(Duration::from_millis(20));
     }

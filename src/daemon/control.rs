@@ -199,7 +199,7 @@ async fn answer(stream: UnixStream, state: &AppState, requests: &Requests) -> st
                 Ok(()) => answer
                     .await
                     .unwrap_or_else(|_| Reply::error("the daemon is stopping")),
-                Err(_) => Reply::error("a reload is already in progress"),
+                Err(_) => busy("reloads are already queued"),
             }
         }
         Err(why) => Reply::error(why),
@@ -221,10 +221,23 @@ async fn restart(state: &AppState, name: Option<&str>) -> Reply {
         return Reply::error(format!("no service named {name:?}"));
     };
     tracing::info!(unit = %unit.name, "restart requested");
-    match unit.commands.send(Command::Restart).await {
-        Ok(()) => Reply::Restarting {
+    match tokio::time::timeout(BUSY_AFTER, unit.commands.send(Command::Restart)).await {
+        Ok(Ok(())) => Reply::Restarting {
             unit: unit.name.clone(),
         },
-        Err(_) => Reply::error(format!("{name} is no longer supervised")),
+        Ok(Err(_)) => Reply::error(format!("{name} is no longer supervised")),
+        Err(_) => busy(&format!("{name} has too many commands queued")),
+    }
+}
+
+/// How long a command waits for room in a unit's queue before the
+/// daemon answers that it is busy.
+const BUSY_AFTER: Duration = Duration::from_secs(2);
+
+/// "Busy; try again" (exit 16): nothing was done.
+fn busy(why: &str) -> Reply {
+    Reply::Failed {
+        code: crate::model::Code::Busy,
+        message: format!("the daemon is busy ({why}); try again"),
     }
 }

@@ -48,7 +48,6 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// How long one write check (start and terminate a workflow) may take: a
@@ -275,7 +274,9 @@ impl Daemon {
         state.temporal = supervisor.client.grpc().clone();
         let http = Http::start(listener, state.clone());
         let (upgrade_tx, upgrades) = mpsc::channel(1);
-        let (reload_tx, reloads) = mpsc::channel(1);
+        // A few reloads (dry runs, mostly) wait their turn; more are
+        // told the daemon is busy.
+        let (reload_tx, reloads) = mpsc::channel(4);
         let requests = control::Requests {
             upgrades: upgrade_tx,
             reloads: reload_tx,
@@ -347,36 +348,43 @@ enum Wake {
     Upgrade(control::UpgradeRequest),
 }
 
-/// The signals the daemon acts on.
-struct Signals {
-    term: Signal,
-    int: Signal,
-    hup: Signal,
-}
+/// The signals the daemon acts on: blocked in every thread since the
+/// process began (see [`crate::process::signals`]), read here. Outside
+/// [`Signals::wait`] (during an upgrade, say) they wait in the kernel.
+struct Signals(crate::process::signals::Signals);
 
 impl Signals {
     fn install() -> Result<Self, Failure> {
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            hup: signal(SignalKind::hangup())?,
-        })
+        // main() blocked them before the first thread; an upgrade from an
+        // older release had not, and its takeover entry blocks them. This
+        // thread's mask, at least, is certain.
+        crate::process::signals::block()?;
+        Ok(Signals(crate::process::signals::Signals::install()?))
     }
 
     /// Until a stop, the supervisor's end, or an upgrade request; SIGHUP
-    /// asks for a graceful Temporal restart on the way.
+    /// reloads the configuration on the way.
     async fn wait(&mut self, d: &mut Daemon) -> Wake {
+        use nix::sys::signal::Signal;
         loop {
             tokio::select! {
-                _ = self.term.recv() => return Wake::Stop(None),
-                _ = self.int.recv() => return Wake::Stop(None),
-                _ = self.hup.recv() => {
-                    tracing::info!("SIGHUP: reloading the configuration");
-                    match d.reload(false).await {
-                        Ok(r) => tracing::info!(changes = ?r.changes, notes = ?r.notes, "reloaded"),
-                        Err((_, why)) => tracing::error!(%why, "reload refused; nothing changed"),
+                sig = self.0.recv() => match sig {
+                    Ok(Signal::SIGHUP) => {
+                        tracing::info!("SIGHUP: reloading the configuration");
+                        match d.reload(false).await {
+                            Ok(r) => tracing::info!(changes = ?r.changes, notes = ?r.notes, "reloaded"),
+                            Err((_, why)) => tracing::error!(%why, "reload refused; nothing changed"),
+                        }
                     }
-                }
+                    Ok(sig) => {
+                        tracing::info!(signal = sig.as_str(), "stopping");
+                        return Wake::Stop(None);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the daemon's signals: stopping");
+                        return Wake::Stop(None);
+                    }
+                },
                 Some(req) = d.reloads.recv() => {
                     let reply = match d.reload(req.dry_run).await {
                         Ok(report) => crate::ipc::control::Reply::Reloaded { report },

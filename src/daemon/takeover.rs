@@ -97,6 +97,11 @@ pub fn entry(args: &[OsString]) -> Option<Entry> {
     }
 }
 
+/// Whether the daemon's signals were blocked when this binary was exec'd:
+/// the previous binary blocks them too, and can be handed back to with
+/// them blocked. Unset: not a takeover.
+static PREVIOUS_BLOCKED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
 /// Why a takeover (or its check, or its hand-back) did not go through.
 #[derive(Debug, thiserror::Error)]
 pub enum TakeoverError {
@@ -150,6 +155,13 @@ pub enum TakeoverError {
 /// daemon it continued has stopped (or a check is done); a takeover that
 /// cannot continue does not return: it hands back.
 pub fn main(e: Entry) -> u8 {
+    // First of all: the daemon's signals stay blocked (pending, not
+    // lost) until this daemon reads them, as they were across the exec
+    // when the previous binary blocked them too.
+    if matches!(e, Entry::Takeover { .. } | Entry::LegacyTakeover { .. }) {
+        let inherited = crate::process::signals::block().unwrap_or(false);
+        let _ = PREVIOUS_BLOCKED.set(inherited);
+    }
     let result = match e {
         Entry::Check => check(false),
         Entry::LegacyCheck => check(true),
@@ -172,6 +184,26 @@ pub fn main(e: Entry) -> u8 {
 /// The takeover fault a test build names, if any (see [`crate::faults`]).
 fn fault() -> Option<String> {
     crate::faults::named().into_iter().next()
+}
+
+/// Test builds only (`takeover-pause`): wait, right after the exec and
+/// before anything is adopted, until the test lets go (a file `EXE.go`),
+/// having said so (`EXE.paused`): the window in which signals to the
+/// daemon must wait, not kill it.
+#[cfg(feature = "test-faults")]
+fn pause() {
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let with = |ext: &str| {
+        let mut p = exe.clone().into_os_string();
+        p.push(ext);
+        PathBuf::from(p)
+    };
+    let _ = std::fs::write(with(".paused"), std::process::id().to_string());
+    while !with(".go").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// Read a handover on stdin and answer whether (and how) this binary
@@ -250,6 +282,10 @@ fn take_over(
     tracing::info!(from = %h.from.exe, rollback = ?h.rollback, "taking over");
     let serving = Arc::new(AtomicBool::new(false));
     let flag = serving.clone();
+    #[cfg(feature = "test-faults")]
+    if !returned && crate::faults::active("takeover-pause") {
+        pause();
+    }
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         if !returned && fault().as_deref() == Some("takeover") {
             return Err(Failure::Internal("test fault: takeover".into()));
@@ -413,6 +449,8 @@ fn try_hand_back(
         program: Program::Fd(program),
         argv: argv.with_state(state.as_raw_fd()),
         env: upgrade::environment(),
+        // An older binary takes them with handlers, set up after the exec.
+        unblock_signals: !PREVIOUS_BLOCKED.get().copied().unwrap_or(false),
     });
     Err(TakeoverError::HandBack {
         why: why.to_string(),

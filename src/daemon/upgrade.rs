@@ -198,15 +198,16 @@ pub(super) async fn perform(
         tracing::warn!("the disk did not write the logs' last lines before the upgrade");
     }
     let why = match check(&binary, &path, &h).await {
-        Ok(version) => {
-            tracing::info!(binary = %path.display(), version = %version, "the new binary read the handover; exec");
+        Ok(reply) => {
+            tracing::info!(binary = %path.display(), version = %reply.version, "the new binary read the handover; exec");
             let argv = takeover::argv(
                 path.as_os_str().as_bytes(),
                 h.config.home.root().to_path_buf(),
                 false,
                 h.fds.previous_exe,
             );
-            exec(spawner, Program::Fd(binary.into()), &path, &h, argv).await
+            let program = Program::Fd(binary.into());
+            exec(spawner, program, &path, &h, argv, !reply.signals_blocked).await
         }
         Err(why) => why.to_string(),
     };
@@ -306,7 +307,7 @@ async fn hand_over(
 /// Run `binary` (the open file at `path`) on the handover as a child
 /// (`daemon takeover --check`, the handover on its stdin): its version
 /// when it read this very handover, else why not.
-async fn check(binary: &File, path: &Path, h: &Handover) -> Result<String, Refused> {
+async fn check(binary: &File, path: &Path, h: &Handover) -> Result<CheckReply, Refused> {
     let json = serde_json::to_vec(h).map_err(|e| Refused::Prepare(e.to_string()))?;
     // The fd, not the path: the file checked is the file executed.
     let mut cmd = tokio::process::Command::new(format!("/proc/self/fd/{}", binary.as_raw_fd()));
@@ -338,9 +339,7 @@ async fn check(binary: &File, path: &Path, h: &Handover) -> Result<String, Refus
     let reply = crate::ipc::decode::<CheckReply>(&out.stdout).ok();
     let want = h.check_reply();
     match reply {
-        Some(r) if out.status.success() && r.nonce == want.nonce && r.units == want.units => {
-            Ok(r.version)
-        }
+        Some(r) if out.status.success() && r.nonce == want.nonce && r.units == want.units => Ok(r),
         Some(_) if out.status.success() => Err(Refused::WrongAnswer(shown)),
         _ => {
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -367,6 +366,7 @@ pub(super) async fn exec(
     path: &Path,
     h: &Handover,
     argv: HandBack,
+    unblock_signals: bool,
 ) -> String {
     let json = match serde_json::to_vec(h) {
         Ok(j) => j,
@@ -386,6 +386,7 @@ pub(super) async fn exec(
         program,
         argv: argv.with_state(state.as_raw_fd()),
         env: environment(),
+        unblock_signals,
     };
     let err = spawner.exec(spec).await;
     for &fd in &fds {

@@ -117,6 +117,7 @@ impl Handover {
             version: env!("CARGO_PKG_VERSION").into(),
             nonce: self.nonce.clone(),
             units: self.units.iter().map(|(n, _)| n.clone()).collect(),
+            signals_blocked: true,
         }
     }
 }
@@ -130,6 +131,11 @@ pub struct CheckReply {
     pub nonce: String,
     /// The units it read, in order.
     pub units: Vec<String>,
+    /// It takes over with the daemon's signals blocked, and reads them
+    /// once it supervises (see [`crate::process::signals`]); an older
+    /// binary does not say so, and is exec'd with them unblocked.
+    #[serde(default)]
+    pub signals_blocked: bool,
 }
 
 /// The answer to a successful upgrade.

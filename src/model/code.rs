@@ -45,6 +45,12 @@ pub enum Code {
     /// Temporal (or a proxy in front of it) rejected the credentials:
     /// gRPC UNAUTHENTICATED or PERMISSION_DENIED, HTTP 401 or 403.
     TemporalAuth = 15,
+    /// `restart NAME` or `reload`: the daemon is busy (another reload, or
+    /// the unit's queue of commands is full); nothing was done: try again.
+    Busy = 16,
+    /// `upgrade`: nothing supervises the stack any more (the daemon ended
+    /// during the upgrade); run `start`.
+    NothingSupervises = 20,
     /// Unexpected internal error.
     Internal = 70,
     /// `logs -f`: stopped by Ctrl-C (SIGINT).
@@ -55,7 +61,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in order.
-    pub const ALL: [Code; 19] = [
+    pub const ALL: [Code; 21] = [
         Code::Ok,
         Code::NotReady,
         Code::Usage,
@@ -72,6 +78,8 @@ impl Code {
         Code::Untrusted,
         Code::TemporalSettings,
         Code::TemporalAuth,
+        Code::Busy,
+        Code::NothingSupervises,
         Code::Internal,
         Code::Interrupted,
         Code::Terminated,
@@ -109,7 +117,7 @@ mod tests {
         for c in Code::ALL {
             assert_eq!(Code::try_from(c as u8), Ok(c));
         }
-        assert_eq!(Code::try_from(16), Err(16));
+        assert_eq!(Code::try_from(21), Err(21));
         assert_eq!(Code::try_from(255), Err(255));
     }
 }

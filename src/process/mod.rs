@@ -8,6 +8,7 @@ pub mod group;
 pub mod identity;
 pub mod ports;
 pub mod proc;
+pub mod signals;
 pub mod spawn;
 
 pub use group::{GroupOwner, signal_group, wait_group_gone};

@@ -61,6 +61,9 @@ pub struct ExecSpec {
     pub argv: Vec<CString>,
     /// The whole environment, `KEY=value`.
     pub env: Vec<CString>,
+    /// Unblock the daemon's signals first (see [`super::signals`]): the
+    /// program takes them with handlers instead.
+    pub unblock_signals: bool,
 }
 
 enum Job {
@@ -185,14 +188,21 @@ pub fn dup_cloexec(fd: std::os::fd::RawFd) -> io::Result<OwnedFd> {
 /// (see the module documentation), e.g. the main thread before the
 /// [`Spawner`] loop runs.
 pub fn exec_now(spec: &ExecSpec) -> io::Error {
+    if spec.unblock_signals
+        && let Err(e) = super::signals::unblock()
+    {
+        return e;
+    }
     let result = match &spec.program {
         Program::Path(path) => nix::unistd::execve(path, &spec.argv, &spec.env),
         Program::Fd(fd) => nix::unistd::fexecve(fd, &spec.argv, &spec.env),
     };
-    match result {
-        Ok(never) => match never {},
-        Err(e) => e.into(),
+    let Err(e) = result;
+    // Still this program, which reads them from its signalfd.
+    if spec.unblock_signals {
+        let _ = super::signals::block();
     }
+    e.into()
 }
 
 /// Let `fd` survive an exec (clear close-on-exec).

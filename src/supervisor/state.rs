@@ -193,7 +193,10 @@ pub struct Life {
 impl Life {
     /// A unit in `state`, generation 0.
     pub fn new(state: State) -> Life {
-        Life { state, generation: 0 }
+        Life {
+            state,
+            generation: 0,
+        }
     }
 }
 
@@ -588,6 +591,9 @@ fn from_starting(state: &State, event: Event, now: Instant, rules: &Rules) -> De
         To(state, vec![Action::Ready])
     };
     let (s, a) = match event {
+        // With no readiness check, a round says only that it is alive:
+        // ready means up for `min_uptime`.
+        Event::ProbeOk { .. } if rules.ready_on_uptime => (state.clone(), vec![]),
         Event::ProbeOk { .. } => return ready(proven),
         Event::Uptime { .. } if rules.ready_on_uptime => return ready(true),
         Event::Uptime { .. } => {
@@ -654,13 +660,21 @@ fn from_ready(state: &State, event: Event, now: Instant, rules: &Rules) -> Decis
             }
             (s, vec![])
         }
-        Event::ProbeFailed { layer, .. } if failures + 1 >= rules.failure_threshold => {
-            kill(pid, RestartReason::Unhealthy { layer }, now, attempt, proven)
-        }
+        Event::ProbeFailed { layer, .. } if failures + 1 >= rules.failure_threshold => kill(
+            pid,
+            RestartReason::Unhealthy { layer },
+            now,
+            attempt,
+            proven,
+        ),
         // Its own threshold is already passed.
-        Event::Condemned { layer, .. } => {
-            kill(pid, RestartReason::Unhealthy { layer }, now, attempt, proven)
-        }
+        Event::Condemned { layer, .. } => kill(
+            pid,
+            RestartReason::Unhealthy { layer },
+            now,
+            attempt,
+            proven,
+        ),
         Event::ProbeFailed { layer, .. } => {
             let state = State::Unhealthy {
                 pid,
@@ -673,7 +687,9 @@ fn from_ready(state: &State, event: Event, now: Instant, rules: &Rules) -> Decis
             (state, vec![])
         }
         Event::Exited { status, .. } => exited(attempt, proven, status, now, rules),
-        Event::RestartRequested => stop_then_start(pid, RestartReason::Manual, now, attempt, proven),
+        Event::RestartRequested => {
+            stop_then_start(pid, RestartReason::Manual, now, attempt, proven)
+        }
         Event::Reload { trigger } => {
             stop_then_start(pid, RestartReason::Reload { trigger }, now, attempt, proven)
         }
@@ -875,7 +891,10 @@ fn after_failure(
     };
     let until = now + delay;
     // The generation is set when the step is renumbered.
-    actions.push(Action::WakeAt { at: until, generation: 0 });
+    actions.push(Action::WakeAt {
+        at: until,
+        generation: 0,
+    });
     actions.push(Action::RecordRestart {
         reason,
         detected_at,

@@ -575,3 +575,77 @@ impl TestHome {
         std::fs::read_to_string(self.home().join("logs").join("daemon.log")).unwrap_or_default()
     }
 }
+
+impl TestHome {
+    /// GET `path` from the daemon's HTTP server: (status, body); status 0
+    /// when nothing answered.
+    pub fn http(&self, path: &str) -> (u16, String) {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.http_port));
+        stigmer::http_client::get_from(addr, path, Duration::from_secs(5))
+            .map_or((0, String::new()), |a| (a.status, a.body))
+    }
+
+    /// The daemon's `/metrics`.
+    pub fn metrics(&self) -> String {
+        let (status, body) = self.http("/metrics");
+        assert_eq!(status, 200, "/metrics: {body}");
+        body
+    }
+
+    /// A copy of the test-faults build (see src/faults.rs) with `fault`
+    /// named in `stigmer.fault` beside it.
+    pub fn faulty_binary(&self, fault: &str) -> PathBuf {
+        let dir = self
+            .dir
+            .path()
+            .join(format!("faulty-{}", fault.replace(':', "-")));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("stigmer");
+        std::fs::copy(faults_bin(), &p).unwrap();
+        std::fs::write(dir.join("stigmer.fault"), fault).unwrap();
+        p
+    }
+}
+
+/// The value of `series` (name and labels, exactly) in a metrics text.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("series {series} not found in\n{text}"))
+}
+
+/// Processes that burn a CPU each until dropped (a busy laptop): their
+/// own process group, killed as a group.
+pub struct Burners(Vec<std::process::Child>);
+
+impl Burners {
+    /// One per core.
+    pub fn per_core() -> Burners {
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Burners(
+            (0..n)
+                .map(|_| {
+                    use std::os::unix::process::CommandExt;
+                    Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .process_group(0)
+                        .spawn()
+                        .expect("a burner")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Burners {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = c.wait();
+        }
+    }
+}

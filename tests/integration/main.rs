@@ -8,6 +8,7 @@ mod compat;
 mod config;
 mod containment;
 mod develop;
+mod everyday;
 mod lifecycle;
 mod monitoring;
 mod observability;

@@ -21,39 +21,13 @@ impl TestHome {
         p
     }
 
-    /// A copy of the test-faults build that fails at `fault` (see
-    /// src/daemon/takeover.rs): the fault is named in `stigmer.fault`
-    /// beside it.
-    fn faulty_binary(&self, fault: &str) -> PathBuf {
-        let dir = self.dir.path().join(format!("faulty-{fault}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("stigmer");
-        std::fs::copy(faults_bin(), &p).unwrap();
-        std::fs::write(dir.join("stigmer.fault"), fault).unwrap();
-        p
-    }
-
-    fn upgrade_with(&self, bin: &Path) -> Output {
+    pub fn upgrade_with(&self, bin: &Path) -> Output {
         run(self.cmd_of(bin, &["local", "upgrade"]))
     }
 
     fn daemon_exe(&self) -> Option<PathBuf> {
         std::fs::read_link(format!("/proc/{}/exe", self.daemon_pid()?)).ok()
     }
-
-    fn metrics(&self) -> String {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.http_port));
-        stigmer::http_client::get_from(addr, "/metrics", Duration::from_secs(5))
-            .expect("metrics")
-            .body
-    }
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("series {series} not found in\n{text}"))
 }
 
 /// A gRPC health check of Temporal every 20 ms, each over a new

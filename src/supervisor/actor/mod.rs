@@ -272,6 +272,12 @@ impl Actor {
         shutdown_seen: &mut bool,
         pending: &mut Vec<Event>,
     ) -> Turn {
+        // Test builds only: a bug in this unit's supervisor, for as long as
+        // the fault is named.
+        #[cfg(feature = "test-faults")]
+        if crate::faults::active(&format!("actor-panic:{}", self.unit.name)) {
+            panic!("injected fault: actor-panic:{}", self.unit.name);
+        }
         for ev in std::mem::take(pending) {
             self.handle(ev, pending).await;
         }
@@ -431,13 +437,7 @@ impl Actor {
     fn command(&mut self, cmd: Command) -> Vec<Event> {
         match cmd {
             Command::Start => vec![Event::Start],
-            Command::Restart => {
-                #[cfg(feature = "test-faults")]
-                if crate::faults::active(&format!("actor-panic:{}", self.unit.name)) {
-                    panic!("injected fault: actor-panic:{}", self.unit.name);
-                }
-                self.restart_requested()
-            }
+            Command::Restart => self.restart_requested(),
             Command::Observed { pid, check } => self.observed(pid, &check),
             Command::Reconfigure(unit) => self.reconfigure(*unit),
         }
@@ -508,7 +508,9 @@ impl Actor {
         self.life = step.life;
         if self.life.state.name() != from {
             tracing::info!(unit = %self.unit.name, from = from.as_str(), to = self.life.state.name().as_str(), pid = self.life.state.pid().unwrap_or(0), "state");
-            self.out.observer.state_changed(from, self.life.state.name());
+            self.out
+                .observer
+                .state_changed(from, self.life.state.name());
         }
         if exit.is_some() && from == StateName::Starting {
             self.startup_exit();
@@ -528,7 +530,10 @@ impl Actor {
         self.snap.ready = (self.life.state.is_serving() && self.snap.gated().is_none())
             || (self.life.state == State::Exited
                 && self.snap.restarts.last_exit == Some(crate::model::ExitStatus::Code(0)));
-        if !matches!(self.life.state.name(), StateName::Backoff | StateName::CrashLoop) {
+        if !matches!(
+            self.life.state.name(),
+            StateName::Backoff | StateName::CrashLoop
+        ) {
             self.snap.backoff = None;
         }
         let successor = self.successor_pid();

@@ -238,7 +238,10 @@ fn a_run_shorter_than_min_uptime_is_a_failed_start_even_if_it_was_ready() {
     };
     assert_eq!((s.state.name(), a), (N::Running, vec![Action::Ready]));
     let st = step(&s, killed(300), now + r.min_uptime * 2, &r);
-    assert_eq!(delay_of(&st.actions, now + r.min_uptime * 2), Duration::ZERO);
+    assert_eq!(
+        delay_of(&st.actions, now + r.min_uptime * 2),
+        Duration::ZERO
+    );
     assert_eq!(st.life.state.attempt(), 1);
     // A check-ready unit that serves and dies within min_uptime keeps
     // growing its streak.
@@ -465,7 +468,11 @@ fn serving_caps_the_failure_count_so_kill_cycles_never_crash_loop() {
         life = step(&life, Event::Uptime { pid }, now, &r).life;
         // Killed once it served for min_uptime, 20 times in a row.
         let st = step(&life, killed(pid), now, &r);
-        assert_eq!(st.life.state.name(), N::Backoff, "cycle {i}: never crash-loop");
+        assert_eq!(
+            st.life.state.name(),
+            N::Backoff,
+            "cycle {i}: never crash-loop"
+        );
         let d = delay_of(&st.actions, now);
         delays.push(d);
         now += d;
@@ -598,7 +605,9 @@ fn sample_state(name: &str, when: &[String], t: Instant) -> State {
     let reason = if has("manual") {
         RestartReason::Manual
     } else if has("reload") {
-        RestartReason::Reload { trigger: "x".into() }
+        RestartReason::Reload {
+            trigger: "x".into(),
+        }
     } else {
         RestartReason::Unhealthy { layer: Layer::Grpc }
     };
@@ -676,7 +685,9 @@ fn sample_event(name: &str, when: &[String], generation: u64, t: Instant) -> Eve
         },
         "wake" => Event::Wake { generation },
         "restart_requested" => Event::RestartRequested,
-        "reload" => Event::Reload { trigger: "x".into() },
+        "reload" => Event::Reload {
+            trigger: "x".into(),
+        },
         "replaced" => Event::Replaced {
             old: pid,
             pid: 9,
