@@ -7,6 +7,20 @@ cd "$(dirname "$0")/.."
 # Everything the tests need (Temporal, Python packages, Debian packages).
 source scripts/deps.sh
 
+# A busy laptop: STIGMER_TEST_BURNERS=2 scripts/test.sh runs the suite
+# with two processes burning a CPU each beside it (each in a process group
+# of its own, killed with the group when this script ends however it
+# ends). The suite must pass this way as it does on an idle machine.
+burners=()
+stop_burners() {
+  for b in "${burners[@]}"; do kill -KILL -- "-$b" 2>/dev/null || true; done
+}
+trap stop_burners EXIT
+for _ in $(seq 1 "${STIGMER_TEST_BURNERS:-0}"); do
+  setsid sh -c 'while :; do :; done' &
+  burners+=("$!")
+done
+
 # The compatibility tests' previous release (0.1.0), built from its
 # commit in this clone's history.
 STIGMER_PREVIOUS_BIN=$(scripts/build-previous.sh | tail -n1)
