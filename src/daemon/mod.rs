@@ -38,7 +38,7 @@ use crate::status::DaemonInfo;
 use crate::supervisor::Startup;
 use crate::supervisor::external::Watcher;
 use crate::supervisor::frozen::FrozenUnit;
-use crate::supervisor::policy::Policy;
+use crate::model::Policy;
 use crate::supervisor::registry::SharedRegistry;
 use crate::supervisor::side::SideCheck;
 use crate::supervisor::stack::{Ended, Runner, Stack, SupervisionError};

@@ -363,7 +363,7 @@ mod tests {
     use crate::paths::StateDir;
     use crate::supervisor::Snapshot;
     use crate::supervisor::UnitHandle;
-    use crate::supervisor::policy::Policy;
+    use crate::model::Policy;
     use axum::body::Body;
     use clap::Parser;
     use tokio::sync::{mpsc, watch};

@@ -10,7 +10,7 @@ use crate::metrics::Carried;
 use crate::model::clock::mono;
 use crate::pidfile::PidRecord;
 use crate::supervisor::frozen::FrozenUnit;
-use crate::supervisor::policy::Policy;
+use crate::model::Policy;
 use crate::telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
 use std::os::fd::RawFd;

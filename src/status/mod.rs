@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::model::StateName;
 use crate::model::TEMPORAL;
 use crate::model::clock::unix_now_ms;
-use crate::supervisor::policy::Policy;
+use crate::model::Policy;
 use crate::supervisor::{Backoff, LayerStatus, Restarts, Snapshot, UnitView};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

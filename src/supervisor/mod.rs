@@ -19,7 +19,7 @@ pub mod external;
 pub mod files;
 pub mod frozen;
 pub mod heartbeat;
-pub mod policy;
+
 pub mod registry;
 pub mod side;
 pub mod stack;

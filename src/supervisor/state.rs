@@ -12,7 +12,7 @@
 //! [`Outcome::Stale`]: nothing changes, and the actor counts it. Nothing
 //! an event does can stop more than its own unit.
 
-use super::policy::Policy;
+use crate::model::Policy;
 use crate::model::{ExitStatus, Layer, RestartPolicy, RestartReason, StateName};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! is checked, how it stops, what it waits for, and the rules of its state
 //! machine. Built once from the [`Config`]; the actor only executes it.
 
-use super::policy::Policy;
+use crate::model::Policy;
 use super::state::Rules;
 use crate::config::Config;
 use crate::config::services::{ProbeKind, Readiness, ServiceSpec};

@@ -1,12 +1,12 @@
-//! Restart policy: how long to wait before restart attempt N. Pure and
+//! Backoff: how long to wait before restart attempt N. Pure and
 //! deterministic (jitter comes from a seeded hash, not a global RNG), so
 //! tests can pin every delay.
 //!
-//! The restart after any run that became ready is immediate, however
-//! briefly it served: a crash of a server that was fine costs only
-//! Temporal's own start time, as with runit or daemontools, and such a run
-//! starts a new failure streak at one (it proved the command works). Delay
-//! belongs to *repeated* failures of runs that never become ready: the
+//! The restart after a run that served (became ready, and ran for its
+//! `min_uptime`) is immediate: a crash of a server that was fine costs
+//! only Temporal's own start time, as with runit or daemontools, and such
+//! a run starts a new failure streak at one (it proved the command works).
+//! Delay belongs to *repeated* failures of runs that never served: the
 //! first is immediate, the 2nd waits ~`base`, then doubling up to `cap`,
 //! each with ±`jitter` so many instances do not restart in lockstep; from
 //! `crash_loop_after` in a row the state shows `crash_loop`. A process that
