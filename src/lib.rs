@@ -10,7 +10,9 @@
 //!                                   codes and failures
 //! http                              router, status page, bounded server
 //! status · metrics · telemetry      the status document | Prometheus | logs and OTLP spans
-//! supervisor                        stack, unit, actor, pure state machine, policy, registry
+//! supervisor                        stack, unit, actor, pure state machine, registry
+//! plan                              every unit as a value (UnitSpec, its Kind); the diff
+//!                                   of two plans that start and reload apply
 //! health                            probes that only look, one per layer; the adaptive
 //!                                   detector; the host's CPU pressure (PSI)
 //! reclaim                           what a dead daemon left: verified, then stopped
@@ -103,6 +105,7 @@ mod lock;
 mod logfile;
 mod metrics;
 mod model;
+mod plan;
 mod reclaim;
 mod redact;
 mod status;

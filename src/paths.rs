@@ -118,10 +118,10 @@ impl StateDir {
     }
     /// Temporal's own output.
     pub fn temporal_log(&self) -> PathBuf {
-        self.log_dir().join("temporal.log")
+        self.unit_log(crate::model::TEMPORAL)
     }
-    /// A service's stdout/stderr.
-    pub fn service_log(&self, name: &str) -> PathBuf {
+    /// A unit's stdout/stderr (Temporal's too: `logs/temporal.log`).
+    pub fn unit_log(&self, name: &str) -> PathBuf {
         self.log_dir().join(format!("{name}.log"))
     }
     /// The detached daemon's log.

@@ -57,8 +57,7 @@ pub fn run(args: &LogsArgs) -> Result<Code, Failure> {
 /// Unit `name`'s log file (`temporal` or a service).
 pub(super) fn log_of(home: &StateDir, name: &str) -> Result<std::path::PathBuf, Failure> {
     match name {
-        crate::model::TEMPORAL => Ok(home.temporal_log()),
-        n if crate::config::services::valid_name(n) => Ok(home.service_log(n)),
+        n if crate::config::services::valid_name(n) => Ok(home.unit_log(n)),
         n => Err(Failure::Relayed(
             Code::Usage,
             format!(

@@ -10,7 +10,7 @@ use crate::cli::LogsArgs;
 use crate::disk::Stream;
 use crate::exit::Failure;
 use crate::logfile::merge::{self, Line, Tailer};
-use crate::model::{Code, TEMPORAL};
+use crate::model::{Code, Kind, TEMPORAL};
 use crate::paths::StateDir;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -30,11 +30,10 @@ fn units_present(home: &StateDir) -> Vec<String> {
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
             let unit = name.strip_suffix(".log")?.to_string();
-            (unit != "daemon" && (unit == TEMPORAL || crate::config::services::valid_name(&unit)))
-                .then_some(unit)
+            (unit != "daemon" && crate::config::services::valid_name(&unit)).then_some(unit)
         })
         .collect();
-    names.sort_by_key(|n| (n != TEMPORAL, n.clone()));
+    names.sort_by_key(|n| (!Kind::of_name(n).is_temporal(), n.clone()));
     if names.is_empty() {
         names.push(TEMPORAL.to_string());
     }

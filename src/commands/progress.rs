@@ -79,15 +79,11 @@ impl Progress {
     }
 
     fn update(&mut self, doc: &StatusDoc) {
-        let mut now: Vec<(String, String)> = vec![(
-            crate::model::TEMPORAL.to_string(),
-            phase(&doc.temporal.unit, &[]),
-        )];
-        now.extend(
-            doc.services
-                .iter()
-                .map(|(n, s)| (n.clone(), phase(&s.unit, &s.depends_on))),
-        );
+        let now: Vec<(String, String)> = doc
+            .units
+            .iter()
+            .map(|u| (u.name.clone(), phase(&u.status, &u.depends_on)))
+            .collect();
         let before: BTreeMap<String, (String, Instant)> =
             self.units.drain(..).map(|(n, p, t)| (n, (p, t))).collect();
         let mut changed = Vec::new();

@@ -39,9 +39,8 @@ pub fn run(args: &RestartArgs, cfg: Config) -> Result<Started, Failure> {
             Code::Usage,
             format!(
                 "no service named {name:?} (declared: temporal{})",
-                doc.services
-                    .keys()
-                    .map(|k| format!(", {k}"))
+                doc.services()
+                    .map(|s| format!(", {}", s.name))
                     .collect::<String>()
             ),
         ));
@@ -126,8 +125,11 @@ fn settle(home: &crate::paths::StateDir, deadline: Instant) -> Result<Settled, F
 /// The pid and readiness of unit `name` in `doc` (for Temporal, the
 /// stack's: its dependents reconnect to the new one).
 fn unit_pid(doc: &StatusDoc, name: &str) -> Option<(Option<i32>, bool)> {
-    if name == TEMPORAL {
-        return Some((doc.temporal.unit.pid, doc.is_ready()));
-    }
-    doc.services.get(name).map(|s| (s.unit.pid, s.unit.ready))
+    let u = doc.units.iter().find(|u| u.name == name)?;
+    let ready = if u.kind.is_temporal() {
+        doc.is_ready()
+    } else {
+        u.status.ready
+    };
+    Some((u.status.pid, ready))
 }

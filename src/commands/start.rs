@@ -50,7 +50,7 @@ fn launch_or_wait(args: &StartArgs, cfg: Config) -> Result<Started, Failure> {
     cfg.home.ensure()?;
     // Each service's log is written by the daemon: never through a link.
     for s in &cfg.services {
-        crate::paths::refuse_symlink(&cfg.home.service_log(&s.name))?;
+        crate::paths::refuse_symlink(&cfg.home.unit_log(&s.name))?;
     }
     let deadline = Instant::now() + cfg.timeout;
     let mut progress = Progress::new(&cfg.home);
@@ -145,7 +145,10 @@ fn ready_instance(cfg: &Config) -> Result<Option<StatusDoc>, Failure> {
 fn print_ready(doc: &StatusDoc, already: bool) {
     use std::fmt::Write as _;
     let t = &doc.temporal;
-    let pid = t.unit.pid.map_or_else(|| "?".into(), |p| p.to_string());
+    let unit = doc.temporal_unit().map(|u| &u.status);
+    let pid = unit
+        .and_then(|u| u.pid)
+        .map_or_else(|| "?".into(), |p| p.to_string());
     // One write to stdout, not one per line.
     let mut out = String::new();
     if !t.managed {
@@ -159,7 +162,7 @@ fn print_ready(doc: &StatusDoc, already: bool) {
         let _ = writeln!(
             out,
             "Temporal is already running (pid {pid}, up {}).",
-            human_secs(t.unit.uptime_seconds.unwrap_or(0.0))
+            human_secs(unit.and_then(|u| u.uptime_seconds).unwrap_or(0.0))
         );
     } else {
         let _ = writeln!(out, "Temporal is running (pid {pid}).");
@@ -173,12 +176,13 @@ fn print_ready(doc: &StatusDoc, already: bool) {
         "  health:  http://{}/healthz",
         doc.supervisor.http_addr
     );
-    for (name, svc) in &doc.services {
-        let pid = svc.unit.pid.map_or_else(|| "-".into(), |p| p.to_string());
+    for svc in doc.services() {
+        let pid = svc.status.pid.map_or_else(|| "-".into(), |p| p.to_string());
         let _ = writeln!(
             out,
-            "  service: {name} ({}, pid {pid})",
-            svc.unit.state.as_str()
+            "  service: {} ({}, pid {pid})",
+            svc.name,
+            svc.status.state.as_str()
         );
     }
     if let Some(note) = doc.supervisor.other_binary_note() {
@@ -385,15 +389,19 @@ fn cfg_status(cfg: &Config) -> Option<StatusDoc> {
 
 fn cfg_status_reason(cfg: &Config) -> String {
     match cfg_status(cfg) {
-        Some(doc) => {
-            let failing = doc
-                .health
-                .iter()
-                .find(|(_, s)| !s.ok)
-                .map(|(l, s)| format!("; {l} check: {}", s.reason))
-                .unwrap_or_default();
-            format!("state {}{failing}", doc.temporal.unit.state.as_str())
-        }
+        Some(doc) => match doc.temporal_unit() {
+            Some(t) => {
+                let failing = t
+                    .status
+                    .health
+                    .iter()
+                    .find(|(_, s)| !s.ok)
+                    .map(|(l, s)| format!("; {l} check: {}", s.reason))
+                    .unwrap_or_default();
+                format!("state {}{failing}", t.status.state.as_str())
+            }
+            None => "no Temporal in the daemon's status".into(),
+        },
         None => "no status from the daemon".into(),
     }
 }

@@ -103,7 +103,9 @@ fn stop_daemon(home: &StateDir, deadline: Instant) -> Result<(), Failure> {
                 )));
             }
         }
-        if r.units.contains_key(crate::model::TEMPORAL)
+        if r.units
+            .keys()
+            .any(|n| crate::model::Kind::of_name(n).is_temporal())
             && let Ok(frontend) = r.at.frontend.parse()
         {
             wait_port_released(home, frontend)?;

@@ -216,15 +216,17 @@ async fn answer(stream: UnixStream, state: &AppState, requests: &Requests) -> st
 
 /// Restart unit `name` (Temporal when `None`).
 async fn restart(state: &AppState, name: Option<&str>) -> Reply {
-    let name = name.unwrap_or(crate::model::TEMPORAL);
-    let Some(unit) = state.handle.unit(name) else {
-        return Reply::error(format!("no service named {name:?}"));
+    let unit = match name {
+        Some(name) => state.handle.unit(name),
+        None => state.handle.temporal(),
     };
-    tracing::info!(unit = %unit.name, "restart requested");
+    let Some(unit) = unit else {
+        return Reply::error(format!("no service named {:?}", name.unwrap_or_default()));
+    };
+    let name = &unit.name;
+    tracing::info!(unit = %name, "restart requested");
     match tokio::time::timeout(BUSY_AFTER, unit.commands.send(Command::Restart)).await {
-        Ok(Ok(())) => Reply::Restarting {
-            unit: unit.name.clone(),
-        },
+        Ok(Ok(())) => Reply::Restarting { unit: name.clone() },
         Ok(Err(_)) => Reply::error(format!("{name} is no longer supervised")),
         Err(_) => busy(&format!("{name} has too many commands queued")),
     }

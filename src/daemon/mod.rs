@@ -13,6 +13,7 @@
 //! reported to that CLI as [`Report`](crate::ipc::report::Report) lines on an
 //! inherited pipe.
 
+mod apply;
 pub mod control;
 mod reload;
 
@@ -24,26 +25,22 @@ pub mod upgrade;
 use crate::config::Config;
 use crate::disk::Disk;
 use crate::exit::Failure;
-use crate::health::temporal::PersistenceProbe;
 use crate::http::{self, AppState};
 use crate::ipc::report::{Notifier, Report};
 use crate::lock::InstanceLock;
 use crate::logfile::Logs;
 use crate::metrics::Metrics;
-use crate::model::TEMPORAL;
+use crate::model::Policy;
 use crate::model::clock::unix_now_ms;
 use crate::pidfile::{self, PidRecord};
+use crate::plan::Plan;
 use crate::process::{Identity, Spawner, ports};
 use crate::status::DaemonInfo;
 use crate::supervisor::Startup;
-use crate::supervisor::external::Watcher;
 use crate::supervisor::frozen::FrozenUnit;
-use crate::model::Policy;
 use crate::supervisor::registry::SharedRegistry;
-use crate::supervisor::side::SideCheck;
-use crate::supervisor::stack::{Ended, Runner, Stack, SupervisionError};
-use crate::supervisor::unit::Unit;
-use crate::supervisor::{Actor, Context, Halt, Handle, Observer, Observers, Outlet};
+use crate::supervisor::stack::{Ended, FirstStart, Stack, SupervisionError};
+use crate::supervisor::{Context, Halt, Handle};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -197,6 +194,8 @@ async fn serve(start: Start, spawner: Spawner, reporter: Reporter) -> Result<(),
 /// A running daemon: what an upgrade hands over, or a shutdown stops.
 pub struct Daemon {
     info: crate::status::Info,
+    /// The plan the units run: what a reload is the difference from.
+    plan: Plan,
     metrics: Arc<Metrics>,
     supervisor: Supervisor,
     http: Http,
@@ -251,15 +250,21 @@ impl Daemon {
             logs: logs.clone(),
             heartbeat: Default::default(),
         };
-        let supervisor = Supervisor::start(&info, ctx, metrics.clone(), Some(reporter), None)?;
+        let plan = Plan::of(
+            &info.config,
+            &info.binary,
+            &info.policy,
+            &crate::plan::inherited_names(),
+        );
+        let supervisor = Supervisor::start(ctx, metrics, Some(reporter), &plan, None).await?;
         let control = control::Control::bind(&info.config.home.control_socket());
-        Daemon::serving(info, metrics, supervisor, listener, control, pid_file, logs)
+        Daemon::serving(info, plan, supervisor, listener, control, pid_file, logs)
     }
 
     /// Start serving HTTP and the control socket beside the supervisor.
     fn serving(
         info: Arc<DaemonInfo>,
-        metrics: Arc<Metrics>,
+        plan: Plan,
         supervisor: Supervisor,
         listener: tokio::net::TcpListener,
         control: std::io::Result<control::Control>,
@@ -267,6 +272,7 @@ impl Daemon {
         logs: &Logs,
     ) -> Result<Daemon, Failure> {
         use std::os::fd::AsFd;
+        let metrics = supervisor.metrics.clone();
         let http_socket = listener.as_fd().try_clone_to_owned()?;
         let tracing_info = (info.config.http_addr, info.config.home.root().to_path_buf());
         let info = crate::status::Info::new((*info).clone());
@@ -293,6 +299,7 @@ impl Daemon {
             .map(|sd| tokio::spawn(sd.follow(supervisor.handle.clone())));
         Ok(Daemon {
             info,
+            plan,
             metrics,
             supervisor,
             http,
@@ -462,30 +469,52 @@ struct Supervisor {
     ctx: Context,
     /// The one connection to Temporal every check uses.
     client: crate::temporal::Client,
+    metrics: Arc<Metrics>,
     halt: watch::Sender<Option<Halt>>,
     done: oneshot::Receiver<Result<Ended, SupervisionError>>,
 }
 
 impl Supervisor {
-    /// Supervise every unit of `info`'s configuration; `adopted`: continue
-    /// from a handover's frozen units instead of starting them.
-    fn start(
-        info: &DaemonInfo,
+    /// Supervise every unit of `plan`: started, reported to `reporter`
+    /// once every unit is ready (or one fails); or, `adopted`, each
+    /// continuing from a handover's frozen state (reported by the daemon
+    /// that started it). Either way, the difference from nothing, applied.
+    async fn start(
         ctx: Context,
         metrics: Arc<Metrics>,
         reporter: Option<&Reporter>,
+        plan: &Plan,
         adopted: Option<Vec<(String, FrozenUnit)>>,
     ) -> Result<Self, Failure> {
-        // One connection to Temporal for every check: health, task
-        // queues, the write check, `status`'s live check.
-        let client = crate::temporal::Client::new(&info.config.connection());
-        let mut stack = build_stack(info, &ctx, &metrics, &client, adopted)?;
-        let handle = stack.handle();
-        for u in &handle.units() {
-            metrics.watch_log(&u.name, u.log.clone());
+        let frozen: std::collections::BTreeMap<String, FrozenUnit> =
+            adopted.iter().flatten().cloned().collect();
+        if adopted.is_some()
+            && let Some(u) = plan.units.iter().find(|u| !frozen.contains_key(&u.name))
+        {
+            return Err(Failure::Internal(format!(
+                "the handover has no state for {}",
+                u.name
+            )));
         }
-        let reporter = reporter.cloned();
-        let ready_handle = handle.clone();
+        let stack = Stack::new(ctx.heartbeat.clone());
+        let sup = Supervisor::run(stack, ctx, metrics, &plan.connection)?;
+        let nothing = Plan::empty(plan);
+        let d = crate::plan::diff(&nothing, plan).map_err(|e| Failure::Internal(e.0))?;
+        let first = apply::apply(&sup.binder(), &sup.handle, &d, &nothing, plan, frozen).await?;
+        if let Some(reporter) = reporter {
+            report_first_start(first, sup.handle.clone(), reporter.clone());
+        }
+        Ok(sup)
+    }
+
+    /// Run `stack` on a thread of its own.
+    fn run(
+        stack: Stack,
+        ctx: Context,
+        metrics: Arc<Metrics>,
+        connection: &crate::temporal::Connection,
+    ) -> Result<Self, Failure> {
+        let handle = stack.handle();
         let (halt, mut halt_rx) = watch::channel(None);
         let (done_tx, done) = oneshot::channel();
         std::thread::Builder::new()
@@ -496,51 +525,34 @@ impl Supervisor {
                     .build()
                     .map_err(|_| SupervisionError::ThreadDied)
                     .and_then(|rt| {
-                        rt.block_on(async move {
-                            // A fresh start reports when every unit is
-                            // ready (or one fails); an adopted one was
-                            // reported by the daemon that started it.
-                            if let Some(reporter) = reporter {
-                                let startup = stack.startup();
-                                let systemd = notify::Systemd::from_env();
-                                tokio::spawn(async move {
-                                    let Ok(outcome) = startup.await else { return };
-                                    let report = match outcome {
-                                        Startup::Ready { pid } => {
-                                            if let Some(sd) = systemd {
-                                                sd.ready(&ready_handle);
-                                            }
-                                            Report::Ready { pid }
-                                        }
-                                        Startup::Failed { code, message } => {
-                                            if let Some(sd) = systemd {
-                                                sd.failed(&message);
-                                            }
-                                            Report::Failed { code, message }
-                                        }
-                                    };
-                                    reporter.send(report);
-                                });
+                        rt.block_on(stack.run(async move {
+                            match halt_rx.wait_for(Option::is_some).await {
+                                Ok(h) => h.unwrap_or(Halt::Stop),
+                                Err(_) => Halt::Stop,
                             }
-                            stack
-                                .run(async move {
-                                    match halt_rx.wait_for(Option::is_some).await {
-                                        Ok(h) => h.unwrap_or(Halt::Stop),
-                                        Err(_) => Halt::Stop,
-                                    }
-                                })
-                                .await
-                        })
+                        }))
                     });
                 let _ = done_tx.send(result);
             })?;
         Ok(Supervisor {
             handle,
             ctx,
-            client,
+            // One connection to Temporal for every check: health, task
+            // queues, the write check, `status`'s live check.
+            client: crate::temporal::Client::new(connection),
+            metrics,
             halt,
             done,
         })
+    }
+
+    /// What binds units for this supervisor.
+    fn binder(&self) -> apply::Binder<'_> {
+        apply::Binder {
+            ctx: &self.ctx,
+            client: &self.client,
+            metrics: &self.metrics,
+        }
     }
 
     /// Stop supervising (Temporal's whole group goes) and report how the
@@ -574,115 +586,27 @@ impl Supervisor {
     }
 }
 
-/// Every unit of `info`'s configuration as a supervisor: Temporal (run,
-/// or watched when attached) and each service, all spawning through
-/// `spawner` and reporting to `metrics` (and traces, when on). With
-/// `adopted`, each continues from its frozen state.
-fn build_stack(
-    info: &DaemonInfo,
-    ctx: &Context,
-    metrics: &Arc<Metrics>,
-    client: &crate::temporal::Client,
-    adopted: Option<Vec<(String, FrozenUnit)>>,
-) -> Result<Stack, Failure> {
-    let cfg = &info.config;
-    let fresh = adopted.is_none();
-    let mut adopted: std::collections::BTreeMap<String, FrozenUnit> =
-        adopted.into_iter().flatten().collect();
-    let mut take = |name: &str| -> Result<Option<FrozenUnit>, Failure> {
-        match adopted.remove(name) {
-            Some(f) => Ok(Some(f)),
-            None if fresh => Ok(None),
-            None => Err(Failure::Internal(format!(
-                "the handover has no state for {name}"
-            ))),
-        }
-    };
-    let observe = |name: &str| observer(metrics, name);
-    let mismatch =
-        |name: &str| Failure::Internal(format!("the handover's {name} is of another kind"));
-    let adopt_err = |name: &str, e: std::io::Error| {
-        Failure::Internal(format!("cannot adopt {name}'s process: {e}"))
-    };
-    let mut members = Vec::new();
-    let mut startups = Vec::new();
-    // A unit handed over in an upgrade had its first start reported by
-    // the daemon that made it; a fresh one is waited for.
-    let mut outlet = |name: &str, frozen: &Option<FrozenUnit>| {
-        let mut out = Outlet::new(observe(name));
-        if frozen.is_none() {
-            startups.push((name.to_string(), out.watch_startup()));
-        }
-        out
-    };
-    let temporal = match cfg.attach {
-        Some(_) => {
-            let frozen = take(TEMPORAL)?;
-            let out = outlet(TEMPORAL, &frozen);
-            let (w, h) = Watcher::new(
-                client.clone(),
-                cfg.health_interval,
-                cfg.health_timeout,
-                ctx.registry.clone(),
-                out,
-            );
-            let w = match frozen {
-                None => w,
-                Some(FrozenUnit::Attached { state, snapshot }) => w.adopt(state, *snapshot),
-                Some(_) => return Err(mismatch(TEMPORAL)),
-            };
-            (Runner::Attached(w), h)
-        }
-        None => {
-            let frozen = take(TEMPORAL)?;
-            let out = outlet(TEMPORAL, &frozen);
-            let unit = Unit::temporal(cfg, &info.binary, info.policy.clone(), client);
-            let (a, h) = Actor::new(unit, ctx, out);
-            let a = match frozen {
-                None => a,
-                Some(FrozenUnit::Managed(f)) => a.adopt(*f).map_err(|e| adopt_err(TEMPORAL, e))?,
-                Some(_) => return Err(mismatch(TEMPORAL)),
-            };
-            (Runner::Managed(Box::new(a)), h)
-        }
-    };
-    members.push(temporal);
-    for s in &cfg.services {
-        let frozen = take(&s.name)?;
-        let out = outlet(&s.name, &frozen);
-        let unit = Unit::service(s, cfg, info.policy.clone(), &ctx.spawner, client);
-        let (a, h) = Actor::new(unit, ctx, out);
-        let a = match frozen {
-            None => a,
-            Some(FrozenUnit::Managed(f)) => a.adopt(*f).map_err(|e| adopt_err(&s.name, e))?,
-            Some(_) => return Err(mismatch(&s.name)),
+/// Tell the launching CLI (and systemd) how the first start went, once
+/// every unit is ready or one has failed.
+fn report_first_start(first: Vec<FirstStart>, handle: Handle, reporter: Reporter) {
+    let systemd = notify::Systemd::from_env();
+    tokio::spawn(async move {
+        let report = match crate::supervisor::stack::combined(first).await {
+            Startup::Ready { pid } => {
+                if let Some(sd) = systemd {
+                    sd.ready(&handle);
+                }
+                Report::Ready { pid }
+            }
+            Startup::Failed { code, message } => {
+                if let Some(sd) = systemd {
+                    sd.failed(&message);
+                }
+                Report::Failed { code, message }
+            }
         };
-        members.push((Runner::Managed(Box::new(a)), h));
-    }
-    let mut stack = Stack::new(members, startups, ctx.heartbeat.clone());
-    if let Some(check) = &cfg.persistence {
-        stack = stack.with_side(
-            TEMPORAL,
-            SideCheck {
-                probe: PersistenceProbe {
-                    client: client.clone(),
-                    namespace: check.namespace.clone(),
-                    timeout: PERSISTENCE_TIMEOUT,
-                },
-                every: check.interval,
-            },
-        );
-    }
-    Ok(stack)
-}
-
-/// What unit `name` reports to: its metrics, and spans when traces are on.
-fn observer(metrics: &Arc<Metrics>, name: &str) -> Arc<dyn Observer> {
-    let mut observers: Vec<Arc<dyn Observer>> = vec![metrics.observer(name)];
-    if crate::telemetry::traces_on() {
-        observers.push(Arc::new(crate::telemetry::spans::SpanObserver::new(name)));
-    }
-    Arc::new(Observers(observers))
+        reporter.send(report);
+    });
 }
 
 /// The HTTP server task; it outlives supervision, so monitors see

@@ -507,8 +507,16 @@ pub(super) async fn adopt(
         heartbeat: Default::default(),
     };
     let originals = h.fds();
-    let units = h.units;
-    let supervisor = Supervisor::start(&info, ctx, metrics.clone(), None, Some(units))?;
+    let plan = match h.plan {
+        Some(plan) => plan,
+        None => crate::plan::Plan::of(
+            &info.config,
+            &info.binary,
+            &info.policy,
+            &crate::plan::inherited_names(),
+        ),
+    };
+    let supervisor = Supervisor::start(ctx, metrics, None, &plan, Some(h.units)).await?;
     // The point of no return: the processes are supervised from here.
     serving.store(true, Ordering::Release);
     for fd in originals {
@@ -518,7 +526,7 @@ pub(super) async fn adopt(
         drop(unsafe { OwnedFd::from_raw_fd(fd) });
     }
     let pid_file = RemovePidFile(Some(home.pid_file()));
-    let daemon = Daemon::serving(info, metrics, supervisor, listener, control, pid_file, logs)?;
+    let daemon = Daemon::serving(info, plan, supervisor, listener, control, pid_file, logs)?;
     let answer = match h.rollback {
         Some(why) => Reply::error(why),
         None => {

@@ -257,6 +257,7 @@ async fn hand_over(
         .and_then(|t| t.status.borrow().process.as_ref().map(|p| p.pid));
     let Daemon {
         info,
+        plan,
         metrics,
         supervisor,
         http,
@@ -300,6 +301,7 @@ async fn hand_over(
         nonce: nonce(),
         rollback: None,
         temporal_pid,
+        plan: Some(plan),
     };
     Ok((p.binary, h))
 }

@@ -209,9 +209,10 @@ async fn readyz(State(s): State<AppState>) -> Response {
     let status = if ok { "ready" } else { "not_ready" };
     // Temporal's state from the same snapshots the code was decided on: a
     // second look could say `stopping` beside a 200.
-    let state = snaps
-        .iter()
-        .find(|(n, _)| n == crate::model::TEMPORAL)
+    let state = s
+        .handle
+        .temporal()
+        .and_then(|t| snaps.iter().find(|(n, _)| *n == t.name))
         .map_or(crate::model::StateName::Stopped, |(_, snap)| snap.state);
     json(
         code,
@@ -359,11 +360,11 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::config::options::Options;
+    use crate::model::Policy;
     use crate::model::StateName;
     use crate::paths::StateDir;
     use crate::supervisor::Snapshot;
     use crate::supervisor::UnitHandle;
-    use crate::model::Policy;
     use axum::body::Body;
     use clap::Parser;
     use tokio::sync::{mpsc, watch};
@@ -380,9 +381,9 @@ mod tests {
         let (tx, rx) = watch::channel(Snapshot::default());
         let (commands, _) = mpsc::channel(1);
         let h = UnitHandle {
-            restart_with: Vec::new(),
             name: name.into(),
-            depends_on: vec![],
+            kind: crate::model::Kind::of_name(name),
+            links: Default::default(),
             status: rx,
             commands,
             log: Arc::default(),
@@ -416,7 +417,7 @@ mod tests {
         heartbeat.beat();
         let metrics = Metrics::new().unwrap();
         for u in &units {
-            metrics.observer(&u.name);
+            metrics.observer(&u.name, u.kind);
         }
         AppState::new(
             Handle::new(units, heartbeat, tokio::sync::mpsc::channel(1).0),
@@ -493,6 +494,7 @@ mod tests {
         let doc: StatusDoc = serde_json::from_str(&body).unwrap();
         assert!(doc.is_ready());
         assert_eq!(doc.temporal.ui_url, None);
+        assert_eq!(doc.units[0].name, "temporal");
         let (code, body) = call(&app, "GET", "/metrics").await;
         assert_eq!(code, StatusCode::OK);
         assert!(body.contains("stigmer_temporal_up"), "{body}");

@@ -7,10 +7,10 @@
 
 use crate::config::Config;
 use crate::metrics::Carried;
+use crate::model::Policy;
 use crate::model::clock::mono;
 use crate::pidfile::PidRecord;
 use crate::supervisor::frozen::FrozenUnit;
-use crate::model::Policy;
 use crate::telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
 use std::os::fd::RawFd;
@@ -93,6 +93,12 @@ pub struct Handover {
     pub rollback: Option<String>,
     /// The supervised processes' pids before the upgrade (for the answer).
     pub temporal_pid: Option<i32>,
+    /// The plan the units run, installed as the running one by the next
+    /// daemon (nothing applied: differences its own defaults would make
+    /// show in `reload --dry-run`). Absent from older daemons: made from
+    /// `config` then.
+    #[serde(default)]
+    pub plan: Option<crate::plan::Plan>,
 }
 
 impl Handover {

@@ -15,7 +15,7 @@ pub use carry::Carried;
 use carry::{CarriedSeries, CarriedValue, NOT_CARRIED, add_carried, labels_of};
 pub use unit::UnitMetrics;
 
-use crate::model::TEMPORAL;
+use crate::model::{Kind as UnitKind, TEMPORAL};
 use crate::process::proc;
 
 use prometheus::{
@@ -144,10 +144,10 @@ impl Metrics {
         Ok(m)
     }
 
-    /// The observer that moves unit `name`'s series (Temporal's, or a
-    /// service's, by its name).
-    pub fn observer(&self, name: &str) -> Arc<UnitMetrics> {
-        let families = if name == TEMPORAL {
+    /// The observer that moves unit `name`'s series: its kind's
+    /// families (Temporal's, or a service's labelled by its name).
+    pub fn observer(&self, name: &str, kind: UnitKind) -> Arc<UnitMetrics> {
+        let families = if kind.is_temporal() {
             &self.temporal
         } else {
             &self.services
@@ -282,8 +282,8 @@ mod tests {
     #[test]
     fn services_have_series_of_their_own() {
         let m = Metrics::new().unwrap();
-        m.observer(TEMPORAL);
-        let api = m.observer("api");
+        m.observer(TEMPORAL, UnitKind::Temporal);
+        let api = m.observer("api", UnitKind::Service);
         api.state_changed(StateName::Waiting, StateName::Running);
         api.restart(&RestartInfo {
             reason: RestartReason::Unhealthy { layer: Layer::Http },
@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn carried_counters_and_histograms_continue_in_the_next_daemon() {
         let m = Metrics::new().unwrap();
-        let t = m.observer(TEMPORAL);
+        let t = m.observer(TEMPORAL, UnitKind::Temporal);
         let info = RestartInfo {
             reason: RestartReason::Signaled { signal: 9 },
             attempt: 1,
@@ -324,7 +324,7 @@ mod tests {
         let carried = m.carry();
         let json = serde_json::to_string(&carried).unwrap();
         let next = Metrics::with_carried(serde_json::from_str(&json).unwrap()).unwrap();
-        let next_t = next.observer(TEMPORAL);
+        let next_t = next.observer(TEMPORAL, UnitKind::Temporal);
         let before = m.render().unwrap();
         let after = next.render().unwrap();
         for series in [
@@ -349,7 +349,7 @@ mod tests {
     #[test]
     fn renders_every_family() {
         let m = Metrics::new().unwrap();
-        let t = m.observer(TEMPORAL);
+        let t = m.observer(TEMPORAL, UnitKind::Temporal);
         t.state_changed(StateName::Stopped, StateName::Running);
         t.restart(&RestartInfo {
             reason: RestartReason::Signaled { signal: 9 },

@@ -36,6 +36,22 @@ pub enum Layer {
 }
 
 impl Layer {
+    /// Every layer, in the order they run.
+    pub const ALL: [Layer; 12] = [
+        Layer::Lock,
+        Layer::PidFile,
+        Layer::Process,
+        Layer::Identity,
+        Layer::Log,
+        Layer::Port,
+        Layer::Tcp,
+        Layer::Grpc,
+        Layer::Http,
+        Layer::Exec,
+        Layer::TaskQueue,
+        Layer::Persistence,
+    ];
+
     /// Temporal's layers, in order.
     pub const TEMPORAL: [Layer; 7] = [
         Layer::Lock,

@@ -18,7 +18,7 @@ pub use code::Code;
 pub use exit_status::ExitStatus;
 pub use kind::{Kind, TEMPORAL};
 pub use layer::Layer;
-pub use restart::{RestartKind, RestartPolicy, RestartReason};
+pub use restart::{RestartKind, RestartPolicy, RestartReason, Rules};
 pub use secret::Secret;
 pub use state::StateName;
 

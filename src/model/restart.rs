@@ -144,3 +144,21 @@ impl RestartPolicy {
         }
     }
 }
+
+/// The rules of a unit's state machine: a value of its declaration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rules {
+    /// Backoff policy.
+    pub policy: super::Policy,
+    /// Consecutive failed health rounds before a restart.
+    pub failure_threshold: u32,
+    /// Longest wait from spawn to ready.
+    pub start_timeout: std::time::Duration,
+    /// Whether an ended process starts again.
+    pub restart: RestartPolicy,
+    /// A process that ends sooner after its spawn failed to start, even
+    /// if it was ready (supervisord's `startsecs`).
+    pub min_uptime: std::time::Duration,
+    /// It is ready once it has run for `min_uptime` (no readiness check).
+    pub ready_on_uptime: bool,
+}

@@ -3,14 +3,15 @@
 //! [`render`] is the human form of it.
 
 mod render;
+pub mod v1;
 
 pub use render::human_secs;
 
 use crate::config::Config;
-use crate::model::StateName;
-use crate::model::TEMPORAL;
-use crate::model::clock::unix_now_ms;
+use crate::model::Kind;
 use crate::model::Policy;
+use crate::model::StateName;
+use crate::model::clock::unix_now_ms;
 use crate::supervisor::{Backoff, LayerStatus, Restarts, Snapshot, UnitView};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -19,32 +20,40 @@ use std::path::PathBuf;
 /// Schema version of [`StatusDoc`].
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// The whole document.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// The whole document, as the daemon holds it: one list of units, each
+/// with the same status, whatever its kind. Its JSON is the documented
+/// version-1 layout ([`v1`]: Temporal's section, with four of its fields
+/// copied at the top, and a map of services), produced at the edge by
+/// serialisation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "v1::Document", from = "v1::Document")]
 pub struct StatusDoc {
-    /// Schema version.
-    pub version: u32,
     /// The supervising daemon.
     pub supervisor: SupervisorSection,
-    /// Temporal.
-    pub temporal: TemporalSection,
-    /// Health layers by name (lock, pid_file, process, identity, port, grpc).
-    pub health: BTreeMap<String, LayerStatus>,
-    /// Restarts.
-    pub restarts: Restarts,
-    /// Pending backoff, or null.
-    pub backoff: Option<Backoff>,
+    /// How the stack's Temporal is reached (whatever runs it).
+    pub temporal: TemporalInfo,
+    /// Every unit, the stack's Temporal first.
+    pub units: Vec<UnitEntry>,
     /// Effective supervision settings.
     pub config: ConfigSection,
-    /// Last error worth showing, or null.
-    pub last_error: Option<String>,
-    /// Every declared service, by name.
-    #[serde(default)]
-    pub services: BTreeMap<String, ServiceSection>,
     /// A gRPC health check of Temporal made for this request
     /// (`/status?check=live`), else absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_check: Option<LiveCheck>,
+}
+
+/// One unit of the document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitEntry {
+    /// Its name.
+    pub name: String,
+    /// What it is.
+    pub kind: Kind,
+    /// Its status.
+    pub status: UnitStatus,
+    /// What it runs (credentials masked; empty for Temporal).
+    pub command: Vec<String>,
+    /// What it waits for.
+    pub depends_on: Vec<String>,
 }
 
 /// What `status --json` prints when there is no daemon document to show:
@@ -229,18 +238,6 @@ impl UnitStatus {
     }
 }
 
-/// One service of the stack.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ServiceSection {
-    /// Its status.
-    #[serde(flatten)]
-    pub unit: UnitStatus,
-    /// What it runs (credentials masked).
-    pub command: Vec<String>,
-    /// What it waits for.
-    pub depends_on: Vec<String>,
-}
-
 /// `supervisor` section.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SupervisorSection {
@@ -280,15 +277,10 @@ impl SupervisorSection {
     }
 }
 
-/// `temporal` section.
+/// How the stack's Temporal is reached, and what it is: the fields the
+/// `temporal` section carries besides its unit's status.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TemporalSection {
-    /// Its status.
-    #[serde(flatten)]
-    pub unit: UnitStatus,
-    /// Serving since (Unix ms): `ready_since_unix_ms`, by its older name.
-    #[serde(default)]
-    pub serving_since_unix_ms: Option<u64>,
+pub struct TemporalInfo {
     /// Frontend gRPC address, as a local client dials it.
     pub frontend: String,
     /// The IP Temporal listens on (`--temporal-ip`).
@@ -402,30 +394,27 @@ pub struct DaemonInfo {
 }
 
 impl StatusDoc {
-    /// Build the document from every unit's latest view, found by name.
-    pub fn build(units: &[UnitView], info: &DaemonInfo) -> StatusDoc {
+    /// Build the document from every unit's latest view, in the stack's
+    /// order.
+    pub fn build(views: &[UnitView], info: &DaemonInfo) -> StatusDoc {
         let now = unix_now_ms();
         let c = &info.config;
-        let find = |name: &str| units.iter().find(|u| u.name == name);
-        let temporal = match find(TEMPORAL) {
-            Some(u) => UnitStatus::build(&u.snapshot, u.log.as_deref(), &u.stats, now),
-            None => UnitStatus::build(&Snapshot::default(), None, &Default::default(), now),
-        };
-        let services = c
-            .services
+        let units = views
             .iter()
-            .filter_map(|spec| {
-                let u = find(&spec.name)?;
-                let section = ServiceSection {
-                    unit: UnitStatus::build(&u.snapshot, u.log.as_deref(), &u.stats, now),
-                    command: crate::redact::argv(&spec.command),
-                    depends_on: spec.depends_on.clone(),
-                };
-                Some((spec.name.clone(), section))
+            .map(|u| {
+                let spec = c.services.iter().find(|s| s.name == u.name);
+                UnitEntry {
+                    name: u.name.clone(),
+                    kind: u.kind,
+                    status: UnitStatus::build(&u.snapshot, u.log.as_deref(), &u.stats, now),
+                    command: spec
+                        .map(|s| crate::redact::argv(&s.command))
+                        .unwrap_or_default(),
+                    depends_on: spec.map(|s| s.depends_on.clone()).unwrap_or_default(),
+                }
             })
             .collect();
         StatusDoc {
-            version: SCHEMA_VERSION,
             supervisor: SupervisorSection {
                 pid: std::process::id(),
                 version: env!("CARGO_PKG_VERSION").into(),
@@ -437,11 +426,8 @@ impl StatusDoc {
                     .ok()
                     .map(|p| p.display().to_string()),
             },
-            health: temporal.health.clone(),
-            restarts: temporal.restarts.clone(),
-            backoff: temporal.backoff.clone(),
-            last_error: temporal.last_error.clone(),
-            temporal: TemporalSection::build(temporal, info),
+            temporal: TemporalInfo::build(info),
+            units,
             config: ConfigSection {
                 health_interval_seconds: c.health_interval.as_secs_f64(),
                 health_timeout_seconds: c.health_timeout.as_secs_f64(),
@@ -454,43 +440,51 @@ impl StatusDoc {
                 backoff_base_seconds: info.policy.base.as_secs_f64(),
                 backoff_cap_seconds: info.policy.cap.as_secs_f64(),
             },
-            services,
             live_check: None,
         }
     }
 
+    /// The stack's Temporal.
+    pub fn temporal_unit(&self) -> Option<&UnitEntry> {
+        self.units.iter().find(|u| u.kind.is_temporal())
+    }
+
+    /// The services, in the stack's order.
+    pub fn services(&self) -> impl Iterator<Item = &UnitEntry> {
+        self.units.iter().filter(|u| !u.kind.is_temporal())
+    }
+
     /// Is the whole stack ready: Temporal serving, every service ready?
     pub fn is_ready(&self) -> bool {
-        self.temporal.unit.ready
-            && self.temporal.unit.state == StateName::Running
-            && self.services.values().all(|s| s.unit.ready)
+        let temporal = self
+            .temporal_unit()
+            .is_some_and(|t| t.status.ready && t.status.state == StateName::Running);
+        temporal
+            && self.services().all(|s| s.status.ready)
             && self.live_check.as_ref().is_none_or(|c| c.ok)
     }
 
-    /// Unit `name`'s status (`temporal` or a service).
+    /// Unit `name`'s status.
     pub fn unit(&self, name: &str) -> Option<&UnitStatus> {
-        if name == TEMPORAL {
-            return Some(&self.temporal.unit);
-        }
-        self.services.get(name).map(|s| &s.unit)
+        self.units
+            .iter()
+            .find(|u| u.name == name)
+            .map(|u| &u.status)
     }
 
     /// The services that are not ready, by name.
     pub fn not_ready(&self) -> Vec<&str> {
-        self.services
-            .iter()
-            .filter(|(_, s)| !s.unit.ready)
-            .map(|(n, _)| n.as_str())
+        self.services()
+            .filter(|s| !s.status.ready)
+            .map(|s| s.name.as_str())
             .collect()
     }
 }
 
-impl TemporalSection {
-    fn build(unit: UnitStatus, info: &DaemonInfo) -> TemporalSection {
+impl TemporalInfo {
+    fn build(info: &DaemonInfo) -> TemporalInfo {
         let c = &info.config;
-        TemporalSection {
-            serving_since_unix_ms: unit.ready_since_unix_ms,
-            unit,
+        TemporalInfo {
             frontend: c.frontend().to_string(),
             listen_ip: c.attach.is_none().then(|| c.temporal_ip.to_string()),
             ui_url: c.ui_url(),

@@ -1,34 +1,40 @@
-//! The human rendering of the status document (`stigmer local status`).
+//! The human rendering of the status document (`stigmer local status`):
+//! how the stack's Temporal is reached and who supervises it, then every
+//! unit by one renderer, whatever its kind: a line each, and the detail
+//! (restarts, backoff, health layers, errors, warnings) of the stack's
+//! Temporal and of any unit that is not ready.
 
-use super::{StatusDoc, UnitStatus};
-use crate::model::Layer;
+use super::{StatusDoc, UnitEntry, UnitStatus};
+use crate::model::StateName;
 
 impl StatusDoc {
-    /// A few human lines: Temporal (where it is reached, the daemon, its
-    /// restarts and health layers), then one line per service.
+    /// A few human lines.
     pub fn render(&self) -> String {
-        let mut lines = self.temporal_lines();
-        lines.extend(self.health_lines());
-        if !self.services.is_empty() {
+        let mut lines = Vec::new();
+        for u in self.units.iter().filter(|u| u.kind.is_temporal()) {
+            lines.push(unit_line(u));
+            lines.extend(self.reach_lines());
+            lines.extend(unit_detail(&u.status));
+        }
+        let mut services = self.services().peekable();
+        if services.peek().is_some() {
             lines.push("Services:".into());
         }
-        for (name, s) in &self.services {
-            lines.push(service_line(name, s));
+        for u in services {
+            lines.push(format!("  {}", unit_line(u)));
+            if !u.status.ready && u.status.state != StateName::Exited {
+                lines.extend(unit_detail(&u.status).into_iter().map(|l| format!("  {l}")));
+            }
         }
         let mut out = lines.join("\n");
         out.push('\n');
         out
     }
 
-    /// Temporal's state, addresses, the daemon, restarts and backoff.
-    fn temporal_lines(&self) -> Vec<String> {
+    /// Where Temporal is reached, and the daemon that supervises it.
+    fn reach_lines(&self) -> Vec<String> {
         let t = &self.temporal;
-        let mut v = vec![format!(
-            "Temporal: {}{}{}",
-            t.unit.state.as_str(),
-            running(&t.unit),
-            not_ready(&t.unit)
-        )];
+        let mut v = Vec::new();
         let remote = t.listen_ip.as_deref().filter(|ip| {
             !ip.parse::<std::net::IpAddr>()
                 .is_ok_and(|a| a.is_loopback())
@@ -76,51 +82,90 @@ impl StatusDoc {
             human_secs(sup.uptime_seconds),
             sup.version,
         ));
-        let r = &self.restarts;
-        let mut restarts = format!("  restarts:  {}", r.count);
-        if let Some(reason) = &r.last_reason {
-            restarts.push_str(&format!(", last: {}", reason.label()));
-        }
-        if let Some(exit) = &r.last_exit_description {
-            restarts.push_str(&format!(" ({exit})"));
-        }
-        v.push(restarts);
-        if let Some(b) = &self.backoff {
-            v.push(format!(
-                "  backoff:   attempt {}, next in {:.0} ms",
-                b.attempt, b.delay_ms
-            ));
-        }
         v
     }
+}
 
-    /// Temporal's health layers, its last error and warnings.
-    fn health_lines(&self) -> Vec<String> {
-        let mut v: Vec<String> = Layer::TEMPORAL
-            .iter()
-            .filter_map(|layer| {
-                let s = self.health.get(layer.as_str())?;
-                Some(format!(
-                    "  {:<11}  {} {} ({:.1} ms)",
-                    layer.as_str(),
-                    if s.ok { "ok  " } else { "FAIL" },
-                    s.reason,
-                    s.latency_ms
-                ))
-            })
-            .collect();
-        if let Some(e) = &self.last_error {
-            v.push(format!("  last error: {e}"));
+/// A unit's line: its title, state, pid and uptime, readiness, restarts,
+/// how its last process ended, and what fails.
+fn unit_line(u: &UnitEntry) -> String {
+    let s = &u.status;
+    let last = s
+        .restarts
+        .last_exit_description
+        .as_deref()
+        .map(|e| format!(", last exit: {e}"))
+        .unwrap_or_default();
+    let title = if u.kind.is_temporal() {
+        "Temporal:".to_string()
+    } else {
+        format!("{:<12}", u.name)
+    };
+    let mut out = format!(
+        "{title} {}{}{}{}",
+        s.state.as_str(),
+        running(s),
+        not_ready(s),
+        if u.kind.is_temporal() {
+            String::new()
+        } else {
+            format!(
+                ", {}, restarts {}{last}",
+                if s.ready { "ready" } else { "not ready" },
+                s.restarts.count
+            )
         }
-        v.extend(
-            self.temporal
-                .unit
-                .warnings
-                .iter()
-                .map(|w| format!("  warning:   {w}")),
-        );
-        v
+    );
+    if u.kind.is_temporal() {
+        return out;
     }
+    if let Some(failing) = s.health.iter().find(|(_, l)| !l.ok) {
+        out.push_str(&format!(" [{} check: {}]", failing.0, failing.1.reason));
+    } else if let Some(q) = s.health.get(crate::model::Layer::TaskQueue.as_str()) {
+        out.push_str(&format!(" [{}]", q.reason));
+    }
+    out
+}
+
+/// A unit's detail: restarts, backoff, its health layers, its last error
+/// and warnings.
+fn unit_detail(s: &UnitStatus) -> Vec<String> {
+    let r = &s.restarts;
+    let mut restarts = format!("  restarts:  {}", r.count);
+    if let Some(reason) = &r.last_reason {
+        restarts.push_str(&format!(", last: {}", reason.label()));
+    }
+    if let Some(exit) = &r.last_exit_description {
+        restarts.push_str(&format!(" ({exit})"));
+    }
+    let mut v = vec![restarts];
+    if let Some(b) = &s.backoff {
+        v.push(format!(
+            "  backoff:   attempt {}, next in {}",
+            b.attempt,
+            human_secs(b.delay_ms / 1000.0)
+        ));
+    }
+    let mut layers: Vec<(&String, &crate::supervisor::LayerStatus)> = s.health.iter().collect();
+    layers.sort_by_key(|(name, _)| {
+        crate::model::Layer::ALL
+            .iter()
+            .position(|l| l.as_str() == name.as_str())
+    });
+    for (layer, l) in layers {
+        v.push(format!(
+            "  {:<11}  {} {} ({:.1} ms)",
+            layer,
+            if l.ok { "ok  " } else { "FAIL" },
+            l.reason,
+            l.latency_ms
+        ));
+    }
+    if let Some(e) = &s.last_error {
+        v.push(format!("  last error: {e}"));
+    }
+    v.extend(s.warnings.iter().map(|w| format!("  warning:   {w}")));
+    v
 }
 
 /// ", NOT READY (why)" when it runs but is not ready.
@@ -141,37 +186,6 @@ fn running(u: &UnitStatus) -> String {
             )
         })
         .unwrap_or_default()
-}
-
-/// One line per service: state, pid and uptime, readiness, restarts, and
-/// how the last process ended.
-fn service_line(name: &str, s: &super::ServiceSection) -> String {
-    let s = &s.unit;
-    let running = running(s);
-    let ready = if s.ready { "ready" } else { "not ready" };
-    let last = s
-        .restarts
-        .last_exit_description
-        .as_deref()
-        .map(|e| format!(", last exit: {e}"))
-        .unwrap_or_default();
-    let mut out = format!(
-        "  {name:<12} {}{running}, {ready}, restarts {}{last}",
-        s.state.as_str(),
-        s.restarts.count
-    );
-    if let Some(failing) = s.health.iter().find(|(_, l)| !l.ok) {
-        out.push_str(&format!(" [{} check: {}]", failing.0, failing.1.reason));
-    } else if let Some(q) = s.health.get(Layer::TaskQueue.as_str()) {
-        out.push_str(&format!(" [{}]", q.reason));
-    }
-    if let Some(e) = &s.last_error {
-        out.push_str(&format!(" [{e}]"));
-    }
-    for w in &s.warnings {
-        out.push_str(&format!(" [warning: {w}]"));
-    }
-    out
 }
 
 /// "1h02m", "3m04s", "12.3s".

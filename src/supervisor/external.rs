@@ -11,7 +11,6 @@ use crate::model::{Layer, StateName};
 use super::Startup;
 use super::{Command, Halt, Outlet, Snapshot, UnitHandle};
 use crate::health::{self, FileChecks, Plan, Round, Target};
-use crate::model::TEMPORAL;
 use crate::model::clock::unix_now_ms;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,11 +71,11 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// A watcher of the Temporal `client` reaches, and its handle.
+    /// A watcher of the attached Temporal `spec` declares, reached
+    /// through `client`, and its handle.
     pub fn new(
+        spec: &crate::plan::UnitSpec,
         client: crate::temporal::Client,
-        interval: Duration,
-        timeout: Duration,
         registry: SharedRegistry,
         out: Outlet,
     ) -> (Self, UnitHandle) {
@@ -85,12 +84,11 @@ impl Watcher {
             ..Snapshot::default()
         };
         // Nothing of an external Temporal's is logged here.
-        let (status, commands, handle) =
-            super::unit_channels(TEMPORAL, Vec::new(), snap, Arc::default(), None);
+        let (status, commands, handle) = super::unit_channels(spec, snap, Arc::default(), None);
         let w = Watcher {
             client,
-            interval,
-            timeout,
+            interval: spec.timing.health_interval,
+            timeout: spec.timing.health_timeout,
             registry,
             out,
             status,

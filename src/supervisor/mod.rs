@@ -81,11 +81,36 @@ pub enum Command {
         pid: i32,
         /// Its verdict.
         check: Box<Check>,
+        /// Its policy: `failure_threshold` failures in a row restart the
+        /// unit.
+        restart: bool,
     },
     /// Its configuration changed (a reload): run this from now on, and
     /// replace the process (with a build first, and an overlap, where the
     /// unit says so).
     Reconfigure(Box<unit::Unit>),
+}
+
+/// How a unit is tied to the others of the stack (from its spec).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Links {
+    /// What must be ready before it starts.
+    pub depends_on: Vec<String>,
+    /// Dependencies whose restart restarts it.
+    pub restart_with: Vec<String>,
+    /// Units that stop only after it has.
+    pub stops_before: Vec<String>,
+}
+
+impl Links {
+    /// The links `spec` declares.
+    pub fn of(spec: &crate::plan::UnitSpec) -> Links {
+        Links {
+            depends_on: spec.depends_on.clone(),
+            restart_with: spec.restart_with.clone(),
+            stops_before: spec.stops_before.clone(),
+        }
+    }
 }
 
 /// A cloneable handle to one unit: read its latest snapshot, send it
@@ -94,10 +119,10 @@ pub enum Command {
 pub struct UnitHandle {
     /// The unit's name (`temporal` or the service's).
     pub name: String,
-    /// What it waits for.
-    pub depends_on: Vec<String>,
-    /// Dependencies whose restart restarts it.
-    pub restart_with: Vec<String>,
+    /// What it is.
+    pub kind: crate::model::Kind,
+    /// How it is tied to the others.
+    pub links: Links,
     /// Latest snapshot.
     pub status: watch::Receiver<Snapshot>,
     /// Command channel.
@@ -202,17 +227,11 @@ impl Handle {
             .push(u);
     }
 
-    /// Unit `name` now waits for `depends_on` and follows `restart_with`.
-    pub(crate) fn set_dependencies(
-        &self,
-        name: &str,
-        depends_on: Vec<String>,
-        restart_with: Vec<String>,
-    ) {
+    /// Unit `name` is tied to the others by `links` from now on.
+    pub(crate) fn set_links(&self, name: &str, links: Links) {
         let mut units = self.units.write().unwrap_or_else(|p| p.into_inner());
         if let Some(u) = units.iter_mut().find(|u| u.name == name) {
-            u.depends_on = depends_on;
-            u.restart_with = restart_with;
+            u.links = links;
         }
     }
 
@@ -232,7 +251,12 @@ impl Handle {
 
     /// Temporal's handle (every stack has Temporal, managed or attached).
     pub fn temporal(&self) -> Option<UnitHandle> {
-        self.unit(crate::model::TEMPORAL)
+        self.units
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|u| u.kind.is_temporal())
+            .cloned()
     }
 
     /// Temporal's state (`stopped` if it had none).
@@ -259,6 +283,7 @@ impl Handle {
             .iter()
             .map(|u| UnitView {
                 name: u.name.clone(),
+                kind: u.kind,
                 snapshot: u.status.borrow().clone(),
                 log: u.log_path.clone(),
                 stats: u.log.clone(),
@@ -280,6 +305,8 @@ impl Handle {
 pub struct UnitView {
     /// Its name.
     pub name: String,
+    /// What it is.
+    pub kind: crate::model::Kind,
     /// What its supervisor published last.
     pub snapshot: Snapshot,
     /// Its log file, when it has one.
@@ -292,8 +319,7 @@ pub struct UnitView {
 /// Temporal) is built with: the channel it publishes its snapshot on, the
 /// one it takes commands from, and the handle others hold.
 pub(crate) fn unit_channels(
-    name: &str,
-    depends_on: Vec<String>,
+    spec: &crate::plan::UnitSpec,
     first: Snapshot,
     log: Arc<crate::disk::LogStats>,
     log_path: Option<std::path::PathBuf>,
@@ -301,9 +327,9 @@ pub(crate) fn unit_channels(
     let (status, status_rx) = watch::channel(first);
     let (commands_tx, commands) = mpsc::channel(8);
     let handle = UnitHandle {
-        name: name.to_string(),
-        depends_on,
-        restart_with: Vec::new(),
+        name: spec.name.clone(),
+        kind: spec.kind,
+        links: Links::of(spec),
         status: status_rx,
         commands: commands_tx,
         log,

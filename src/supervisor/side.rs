@@ -25,6 +25,8 @@ pub struct SideCheck {
     pub probe: PersistenceProbe,
     /// Between checks.
     pub every: Duration,
+    /// Whether `failure_threshold` failures in a row restart the unit.
+    pub restart: bool,
 }
 
 fn serving(s: StateName) -> bool {
@@ -83,6 +85,7 @@ impl SideCheck {
             let observed = Command::Observed {
                 pid,
                 check: Box::new(check),
+                restart: self.restart,
             };
             if unit.commands.send(observed).await.is_err() {
                 return;

@@ -15,7 +15,6 @@ use crate::model::StateName;
 
 use super::Startup;
 use super::{Command, Halt, Handle, UnitHandle};
-use crate::model::TEMPORAL;
 use std::collections::BTreeSet;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -65,69 +64,49 @@ pub enum Ended {
     Frozen(Vec<(String, FrozenUnit)>),
 }
 
-/// A change to a running stack (a configuration reload).
+/// A unit joining the stack: its supervisor, its handle, and a check of
+/// its own schedule beside it, if any.
+pub struct Joining {
+    /// Its supervisor.
+    pub runner: Runner,
+    /// Its handle.
+    pub handle: UnitHandle,
+    /// Temporal's write check.
+    pub side: Option<super::side::SideCheck>,
+}
+
+/// A change to a running stack: what start, reload and adoption apply.
 pub enum StackChange {
     /// Supervise this unit too (it starts once its dependencies are
-    /// ready).
-    Add(Box<Runner>, UnitHandle),
+    /// ready), with a check of its own schedule beside it, if any.
+    Add(Box<Joining>),
     /// Stop this unit and forget it; answered once it is gone.
     Remove(String, oneshot::Sender<()>),
 }
 
-/// Every unit of the stack, ready to run.
+/// The stack: its units come and go as [`StackChange`]s (a start adds
+/// every unit of the plan).
 pub struct Stack {
-    members: Vec<(Runner, UnitHandle)>,
-    startups: Vec<(String, oneshot::Receiver<Startup>)>,
-    sides: Vec<(String, super::side::SideCheck)>,
     heartbeat: Heartbeat,
     handle: Handle,
     changes: mpsc::Receiver<StackChange>,
 }
 
 impl Stack {
-    /// A stack of `members`, Temporal first, each after what it depends
-    /// on, with each unit's first-start report.
-    pub fn new(
-        members: Vec<(Runner, UnitHandle)>,
-        startups: Vec<(String, oneshot::Receiver<Startup>)>,
-        heartbeat: Heartbeat,
-    ) -> Self {
-        let (tx, changes) = mpsc::channel(16);
-        let handle = Handle::new(
-            members.iter().map(|(_, h)| h.clone()).collect(),
-            heartbeat.clone(),
-            tx,
-        );
+    /// An empty stack; units are added through its handle's `changes`.
+    pub fn new(heartbeat: Heartbeat) -> Self {
+        let (tx, changes) = mpsc::channel(64);
+        let handle = Handle::new(Vec::new(), heartbeat.clone(), tx);
         Stack {
-            members,
-            startups,
-            sides: Vec::new(),
             heartbeat,
             handle,
             changes,
         }
     }
 
-    /// Also run `side` beside unit `name`'s rounds.
-    pub fn with_side(mut self, name: &str, side: super::side::SideCheck) -> Self {
-        self.sides.push((name.to_string(), side));
-        self
-    }
-
     /// Handles to every unit.
     pub fn handle(&self) -> Handle {
         self.handle.clone()
-    }
-
-    /// How the first start went, for the whole stack: `Ready` (with
-    /// Temporal's pid) once every unit is ready, or the first `Failed`.
-    pub fn startup(&mut self) -> oneshot::Receiver<Startup> {
-        let (tx, rx) = oneshot::channel();
-        let startups = std::mem::take(&mut self.startups);
-        tokio::spawn(async move {
-            let _ = tx.send(combined(startups).await);
-        });
-        rx
     }
 
     /// Supervise until `halt` resolves; then stop every unit, in reverse
@@ -140,30 +119,12 @@ impl Stack {
     ) -> Result<Ended, SupervisionError> {
         self.heartbeat.spawn();
         let handle = self.handle();
-        let sides: Vec<tokio::task::JoinHandle<()>> = self
-            .sides
-            .into_iter()
-            .filter_map(|(name, side)| {
-                let unit = handle.unit(&name)?.clone();
-                Some(tokio::spawn(side.run(unit)))
-            })
-            .collect();
-        let _abort_sides = AbortOnDrop(sides);
+        let mut sides = AbortOnDrop(Vec::new());
         let mut stops = Vec::new();
-        let mut tasks = JoinSet::new();
+        let mut tasks: Tasks = JoinSet::new();
         let (changed_tx, mut changed) = mpsc::unbounded_channel();
-        for (runner, h) in std::mem::take(&mut self.members) {
-            launch(runner, &h, &mut stops, &mut tasks, &changed_tx);
-        }
         tokio::pin!(halt);
-        // Units adopted from a previous daemon that are past waiting have
-        // been started already.
-        let mut started: BTreeSet<String> = handle
-            .units()
-            .iter()
-            .filter(|u| u.status.borrow().state != StateName::Waiting)
-            .map(|u| u.name.clone())
-            .collect();
+        let mut started: BTreeSet<String> = BTreeSet::new();
         let mut serving: std::collections::BTreeMap<String, i32> =
             std::collections::BTreeMap::new();
         // Units being removed, and who waits for them to be gone.
@@ -193,10 +154,19 @@ impl Stack {
                     }
                 }
                 Some(change) = self.changes.recv() => match change {
-                    StackChange::Add(runner, h) => {
+                    StackChange::Add(j) => {
+                        let Joining { runner, handle: h, side } = *j;
                         tracing::info!(unit = %h.name, "added");
+                        // A unit adopted from a previous daemon, past
+                        // waiting, has been started already.
+                        if h.status.borrow().state != StateName::Waiting {
+                            started.insert(h.name.clone());
+                        }
                         handle.push(h.clone());
-                        launch(*runner, &h, &mut stops, &mut tasks, &changed_tx);
+                        if let Some(side) = side {
+                            sides.0.push(tokio::spawn(side.run(h.clone())));
+                        }
+                        launch(runner, &h, &mut stops, &mut tasks, &changed_tx);
                     }
                     StackChange::Remove(name, done) => {
                         tracing::info!(unit = %name, "removing");
@@ -284,10 +254,11 @@ async fn freeze_all(stops: &mut Stops, tasks: &mut Tasks) -> Result<Ended, Super
 /// Send `Start` to every waiting unit whose dependencies are all ready.
 async fn start_ready_dependents(handle: &Handle, started: &mut BTreeSet<String>) {
     for u in &handle.units() {
-        if u.depends_on.is_empty() || started.contains(&u.name) {
+        if u.links.depends_on.is_empty() || started.contains(&u.name) {
             continue;
         }
         let deps_ready = u
+            .links
             .depends_on
             .iter()
             .all(|d| handle.unit(d).is_some_and(|h| h.status.borrow().ready));
@@ -318,7 +289,7 @@ async fn restart_followers(handle: &Handle, serving: &mut std::collections::BTre
         for f in handle
             .units()
             .iter()
-            .filter(|f| f.restart_with.contains(&u.name))
+            .filter(|f| f.links.restart_with.contains(&u.name))
         {
             tracing::info!(unit = %f.name, dependency = %u.name, "its dependency restarted: restarting");
             let _ = f.commands.send(Command::Restart).await;
@@ -326,8 +297,9 @@ async fn restart_followers(handle: &Handle, serving: &mut std::collections::BTre
     }
 }
 
-/// Stop the units in waves: a unit stops once no unit that is still
-/// running depends on it, and Temporal only after every service.
+/// Stop the units in waves: a unit stops once every unit that must stop
+/// before it (its dependents; for Temporal, every service: written out in
+/// the plan) has.
 async fn stop_in_order(
     handle: &Handle,
     stops: &mut Stops,
@@ -341,9 +313,7 @@ async fn stop_in_order(
             .iter()
             .filter(|n| {
                 !units.iter().any(|u| {
-                    remaining.contains(&u.name)
-                        && &u.name != *n
-                        && (u.depends_on.contains(n) || (*n == TEMPORAL))
+                    remaining.contains(&u.name) && &u.name != *n && u.links.stops_before.contains(n)
                 })
             })
             .cloned()
@@ -379,18 +349,21 @@ async fn stop_in_order(
     outcome
 }
 
+/// A unit's first-start report, with its kind.
+pub type FirstStart = (crate::model::Kind, oneshot::Receiver<Startup>);
+
 /// `Ready` once every unit reported ready (with Temporal's pid), or the
 /// first `Failed`, naming the service.
-async fn combined(startups: Vec<(String, oneshot::Receiver<Startup>)>) -> Startup {
+pub async fn combined(startups: Vec<FirstStart>) -> Startup {
     let mut set = JoinSet::new();
-    for (name, rx) in startups {
-        set.spawn(async move { (name, rx.await) });
+    for (kind, rx) in startups {
+        set.spawn(async move { (kind, rx.await) });
     }
     let mut temporal_pid = 0;
     while let Some(joined) = set.join_next().await {
-        let Ok((name, report)) = joined else { continue };
+        let Ok((kind, report)) = joined else { continue };
         match report {
-            Ok(Startup::Ready { pid }) if name == TEMPORAL => temporal_pid = pid,
+            Ok(Startup::Ready { pid }) if kind.is_temporal() => temporal_pid = pid,
             Ok(Startup::Ready { .. }) => {}
             Ok(failed @ Startup::Failed { .. }) => return failed,
             Err(_) => {}

@@ -12,8 +12,8 @@
 //! [`Outcome::Stale`]: nothing changes, and the actor counts it. Nothing
 //! an event does can stop more than its own unit.
 
-use crate::model::Policy;
-use crate::model::{ExitStatus, Layer, RestartPolicy, RestartReason, StateName};
+pub use crate::model::Rules;
+use crate::model::{ExitStatus, Layer, RestartReason, StateName};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -378,24 +378,6 @@ pub enum Action {
     Repair(Layer),
     /// Supervision is over; the actor returns.
     Finish,
-}
-
-/// Static configuration of the machine.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rules {
-    /// Backoff policy.
-    pub policy: Policy,
-    /// Consecutive failed health rounds before a restart.
-    pub failure_threshold: u32,
-    /// Longest wait from spawn to ready.
-    pub start_timeout: Duration,
-    /// Whether an ended process starts again.
-    pub restart: RestartPolicy,
-    /// A process that ends sooner after its spawn failed to start, even
-    /// if it was ready (supervisord's `startsecs`).
-    pub min_uptime: Duration,
-    /// It is ready once it has run for `min_uptime` (no readiness check).
-    pub ready_on_uptime: bool,
 }
 
 /// How an event was taken.

@@ -61,11 +61,12 @@ fn ms(d: Duration) -> f64 {
 }
 
 impl SpanObserver {
-    /// Spans of unit `name`.
-    pub fn new(name: &str) -> Self {
+    /// Spans of unit `name`, of `kind` (Temporal's spans are
+    /// `temporal.*`; a service's `service.*`, with its name).
+    pub fn new(name: &str, kind: crate::model::Kind) -> Self {
         SpanObserver {
             open: Mutex::default(),
-            service: (name != crate::model::TEMPORAL).then(|| name.to_string()),
+            service: (!kind.is_temporal()).then(|| name.to_string()),
         }
     }
 

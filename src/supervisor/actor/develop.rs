@@ -178,9 +178,15 @@ impl Actor {
 
     /// Start watching, if the unit watches anything.
     pub(super) fn start_watching(&mut self) {
-        let Some(spec) = &self.unit.watch else { return };
-        let env_files: Vec<std::path::PathBuf> =
-            self.unit.env_files.iter().map(|f| f.path.clone()).collect();
+        let Some(spec) = &self.unit.spec.watch else {
+            return;
+        };
+        let env_files: Vec<std::path::PathBuf> = self
+            .unit
+            .env_files()
+            .iter()
+            .map(|f| f.path.clone())
+            .collect();
         match files::watch(spec, &env_files) {
             Ok((w, rx)) => {
                 self.dev._watching = Some(w);
@@ -191,7 +197,7 @@ impl Actor {
     }
 
     fn note(&mut self, n: String) {
-        tracing::warn!(unit = %self.unit.name, "{n}");
+        tracing::warn!(unit = %self.unit.spec.name, "{n}");
         if !self.snap.notes.contains(&n) {
             self.snap.notes.push(n);
         }
@@ -199,7 +205,7 @@ impl Actor {
 
     /// A start: held back for the build before the first start, if any.
     pub(super) fn gate_start(&mut self, ev: Event) -> Option<Event> {
-        if matches!(ev, Event::Start) && self.unit.build.is_some() && !self.dev.built {
+        if matches!(ev, Event::Start) && self.unit.spec.build.is_some() && !self.dev.built {
             self.dev.start_wanted = true;
             if self.dev.build.is_none() {
                 self.start_build("start".into(), true);
@@ -213,7 +219,7 @@ impl Actor {
     pub(super) async fn on_dev(&mut self, ev: DevEvent) -> Vec<Event> {
         match ev {
             DevEvent::Changed(path) => {
-                tracing::info!(unit = %self.unit.name, file = %path, "changed");
+                tracing::info!(unit = %self.unit.spec.name, file = %path, "changed");
                 self.change(format!("{path} changed"))
             }
             DevEvent::Problem(p) => {
@@ -235,7 +241,7 @@ impl Actor {
     /// Replace the process because of `trigger`: build first when there
     /// is a build; before the first start, start.
     pub(super) fn change(&mut self, trigger: String) -> Vec<Event> {
-        if self.unit.build.is_some() {
+        if self.unit.spec.build.is_some() {
             let first = !self.dev.built;
             self.start_build(trigger, first);
             return vec![];
@@ -248,7 +254,7 @@ impl Actor {
         if let Some(b) = self.dev.build.take() {
             // Cancelled: the newer change builds again. Its process is
             // reaped off the loop (it dies at once).
-            tracing::info!(unit = %self.unit.name, trigger = %b.trigger, "build cancelled by a newer change");
+            tracing::info!(unit = %self.unit.spec.name, trigger = %b.trigger, "build cancelled by a newer change");
             b.ctl.cancel();
             first |= b.first;
             tokio::spawn(b.wait);
@@ -266,7 +272,7 @@ impl Actor {
             None => return,
             Some(Err(e)) => Box::pin(async move { Err(std::io::Error::other(e)) }),
             Some(Ok(spec)) => {
-                tracing::info!(unit = %self.unit.name, %trigger, program = %spec.program.display(), "building");
+                tracing::info!(unit = %self.unit.spec.name, %trigger, program = %spec.program.display(), "building");
                 let (spawner, logs, log, ctl) = (
                     self.ctx.spawner.clone(),
                     self.ctx.logs.clone(),
@@ -320,7 +326,7 @@ impl Actor {
             Ok(st) => Some(format!(
                 "{} (its output is in `stigmer local logs {}`)",
                 st.describe(),
-                self.unit.name
+                self.unit.spec.name
             )),
             Err(e) => Some(format!("cannot run the build: {e}")),
         };
@@ -331,7 +337,7 @@ impl Actor {
         }
         match error {
             None => {
-                tracing::info!(unit = %self.unit.name, trigger = %b.trigger, ms = took.as_millis() as u64, "built");
+                tracing::info!(unit = %self.unit.spec.name, trigger = %b.trigger, ms = took.as_millis() as u64, "built");
                 if b.first {
                     self.dev.built = true;
                     let wanted = std::mem::take(&mut self.dev.start_wanted);
@@ -340,11 +346,11 @@ impl Actor {
                 self.replace(b.trigger)
             }
             Some(e) => {
-                tracing::warn!(unit = %self.unit.name, trigger = %b.trigger, error = %e, "build failed; the running process stays");
+                tracing::warn!(unit = %self.unit.spec.name, trigger = %b.trigger, error = %e, "build failed; the running process stays");
                 if b.first {
                     self.report_startup(Startup::Failed {
                         code: crate::model::Code::StartFailed,
-                        message: format!("service {} failed to build: {e}", self.unit.name),
+                        message: format!("service {} failed to build: {e}", self.unit.spec.name),
                     });
                 }
                 vec![]
@@ -356,8 +362,8 @@ impl Actor {
     /// replace the process (building first, overlapping where it says
     /// so); watch what it watches now.
     pub(super) fn reconfigure(&mut self, unit: crate::supervisor::unit::Unit) -> Vec<Event> {
-        let rewatch = unit.watch != self.unit.watch || unit.env_files != self.unit.env_files;
-        let temporal = self.unit.name == crate::model::TEMPORAL;
+        let rewatch =
+            unit.spec.watch != self.unit.spec.watch || unit.env_files() != self.unit.env_files();
         self.unit = unit;
         if rewatch {
             self.dev.changes = None;
@@ -367,15 +373,9 @@ impl Actor {
                 .retain(|n| !n.starts_with("watch") && !n.contains("inotify"));
             self.start_watching();
         }
-        let trigger = "the configuration changed".to_string();
-        if temporal {
-            // Temporal restarts (its ports may have moved: no overlap).
-            return match self.life.state.name() {
-                StateName::Waiting | StateName::Stopped | StateName::Spawning => vec![],
-                _ => vec![Event::Reload { trigger }],
-            };
-        }
-        self.change(trigger)
+        // Replaced as its spec says (Temporal's: a restart, its ports may
+        // have moved; no build).
+        self.change("the configuration changed".to_string())
     }
 
     /// `stigmer local restart`: an overlap when the unit reloads so and
@@ -384,7 +384,8 @@ impl Actor {
         if self.life.state.name() == StateName::Spawning {
             return vec![];
         }
-        if self.unit.reload == ReloadMode::Overlap && self.life.state.is_serving_or_unhealthy() {
+        if self.unit.spec.reload == ReloadMode::Overlap && self.life.state.is_serving_or_unhealthy()
+        {
             return self.replace("restart requested".into());
         }
         vec![Event::RestartRequested]
@@ -394,7 +395,7 @@ impl Actor {
     /// serves; otherwise stop and start.
     fn replace(&mut self, trigger: String) -> Vec<Event> {
         let serving = self.life.state.is_serving_or_unhealthy();
-        match (self.unit.reload, serving, self.life.state.name()) {
+        match (self.unit.spec.reload, serving, self.life.state.name()) {
             (_, _, StateName::Waiting | StateName::Stopped) => vec![],
             (ReloadMode::Overlap, true, _) => {
                 if self.dev.successor.is_none() {
@@ -424,7 +425,7 @@ impl Actor {
                 return;
             }
         };
-        tracing::info!(unit = %self.unit.name, %trigger, "reload: starting the new process beside the old one");
+        tracing::info!(unit = %self.unit.spec.name, %trigger, "reload: starting the new process beside the old one");
         let spawner = self.ctx.spawner.clone();
         let (unit, ready_tx, logs, log) = (
             self.unit.clone(),
@@ -440,10 +441,7 @@ impl Actor {
             let mut child = match spawner.spawn(spec).await {
                 Ok(c) => c,
                 Err(e) => {
-                    return (
-                        None,
-                        Err(format!("cannot run {}: {e}", unit.spawn.program.display())),
-                    );
+                    return (None, Err(format!("cannot run {}: {e}", unit.program())));
                 }
             };
             ctl2.pgid.store(child.pgid(), Ordering::SeqCst);
@@ -460,7 +458,7 @@ impl Actor {
                     start_time: 0,
                     exe: None,
                 });
-            registry.set(&overlap_key(&unit.name), Some(identity.clone()));
+            registry.set(&overlap_key(&unit.spec.name), Some(identity.clone()));
             let r = until_ready(&mut child, &identity, &unit, started).await;
             (Some((child, identity, pumps)), r)
         });
@@ -491,7 +489,7 @@ impl Actor {
                     return vec![];
                 };
                 let old_pid = old.child.pid;
-                tracing::info!(unit = %self.unit.name, old = old_pid, new = pid, "reload: the new process is ready; stopping the old one");
+                tracing::info!(unit = %self.unit.spec.name, old = old_pid, new = pid, "reload: the new process is ready; stopping the old one");
                 self.retire(old);
                 self.adopt_successor(child, identity, pumps);
                 vec![Event::Replaced {
@@ -509,7 +507,9 @@ impl Actor {
                     let _ = child.wait().await;
                     process::wait_group_gone(pgid, Instant::now() + Duration::from_secs(5)).await;
                 }
-                self.ctx.registry.set(&overlap_key(&self.unit.name), None);
+                self.ctx
+                    .registry
+                    .set(&overlap_key(&self.unit.spec.name), None);
                 self.snap.overlap = None;
                 self.note(format!(
                     "reload ({}) failed, the old process keeps running: {why}",
@@ -555,9 +555,9 @@ impl Actor {
             mut child,
             identity,
         } = old;
-        let (signal, grace) = (self.unit.stop_signal, self.unit.stop_grace);
+        let (signal, grace) = (self.unit.stop_signal(), self.unit.spec.stop_grace);
         let registry = self.ctx.registry.clone();
-        let key = overlap_key(&self.unit.name);
+        let key = overlap_key(&self.unit.spec.name);
         registry.set(&key, Some(identity));
         self.snap.overlap = Some(Overlap {
             pid: child.pid,
@@ -565,7 +565,7 @@ impl Actor {
             since_unix_ms: unix_now_ms(),
         });
         let done = self.dev.retired.0.clone();
-        let name = self.unit.name.clone();
+        let name = self.unit.spec.name.clone();
         self.dev.retiring.push(tokio::spawn(async move {
             let pid = child.pid;
             let pgid = child.pgid();
@@ -606,7 +606,9 @@ impl Actor {
             let _ = t.await;
         }
         self.snap.overlap = None;
-        self.ctx.registry.set(&overlap_key(&self.unit.name), None);
+        self.ctx
+            .registry
+            .set(&overlap_key(&self.unit.spec.name), None);
     }
 }
 
@@ -625,7 +627,7 @@ async fn until_ready(
     unit: &crate::supervisor::unit::Unit,
     started: Instant,
 ) -> Result<(), String> {
-    let deadline = started + unit.rules.start_timeout;
+    let deadline = started + unit.spec.rules.start_timeout;
     loop {
         tokio::select! {
             st = child.wait() => {
@@ -634,13 +636,13 @@ async fn until_ready(
                     Err(e) => format!("waiting for the new process: {e}"),
                 });
             }
-            () = tokio::time::sleep(unit.startup_interval) => {}
+            () = tokio::time::sleep(unit.spec.timing.startup_interval) => {}
         }
         let round = health::round(Target {
             files: None,
             identity: Some(identity.clone()),
             plan: unit.ready_plan(),
-            timeout: unit.health_timeout,
+            timeout: unit.spec.timing.health_timeout,
             pressure: false,
         })
         .await;
@@ -656,7 +658,7 @@ async fn until_ready(
                 .unwrap_or_default();
             return Err(format!(
                 "the new process was not ready within {} s ({why})",
-                unit.rules.start_timeout.as_secs_f64()
+                unit.spec.rules.start_timeout.as_secs_f64()
             ));
         }
     }

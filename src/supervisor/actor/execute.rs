@@ -24,9 +24,9 @@ impl Actor {
                 if self.life.state.name() == StateName::Stopping {
                     self.out.observer.stopping();
                 }
-                self.signal(self.unit.stop_signal, "terminate");
+                self.signal(self.unit.stop_signal(), "terminate");
                 self.signal(Signal::SIGCONT, "terminate");
-                self.timers.kill_at = Some(now + self.unit.stop_grace);
+                self.timers.kill_at = Some(now + self.unit.spec.stop_grace);
             }
             Action::ReapGroup => self.reap_group().await,
             Action::WakeAt { at, generation } => self.arm_wake(at, generation, now),
@@ -101,7 +101,7 @@ impl Actor {
             detection_ms: detection.map(ms),
             recovery_ms: None,
         });
-        tracing::warn!(unit = %self.unit.name, reason = reason.label(), count = r.count, delay_ms = delay.as_millis() as u64, "restarting");
+        tracing::warn!(unit = %self.unit.spec.name, reason = reason.label(), count = r.count, delay_ms = delay.as_millis() as u64, "restarting");
         self.out.observer.restart(&RestartInfo {
             reason: reason.clone(),
             attempt: self.life.state.attempt(),
@@ -114,13 +114,13 @@ impl Actor {
         // A service that never got ready in its own time fails the first
         // start at once, naming itself and what it waited for (Temporal's
         // first start is bounded by `start`'s own --timeout).
-        if reason == RestartReason::StartTimeout && self.unit.name != crate::model::TEMPORAL {
+        if reason == RestartReason::StartTimeout && !self.unit.spec.kind.is_temporal() {
             self.report_startup(Startup::Failed {
                 code: Code::StartTimeout,
                 message: format!(
                     "{} was not ready within {} s: {}",
-                    crate::model::unit_title(&self.unit.name),
-                    self.unit.rules.start_timeout.as_secs_f64(),
+                    self.unit.spec.title(),
+                    self.unit.spec.rules.start_timeout.as_secs_f64(),
                     self.snap.not_ready_reason()
                 ),
             });
@@ -136,9 +136,9 @@ impl Actor {
         r.last_exit_description = Some(status.describe());
         r.last_exit_at_unix_ms = Some(unix_now_ms());
         if self.life.state.name() == StateName::Stopping {
-            tracing::info!(unit = %self.unit.name, pid, status = %status.describe(), "exited");
+            tracing::info!(unit = %self.unit.spec.name, pid, status = %status.describe(), "exited");
         } else {
-            tracing::warn!(unit = %self.unit.name, pid, status = %status.describe(), "exited");
+            tracing::warn!(unit = %self.unit.spec.name, pid, status = %status.describe(), "exited");
         }
         self.out.observer.exited(pid, status);
     }
@@ -159,7 +159,7 @@ impl Actor {
             .last_exit_description
             .clone()
             .unwrap_or_default();
-        let what = crate::model::unit_title(&self.unit.name);
+        let what = self.unit.spec.title();
         self.report_startup(Startup::Failed {
             code: Code::StartFailed,
             message: format!("{what} exited during startup ({why})"),
@@ -167,7 +167,7 @@ impl Actor {
     }
 
     fn on_ready(&mut self, now: Instant) {
-        let exe_in_identity = self.unit.exe_in_identity;
+        let exe_in_identity = self.unit.is_temporal();
         let Some(live) = &mut self.live else { return };
         let pid = live.child.pid;
         // The executable is recorded now: a shim may have exec'd the real
@@ -196,7 +196,7 @@ impl Actor {
             t.serving_since_unix_ms = Some(unix_now_ms());
         }
         self.write_pid_file();
-        tracing::info!(unit = %self.unit.name, pid, start_ms = ms(start), recovery_ms = ?recovery.map(ms), "ready");
+        tracing::info!(unit = %self.unit.spec.name, pid, start_ms = ms(start), recovery_ms = ?recovery.map(ms), "ready");
         self.out.observer.serving(pid, start, recovery);
         self.report_startup(Startup::Ready { pid });
     }
@@ -204,7 +204,7 @@ impl Actor {
     /// Spawn the unit's process (its ports checked free first), with its
     /// output pumped into its log.
     async fn spawn(&mut self) -> Event {
-        for &addr in &self.unit.binds {
+        for &addr in &self.unit.spec.binds {
             if let Err(who) = ports::wait_free(addr, &[], Instant::now()) {
                 let error = format!("port {} is in use by {who}", addr.port());
                 self.report_startup(Startup::Failed {
@@ -222,7 +222,7 @@ impl Actor {
             Err(error) => {
                 self.report_startup(Startup::Failed {
                     code: Code::StartFailed,
-                    message: format!("service {}: {error}", self.unit.name),
+                    message: format!("service {}: {error}", self.unit.spec.name),
                 });
                 return Event::SpawnFailed { error };
             }
@@ -230,7 +230,7 @@ impl Actor {
         let mut child = match self.ctx.spawner.spawn(spec).await {
             Ok(child) => child,
             Err(e) => {
-                let error = format!("cannot run {}: {e}", self.unit.spawn.program.display());
+                let error = format!("cannot run {}: {e}", self.unit.program());
                 self.report_startup(Startup::Failed {
                     code: Code::StartFailed,
                     message: error.clone(),
@@ -265,7 +265,7 @@ impl Actor {
         self.live = Some(Live { child, identity });
         self.write_pid_file();
         self.probe_at = Some(Instant::now());
-        tracing::info!(unit = %self.unit.name, pid, attempt, "spawned");
+        tracing::info!(unit = %self.unit.spec.name, pid, attempt, "spawned");
         self.out.observer.spawned(pid, attempt);
         Event::Spawned { pid }
     }
@@ -293,7 +293,7 @@ impl Actor {
         if process::group::group_alive(pgid) {
             let _ = process::signal_group(pgid, Signal::SIGKILL);
             if !process::wait_group_gone(pgid, Instant::now() + Duration::from_secs(5)).await {
-                tracing::error!(unit = %self.unit.name, pgid, "processes of the group survived SIGKILL");
+                tracing::error!(unit = %self.unit.spec.name, pgid, "processes of the group survived SIGKILL");
             }
         }
         self.snap.process = None;
@@ -308,21 +308,21 @@ impl Actor {
             return;
         }
         tracing::debug!(
-            unit = %self.unit.name,
+            unit = %self.unit.spec.name,
             pgid = live.child.pgid(),
             signal = sig.as_str(),
             why,
             "signal group"
         );
         if let Err(e) = process::signal_group(live.child.pgid(), sig) {
-            tracing::warn!(unit = %self.unit.name, error = %e, signal = sig.as_str(), "cannot signal the group");
+            tracing::warn!(unit = %self.unit.spec.name, error = %e, signal = sig.as_str(), "cannot signal the group");
         }
     }
 
     /// Tell the PID file's writer who runs now.
     pub(super) fn write_pid_file(&self) {
         self.ctx.registry.set(
-            &self.unit.name,
+            &self.unit.spec.name,
             self.live.as_ref().map(|l| l.identity.clone()),
         );
     }
@@ -377,7 +377,7 @@ pub(super) fn pump_child(
         match logs.pump(fd, stream, log.clone(), on_line) {
             Ok(p) => pumps.push(p),
             Err(e) => {
-                tracing::warn!(unit = %unit.name, error = %e, "cannot read the process's output")
+                tracing::warn!(unit = %unit.spec.name, error = %e, "cannot read the process's output")
             }
         }
     }

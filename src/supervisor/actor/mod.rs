@@ -100,7 +100,7 @@ impl Actor {
     /// dependencies starts `waiting` for [`Command::Start`]; the others
     /// start at once.
     pub fn new(unit: Unit, ctx: &Context, out: Outlet) -> (Self, UnitHandle) {
-        let state = if unit.depends_on.is_empty() {
+        let state = if unit.spec.depends_on.is_empty() {
             State::Stopped
         } else {
             State::Waiting
@@ -109,17 +109,14 @@ impl Actor {
             state: state.name(),
             ..Snapshot::default()
         };
-        let log = ctx.logs.disk.open_log(&unit.log_path, unit.log_max_bytes);
-        let (status, commands, mut handle) = super::unit_channels(
-            &unit.name,
-            unit.depends_on.clone(),
-            snap.clone(),
-            log.stats(),
-            Some(unit.log_path.clone()),
-        );
-        handle.restart_with = unit.restart_with.clone();
+        let log = ctx
+            .logs
+            .disk
+            .open_log(&unit.log_path(), crate::logfile::DEFAULT_MAX_BYTES);
+        let (status, commands, handle) =
+            super::unit_channels(&unit.spec, snap.clone(), log.stats(), Some(unit.log_path()));
         let files: Option<Arc<dyn FileChecks>> = unit
-            .files
+            .is_temporal()
             .then(|| Arc::new(ctx.registry.clone()) as Arc<dyn FileChecks>);
         let actor = Actor {
             unit,
@@ -275,8 +272,8 @@ impl Actor {
         // Test builds only: a bug in this unit's supervisor, for as long as
         // the fault is named.
         #[cfg(feature = "test-faults")]
-        if crate::faults::active(&format!("actor-panic:{}", self.unit.name)) {
-            panic!("injected fault: actor-panic:{}", self.unit.name);
+        if crate::faults::active(&format!("actor-panic:{}", self.unit.spec.name)) {
+            panic!("injected fault: actor-panic:{}", self.unit.spec.name);
         }
         for ev in std::mem::take(pending) {
             self.handle(ev, pending).await;
@@ -314,7 +311,7 @@ impl Actor {
     /// A supervisor that keeps panicking waits longer each time, so a bug
     /// cannot spin the daemon.
     async fn contain(&mut self, why: String, panics: u32, shutdown_seen: bool) -> Vec<Event> {
-        tracing::error!(unit = %self.unit.name, panic = %why, "the unit's supervisor failed: rebuilt around its process; every other unit carries on");
+        tracing::error!(unit = %self.unit.spec.name, panic = %why, "the unit's supervisor failed: rebuilt around its process; every other unit carries on");
         self.out.observer.internal_error();
         let pause = Duration::from_millis(50).saturating_mul(1 << panics.min(7));
         tokio::time::sleep(pause.min(Duration::from_secs(5))).await;
@@ -341,7 +338,7 @@ impl Actor {
             None => {
                 self.live = None;
                 let attempt = attempt + 1;
-                let until = now + self.unit.rules.policy.delay(attempt);
+                let until = now + self.unit.spec.rules.policy.delay(attempt);
                 self.timers.wake = Some(until);
                 self.timers.wake_generation = self.life.generation + 1;
                 State::Backoff { until, attempt }
@@ -400,7 +397,7 @@ impl Actor {
                 self.timers.exit_seen_at = Some(Instant::now());
                 match status {
                     Ok(status) => events.push(Event::Exited { pid, status }),
-                    Err(e) => tracing::error!(unit = %self.unit.name, error = %e, "waiting for the process failed"),
+                    Err(e) => tracing::error!(unit = %self.unit.spec.name, error = %e, "waiting for the process failed"),
                 }
             }
             () = sleep_opt(self.timers.kill_at) => {
@@ -438,7 +435,11 @@ impl Actor {
         match cmd {
             Command::Start => vec![Event::Start],
             Command::Restart => self.restart_requested(),
-            Command::Observed { pid, check } => self.observed(pid, &check),
+            Command::Observed {
+                pid,
+                check,
+                restart,
+            } => self.observed(pid, &check, restart),
             Command::Reconfigure(unit) => self.reconfigure(*unit),
         }
     }
@@ -447,9 +448,9 @@ impl Actor {
     /// round's and, when its policy says so, a restart once it failed
     /// `failure_threshold` times in a row. A verdict on an earlier process
     /// says nothing of this one: it is dropped, and counted.
-    fn observed(&mut self, pid: i32, check: &crate::health::Check) -> Vec<Event> {
+    fn observed(&mut self, pid: i32, check: &crate::health::Check, restart: bool) -> Vec<Event> {
         if self.life.state.pid() != Some(pid) {
-            tracing::debug!(unit = %self.unit.name, pid, layer = check.layer.as_str(), "a check of an earlier process: ignored");
+            tracing::debug!(unit = %self.unit.spec.name, pid, layer = check.layer.as_str(), "a check of an earlier process: ignored");
             self.out.observer.stale(super::OBSERVED);
             return vec![];
         }
@@ -460,14 +461,14 @@ impl Actor {
         );
         self.out.observer.probe(check);
         if !check.ok {
-            tracing::warn!(unit = %self.unit.name, layer = check.layer.as_str(), reason = %check.reason, "check failed");
+            tracing::warn!(unit = %self.unit.spec.name, layer = check.layer.as_str(), reason = %check.reason, "check failed");
         }
         let failures = self
             .snap
             .health
             .get(&check.layer)
             .map_or(0, |l| l.consecutive_failures);
-        if self.unit.side_restart && failures >= self.unit.rules.failure_threshold {
+        if restart && failures >= self.unit.spec.rules.failure_threshold {
             vec![Event::Condemned {
                 pid,
                 layer: check.layer,
@@ -491,23 +492,23 @@ impl Actor {
             Event::Exited { status, .. } => Some(status),
             _ => None,
         };
-        let step = step(&self.life, ev, now, &self.unit.rules);
+        let step = step(&self.life, ev, now, &self.unit.spec.rules);
         match step.outcome {
             Outcome::Applied => {}
             Outcome::Ignored => return,
             Outcome::Stale => {
-                tracing::debug!(unit = %self.unit.name, state = from.as_str(), event = kind, "an event of an earlier process or backoff: ignored");
+                tracing::debug!(unit = %self.unit.spec.name, state = from.as_str(), event = kind, "an event of an earlier process or backoff: ignored");
                 self.out.observer.stale(kind);
                 return;
             }
         }
-        tracing::debug!(unit = %self.unit.name, state = from.as_str(), event = kind, "event");
+        tracing::debug!(unit = %self.unit.spec.name, state = from.as_str(), event = kind, "event");
         if let Some(status) = exit {
             self.on_exit(status);
         }
         self.life = step.life;
         if self.life.state.name() != from {
-            tracing::info!(unit = %self.unit.name, from = from.as_str(), to = self.life.state.name().as_str(), pid = self.life.state.pid().unwrap_or(0), "state");
+            tracing::info!(unit = %self.unit.spec.name, from = from.as_str(), to = self.life.state.name().as_str(), pid = self.life.state.pid().unwrap_or(0), "state");
             self.out
                 .observer
                 .state_changed(from, self.life.state.name());

@@ -24,9 +24,9 @@ impl Actor {
     /// confirmed by back-to-back short checks, not whole intervals.
     pub(super) fn probe_interval(&self) -> Duration {
         match self.life.state.name() {
-            StateName::Starting => self.unit.startup_interval,
+            StateName::Starting => self.unit.spec.timing.startup_interval,
             StateName::Unhealthy => Duration::ZERO,
-            _ => self.unit.health_interval,
+            _ => self.unit.spec.timing.health_interval,
         }
     }
 
@@ -34,7 +34,7 @@ impl Actor {
     /// fixed timeout, nor a fixed confirmation timeout)?
     fn adaptive_now(&self) -> bool {
         let confirming = self.life.state.name() == StateName::Unhealthy;
-        self.unit.detector.is_adaptive() && (self.unit.adaptive_confirm || !confirming)
+        self.unit.detector.is_adaptive() && (self.unit.spec.timing.adaptive_confirm || !confirming)
     }
 
     /// The detector's timeout (adaptive, or the fixed one); while
@@ -42,8 +42,8 @@ impl Actor {
     /// for a second look under CPU pressure, the detector's cap.
     pub(super) fn probe_timeout(&self) -> Duration {
         let confirming = self.life.state.name() == StateName::Unhealthy;
-        if confirming && !self.unit.adaptive_confirm {
-            return self.unit.confirm_timeout;
+        if confirming && !self.unit.spec.timing.adaptive_confirm {
+            return self.unit.spec.timing.confirm_timeout;
         }
         let lag = self.ctx.heartbeat.lag();
         if self.second_look {
@@ -99,7 +99,7 @@ impl Actor {
             .iter()
             .any(|c| !c.ok && c.timed_out && health::detector::late(c.latency, round.timeout))
         {
-            tracing::info!(unit = %self.unit.name, "a check's timer fired late (the daemon was starved): not counted");
+            tracing::info!(unit = %self.unit.spec.name, "a check's timer fired late (the daemon was starved): not counted");
             self.out.observer.check_retried(health::Retry::LateTimer);
             self.probe_at = Some(Instant::now());
             return vec![];
@@ -115,7 +115,7 @@ impl Actor {
             .filter(|&share| self.unit.detector.contended(share));
         if let Some(share) = contended.filter(|_| !second_look && !quiet_startup) {
             tracing::info!(
-                unit = %self.unit.name,
+                unit = %self.unit.spec.name,
                 cpu_pressure = format_args!("{:.0} %", share * 100.0),
                 "a check timed out while the host's CPUs were contended: asked again with the cap, not counted"
             );
@@ -131,7 +131,7 @@ impl Actor {
         let own_child = self.live.as_ref().map(|l| l.child.pid) == Some(round.pid);
         if own_child && round.checks.iter().any(|c| !c.ok && c.exiting) {
             let pause = match self.probe_interval() {
-                d if d.is_zero() => self.unit.health_interval,
+                d if d.is_zero() => self.unit.spec.timing.health_interval,
                 d => d,
             };
             self.probe_at = Some(Instant::now() + pause);
@@ -149,7 +149,7 @@ impl Actor {
                 self.out.observer.probe(c);
             }
             if !c.ok && !quiet_startup {
-                tracing::warn!(unit = %self.unit.name, layer = c.layer.as_str(), reason = %c.reason, "health check failed");
+                tracing::warn!(unit = %self.unit.spec.name, layer = c.layer.as_str(), reason = %c.reason, "health check failed");
             }
         }
         let mut events: Vec<Event> = round

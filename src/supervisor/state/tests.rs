@@ -2,6 +2,7 @@
 //! the outcome table of `docs/transitions.md` checked against `step`.
 
 use super::*;
+use crate::model::{Policy, RestartPolicy};
 
 fn rules() -> Rules {
     Rules {
