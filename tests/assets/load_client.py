@@ -166,3 +166,10 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    # The summary is written. Skip the interpreter's teardown: the SDK's
+    # Rust threads can outlive it and abort the process ("Fatal Python
+    # error: PyGILState_Release ... finalizing", temporalio/sdk-python#300),
+    # which would turn a finished load into a failed one.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

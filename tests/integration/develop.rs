@@ -174,7 +174,8 @@ fn an_overlap_reload_under_load_loses_no_workflow() {
         status = load.try_wait().unwrap();
         status.is_some()
     });
-    assert!(status.unwrap().success());
+    let status = status.unwrap();
+    assert!(status.success(), "the load ended with {status}");
     // What Temporal recorded: every workflow completed, none failed or
     // timed out. And no task was left behind by the old worker, which a
     // timeout of the whole workflow would not show (a dropped task is
