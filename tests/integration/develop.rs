@@ -169,13 +169,44 @@ fn an_overlap_reload_under_load_loses_no_workflow() {
         completed() >= before + 10
     });
     std::fs::write(&stop, "").unwrap();
-    let status = load.wait().unwrap();
-    assert!(status.success());
+    let mut status = None;
+    wait_until("the load has ended", || {
+        status = load.try_wait().unwrap();
+        status.is_some()
+    });
+    let status = status.unwrap();
+    assert!(status.success(), "the load ended with {status}");
+    // What Temporal recorded: every workflow completed, none failed or
+    // timed out. And no task was left behind by the old worker, which a
+    // timeout of the whole workflow would not show (a dropped task is
+    // retried after 10 s, well within it): none waited on its sticky
+    // queue (it shut down through its SDK, which releases that queue),
+    // no activity attempt was retried (it finished the ones in hand), no
+    // task failed. A workflow task the old worker was handed in the very
+    // moment it began to shut down can still time out and be retried by
+    // the new one: the Python SDK drops it (see the README); counted in
+    // `workflow_task_timeouts`, shown, not asserted.
     let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    eprintln!("load summary: {s}");
     assert!(s["started"].as_u64().unwrap() > 0, "{s}");
-    assert_eq!(s["failed"], 0, "{s}");
-    assert_eq!(s["timed_out"], 0, "{s}");
+    for key in [
+        "failed",
+        "timed_out",
+        "running",
+        "start_errors",
+        "sticky_timeouts",
+        "activity_retries",
+        "task_failures",
+    ] {
+        assert_eq!(s[key], 0, "{key}: {s}");
+    }
     assert_eq!(s["completed"], s["started"], "{s}");
+    // Both workers took tasks of the load.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    for pid in [old, new] {
+        let worker = format!("{pid}@{}", host.trim());
+        assert!(s["workers"][&worker].as_u64() > Some(0), "{worker}: {s}");
+    }
     // The old one was asked to stop only once the new one polled.
     let ready = log_lines(&h, "the new process is ready; stopping the old one");
     assert_eq!(ready.len(), 1, "{ready:?}");
@@ -187,6 +218,9 @@ fn an_overlap_reload_under_load_loses_no_workflow() {
     let swapped = log.find("the new process is ready").unwrap();
     let stopped = log.find("the old process has stopped").unwrap();
     assert!(swapped < stopped);
+    // It stopped by itself, within its grace.
+    let killed = log_lines(&h, "outlived its stop grace");
+    assert!(killed.is_empty(), "{killed:?}");
     let w = h.service("worker");
     assert_eq!(w["restarts"]["last_reason"]["kind"], "reload", "{w}");
     assert!(w.get("overlap").is_none_or(Value::is_null), "{w}");
