@@ -92,14 +92,39 @@ pub fn diff(running: &Plan, desired: &Plan) -> Result<Diff, Refused> {
     Ok(d)
 }
 
-/// The settings of a unit's spec that differ, named as its fields are
-/// (`timing.health_interval`, `run.env`, `rules.min_uptime`, ...).
+/// The settings of a unit's spec that differ, by the names a user
+/// declares them with (`health_interval`, `env`, `min_uptime`, ...),
+/// inherited ones included.
 pub fn settings(a: &UnitSpec, b: &UnitSpec) -> Vec<String> {
-    differing(
+    let mut names: Vec<String> = differing(
         &serde_json::to_value(a).unwrap_or_default(),
         &serde_json::to_value(b).unwrap_or_default(),
         "",
     )
+    .iter()
+    .map(|path| declared(path).to_string())
+    .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The declared name of a spec's field (`run.args` is its `command`).
+fn declared(path: &str) -> &str {
+    match path {
+        "run.program" | "run.args" => "command",
+        "run.env" | "run.own_env" | "run.env_remove" => "env",
+        "run.env_files" => "env_file",
+        "run.cwd" => "cwd",
+        "timing.adaptive" | "timing.adaptive_confirm" => "health_timeout",
+        "timing.startup_interval" => "ready",
+        "rules.policy" => "backoff",
+        "rules.ready_on_uptime" => "ready",
+        "rules.start_timeout" => "start_timeout",
+        "stops_before" | "restart_with" => "depends_on",
+        "binds" => "ports",
+        p => p.rsplit('.').next().unwrap_or(p),
+    }
 }
 
 /// The keys of two JSON objects that differ, one level into nested
@@ -174,11 +199,11 @@ mod tests {
         let Change::Replace(b) = of("b") else {
             panic!("{d:?}")
         };
-        assert_eq!(b, ["run.env"], "{d:?}");
+        assert_eq!(b, ["env"], "{d:?}");
         let Change::Replace(t) = of("temporal") else {
             panic!("{d:?}")
         };
-        assert!(t.iter().any(|s| s == "run.args"), "{t:?}");
+        assert!(t.iter().any(|s| s == "command"), "{t:?}");
         assert!(matches!(of("a"), Change::Replace(_)));
         let same = diff(&old, &old).unwrap();
         assert!(same.units.iter().all(|(_, c)| *c == Change::Keep));
@@ -196,14 +221,11 @@ mod tests {
         let new = plan(&format!("[temporal]\nhealth_interval = 2\n{services}"));
         let d = diff(&old, &new).unwrap();
         let of = |n: &str| d.units.iter().find(|(u, _)| u == n).unwrap().1.clone();
-        assert_eq!(
-            of("plain"),
-            Change::Replace(vec!["timing.health_interval".into()])
-        );
+        assert_eq!(of("plain"), Change::Replace(vec!["health_interval".into()]));
         assert_eq!(of("checked"), Change::Keep);
         assert_eq!(
             of("temporal"),
-            Change::Replace(vec!["timing.health_interval".into()])
+            Change::Replace(vec!["health_interval".into()])
         );
     }
 

@@ -10,8 +10,8 @@
 //! own signalfd once it supervises, exactly once (a standard signal is
 //! pending at most once, so a flood of SIGHUPs is one reload). Blocked
 //! before the daemon's first thread exists, so every thread inherits the
-//! mask; children get a clean mask (the standard library resets it
-//! between fork and exec).
+//! mask; children get a clean mask (the spawner resets it between fork
+//! and exec: the standard library does not).
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};

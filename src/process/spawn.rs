@@ -259,10 +259,18 @@ fn spawn_now(spec: &SpawnSpec) -> io::Result<std::process::Child> {
             .map_or_else(|| uid.to_string(), |u| u.name);
         cmd.env("USER", name);
     }
-    // SAFETY: only async-signal-safe calls (prctl, getppid, raise) between
-    // fork and exec.
+    // SAFETY: only async-signal-safe calls (sigemptyset, pthread_sigmask,
+    // prctl, getppid, raise) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
+            // The daemon blocks its own signals (see `signals`); a child
+            // would inherit that mask across exec, and never see a stop
+            // signal. It starts with none blocked.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            if libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }

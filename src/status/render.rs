@@ -1,11 +1,10 @@
 //! The human rendering of the status document (`stigmer local status`):
 //! how the stack's Temporal is reached and who supervises it, then every
-//! unit by one renderer, whatever its kind: a line each, and the detail
-//! (restarts, backoff, health layers, errors, warnings) of the stack's
-//! Temporal and of any unit that is not ready.
+//! unit by one renderer, whatever its kind: a line each (with what fails
+//! and what warns), and for the stack's Temporal the detail (restarts,
+//! backoff, every health layer, errors, warnings).
 
 use super::{StatusDoc, UnitEntry, UnitStatus};
-use crate::model::StateName;
 
 impl StatusDoc {
     /// A few human lines.
@@ -22,9 +21,6 @@ impl StatusDoc {
         }
         for u in services {
             lines.push(format!("  {}", unit_line(u)));
-            if !u.status.ready && u.status.state != StateName::Exited {
-                lines.extend(unit_detail(&u.status).into_iter().map(|l| format!("  {l}")));
-            }
         }
         let mut out = lines.join("\n");
         out.push('\n');
@@ -117,12 +113,19 @@ fn unit_line(u: &UnitEntry) -> String {
         }
     );
     if u.kind.is_temporal() {
+        // Its detail follows.
         return out;
     }
     if let Some(failing) = s.health.iter().find(|(_, l)| !l.ok) {
         out.push_str(&format!(" [{} check: {}]", failing.0, failing.1.reason));
     } else if let Some(q) = s.health.get(crate::model::Layer::TaskQueue.as_str()) {
         out.push_str(&format!(" [{}]", q.reason));
+    }
+    if let Some(e) = &s.last_error {
+        out.push_str(&format!(" [{e}]"));
+    }
+    for w in &s.warnings {
+        out.push_str(&format!(" [warning: {w}]"));
     }
     out
 }

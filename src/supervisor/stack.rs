@@ -119,76 +119,112 @@ impl Stack {
     ) -> Result<Ended, SupervisionError> {
         self.heartbeat.spawn();
         let handle = self.handle();
-        let mut sides = AbortOnDrop(Vec::new());
-        let mut stops = Vec::new();
-        let mut tasks: Tasks = JoinSet::new();
+        let mut st = Running::default();
         let (changed_tx, mut changed) = mpsc::unbounded_channel();
         tokio::pin!(halt);
-        let mut started: BTreeSet<String> = BTreeSet::new();
         let mut serving: std::collections::BTreeMap<String, i32> =
             std::collections::BTreeMap::new();
-        // Units being removed, and who waits for them to be gone.
-        let mut removing: Vec<(String, oneshot::Sender<()>)> = Vec::new();
         let how = loop {
-            start_ready_dependents(&handle, &mut started).await;
+            start_ready_dependents(&handle, &mut st.started).await;
             restart_followers(&handle, &mut serving).await;
             tokio::select! {
                 biased;
                 how = &mut halt => break how,
-                Some(joined) = tasks.join_next() => {
+                Some(joined) = st.tasks.join_next() => {
                     let Ok((name, _)) = joined else {
                         // Not expected: each unit contains its panics.
                         tracing::error!("a unit's supervisor task failed; the rest of the stack carries on");
                         continue;
                     };
-                    match removing.iter().position(|(n, _)| *n == name) {
+                    match st.removing.iter().position(|(n, _)| *n == name) {
                         Some(i) => {
-                            let (_, done) = removing.swap_remove(i);
+                            let (_, done) = st.removing.swap_remove(i);
                             handle.forget(&name);
-                            stops.retain(|(n, _)| *n != name);
-                            started.remove(&name);
+                            st.stops.retain(|(n, _)| *n != name);
+                            st.started.remove(&name);
                             serving.remove(&name);
                             let _ = done.send(());
                         }
                         None => tracing::error!(unit = %name, "a unit's supervisor ended on its own; the rest of the stack carries on"),
                     }
                 }
-                Some(change) = self.changes.recv() => match change {
-                    StackChange::Add(j) => {
-                        let Joining { runner, handle: h, side } = *j;
-                        tracing::info!(unit = %h.name, "added");
-                        // A unit adopted from a previous daemon, past
-                        // waiting, has been started already.
-                        if h.status.borrow().state != StateName::Waiting {
-                            started.insert(h.name.clone());
-                        }
-                        handle.push(h.clone());
-                        if let Some(side) = side {
-                            sides.0.push(tokio::spawn(side.run(h.clone())));
-                        }
-                        launch(runner, &h, &mut stops, &mut tasks, &changed_tx);
-                    }
-                    StackChange::Remove(name, done) => {
-                        tracing::info!(unit = %name, "removing");
-                        match stops.iter_mut().find(|(n, _)| *n == name).and_then(|(_, tx)| tx.take()) {
-                            Some(tx) => {
-                                let _ = tx.send(Halt::Stop);
-                                removing.push((name, done));
-                            }
-                            None => {
-                                let _ = done.send(());
-                            }
-                        }
-                    }
-                },
+                Some(change) = self.changes.recv() => {
+                    apply(change, &mut st, &handle, &changed_tx);
+                }
                 Some(()) = changed.recv() => {}
             }
         };
-        if how == Halt::Freeze {
-            return freeze_all(&mut stops, &mut tasks).await;
+        // Units still queued to join (a stop right after a start or an
+        // adoption) join now, so they are stopped or frozen with the rest.
+        while let Ok(change) = self.changes.try_recv() {
+            apply(change, &mut st, &handle, &changed_tx);
         }
-        stop_in_order(&handle, &mut stops, &mut tasks).await?;
+        if how == Halt::Freeze {
+            return freeze_all(&mut st.stops, &mut st.tasks).await;
+        }
+        stop_in_order(&handle, &mut st.stops, &mut st.tasks).await?;
         Ok(Ended::Stopped)
+    }
+}
+
+/// The running stack's own bookkeeping.
+#[derive(Default)]
+struct Running {
+    /// Each unit's stop sender.
+    stops: Vec<(String, Option<oneshot::Sender<Halt>>)>,
+    /// Each unit's supervisor task.
+    tasks: Tasks,
+    /// Units past waiting.
+    started: BTreeSet<String>,
+    /// Units being removed, and who waits for them to be gone.
+    removing: Vec<(String, oneshot::Sender<()>)>,
+    /// Checks of their own schedule, ended with the stack.
+    sides: AbortOnDrop,
+}
+
+/// Carry out `change` on the running stack.
+fn apply(
+    change: StackChange,
+    st: &mut Running,
+    handle: &Handle,
+    changed: &mpsc::UnboundedSender<()>,
+) {
+    match change {
+        StackChange::Add(j) => {
+            let Joining {
+                runner,
+                handle: h,
+                side,
+            } = *j;
+            tracing::info!(unit = %h.name, "added");
+            // A unit adopted from a previous daemon, past waiting, has
+            // been started already.
+            if h.status.borrow().state != StateName::Waiting {
+                st.started.insert(h.name.clone());
+            }
+            handle.push(h.clone());
+            if let Some(side) = side {
+                st.sides.0.push(tokio::spawn(side.run(h.clone())));
+            }
+            launch(runner, &h, &mut st.stops, &mut st.tasks, changed);
+        }
+        StackChange::Remove(name, done) => {
+            tracing::info!(unit = %name, "removing");
+            let stop = st
+                .stops
+                .iter_mut()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, tx)| tx.take());
+            match stop {
+                Some(tx) => {
+                    let _ = tx.send(Halt::Stop);
+                    st.removing.push((name, done));
+                }
+                None => {
+                    let _ = done.send(());
+                }
+            }
+        }
     }
 }
 
@@ -214,6 +250,7 @@ fn launch(
 }
 
 /// Side checks end with supervision, however it ends.
+#[derive(Default)]
 struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
 
 impl Drop for AbortOnDrop {

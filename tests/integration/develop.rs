@@ -455,3 +455,48 @@ fn logs_follow_interleaves_every_service_in_time_order() {
     h.stop();
     h.assert_nothing_left();
 }
+
+/// A setting a service inherits from `[temporal]` (here the fixed check
+/// timeout of a service with no `health` of its own) is part of what it
+/// runs with: a reload that changes it names the service and the setting,
+/// replaces it, and the service uses the new value (a fresh start with the
+/// same file would); a service with its own value keeps its process.
+#[test]
+fn a_reload_of_an_inherited_setting_replaces_the_services_that_use_it() {
+    let h = TestHome::new();
+    let file = |timeout: &str| {
+        format!(
+            "[temporal]\nhealth_timeout = {timeout}\n\
+             [services.inherits]\ncommand = ['python3', '-c', {IDLE:?}]\n\
+             [services.own]\ncommand = ['python3', '-c', {IDLE:?}]\n\
+             health = {{ exec = ['true'], timeout = 0.9 }}\n"
+        )
+    };
+    h.write_config(&file("0.8"));
+    h.start_ok();
+    let timeout = |name: &str| h.service(name)["check_timeout_ms"].as_f64();
+    wait_until("a first round of each service", || {
+        timeout("inherits").is_some() && timeout("own").is_some()
+    });
+    assert_eq!(timeout("inherits"), Some(800.0));
+    let inherits = h.ready_service_pid("inherits").unwrap();
+    let own = h.ready_service_pid("own").unwrap();
+    h.write_config(&file("0.6"));
+    let out = run(h.cmd(&["local", "reload", "--dry-run"]));
+    let said = text(&out);
+    assert!(
+        said.contains("inherits") && said.contains("health_timeout changed"),
+        "{said}"
+    );
+    assert!(said.contains("own            unchanged"), "{said}");
+    let out = run(h.cmd(&["local", "reload"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    h.wait_service_new_pid("inherits", inherits);
+    wait_until("the replaced service checks with the new timeout", || {
+        timeout("inherits") == Some(600.0)
+    });
+    assert_eq!(h.ready_service_pid("own"), Some(own), "its own value");
+    assert_eq!(h.status_json().1["config"]["health_timeout_seconds"], 0.6);
+    h.stop();
+    h.assert_nothing_left();
+}
